@@ -1,0 +1,186 @@
+package catalog
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed default.yaml
+var defaultCatalog []byte
+
+// DefaultYAML returns the text of the embedded default catalog.
+func DefaultYAML() []byte { return bytes.Clone(defaultCatalog) }
+
+// Default returns the embedded default catalog. It is validated by the
+// tests, so an error here is a build defect.
+func Default() (*Catalog, error) {
+	return Parse(Source{Name: "default.yaml", Data: defaultCatalog})
+}
+
+// Source is one named piece of catalog YAML; the name prefixes its errors.
+type Source struct {
+	Name string
+	Data []byte
+}
+
+// Load reads a catalog from a file, or from every *.yaml and *.yml file of
+// a directory. Names starting with a dot are skipped, so a mounted
+// ConfigMap's ..data and timestamped directories are read once, through
+// the key symlinks.
+func Load(path string) (*Catalog, error) {
+	sources, err := ReadSources(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(sources...)
+}
+
+// ReadSources reads the catalog files at path without parsing them.
+func ReadSources(path string) ([]Source, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading catalog: %w", err)
+	}
+	if !info.IsDir() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading catalog: %w", err)
+		}
+		return []Source{{Name: path, Data: data}}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading catalog directory: %w", err)
+	}
+	var sources []Source
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		file := filepath.Join(path, name)
+		data, err := os.ReadFile(file) // follows the ConfigMap's symlinks
+		if err != nil {
+			return nil, fmt.Errorf("reading catalog: %w", err)
+		}
+		sources = append(sources, Source{Name: file, Data: data})
+	}
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("catalog directory %s holds no *.yaml files", path)
+	}
+	return sources, nil
+}
+
+// Parse decodes, merges and validates catalog sources. Each source may hold
+// several YAML documents. All problems are reported together.
+func Parse(sources ...Source) (*Catalog, error) {
+	var docs []namedDoc
+	var errs []error
+	for _, src := range sources {
+		ds, err := decode(src)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		docs = append(docs, ds...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(docs) == 0 {
+		return nil, errors.New("catalog is empty")
+	}
+	return build(docs)
+}
+
+type namedDoc struct {
+	source string
+	doc    *Document
+}
+
+func decode(src Source) ([]namedDoc, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(src.Data)))
+	var out []namedDoc
+	for i := 0; ; i++ {
+		chunk, err := reader.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", src.Name, err)
+		}
+		if len(bytes.TrimSpace(stripComments(chunk))) == 0 {
+			continue
+		}
+		doc := &Document{}
+		if err := yaml.UnmarshalStrict(chunk, doc); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", src.Name, i+1, err)
+		}
+		out = append(out, namedDoc{source: fmt.Sprintf("%s (document %d)", src.Name, i+1), doc: doc})
+	}
+}
+
+func stripComments(b []byte) []byte {
+	var out []byte
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+func build(docs []namedDoc) (*Catalog, error) {
+	c := &Catalog{templates: map[string]*Template{}}
+	var errs []error
+	seen := map[string]string{}
+	for _, nd := range docs {
+		for _, e := range validateDocument(nd.doc, seen, nd.source) {
+			errs = append(errs, fmt.Errorf("%s: %s", nd.source, e))
+		}
+		for _, t := range nd.doc.Templates {
+			if t != nil && t.Name != "" && c.templates[t.Name] == nil {
+				c.templates[t.Name] = t
+				c.names = append(c.names, t.Name)
+			}
+		}
+		c.policies = append(c.policies, nd.doc.Policies...)
+		if nd.doc.Defaults != nil && nd.doc.Defaults.Resources != nil {
+			c.defaults = *nd.doc.Defaults.Resources.DeepCopy()
+		}
+	}
+	for i, nd := range docs {
+		for _, e := range validatePolicyRefs(nd.doc, c) {
+			errs = append(errs, fmt.Errorf("%s: %s", docs[i].source, e))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sort.Strings(c.names)
+	c.defaults = withBuiltinResources(c.defaults)
+	for _, t := range c.templates {
+		t.prepare()
+	}
+	sum := sha256.New()
+	for _, nd := range docs {
+		b, _ := json.Marshal(nd.doc) // Document always marshals
+		sum.Write(b)
+	}
+	c.Version = hex.EncodeToString(sum.Sum(nil))[:16]
+	return c, nil
+}

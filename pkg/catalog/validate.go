@@ -1,0 +1,286 @@
+package catalog
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// defaultValidation accepts printable text without braces, so a value can
+// never open a placeholder of its own.
+const defaultValidation = `[^{}\x00-\x1f\x7f]*`
+
+var placeholder = regexp.MustCompile(`\{\{([^{}]*)\}\}`)
+
+// allowedCapabilities are the only ones the Pod Security "restricted" level
+// lets a container add.
+var allowedCapabilities = []corev1.Capability{"NET_BIND_SERVICE"}
+
+func validateDocument(d *Document, seen map[string]string, source string) field.ErrorList {
+	var errs field.ErrorList
+	if d.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), d.APIVersion, []string{APIVersion}))
+	}
+	if d.Kind != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), d.Kind, []string{Kind}))
+	}
+	if d.Defaults != nil && d.Defaults.Resources != nil {
+		errs = append(errs, validateResources(*d.Defaults.Resources, field.NewPath("defaults", "resources"))...)
+	}
+	for i, t := range d.Templates {
+		p := field.NewPath("templates").Index(i)
+		if t == nil {
+			errs = append(errs, field.Required(p, "empty template"))
+			continue
+		}
+		if prev, dup := seen[t.Name]; dup && t.Name != "" {
+			errs = append(errs, field.Duplicate(p.Child("name"), fmt.Sprintf("%s (first defined in %s)", t.Name, prev)))
+		} else {
+			seen[t.Name] = source
+		}
+		errs = append(errs, validateTemplate(t, p)...)
+	}
+	for i, pol := range d.Policies {
+		p := field.NewPath("policies").Index(i)
+		if pol == nil {
+			errs = append(errs, field.Required(p, "empty policy"))
+			continue
+		}
+		if pol.Name == "" {
+			errs = append(errs, field.Required(p.Child("name"), ""))
+		}
+		if pol.NamespaceSelector == nil {
+			errs = append(errs, field.Required(p.Child("namespaceSelector"), "use {} to match every namespace"))
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pol.NamespaceSelector)
+		if err != nil {
+			errs = append(errs, field.Invalid(p.Child("namespaceSelector"), pol.NamespaceSelector, err.Error()))
+			continue
+		}
+		pol.selector = sel
+	}
+	return errs
+}
+
+func validatePolicyRefs(d *Document, c *Catalog) field.ErrorList {
+	var errs field.ErrorList
+	for i, pol := range d.Policies {
+		if pol == nil {
+			continue
+		}
+		p := field.NewPath("policies").Index(i)
+		for j, name := range pol.Allowed {
+			if c.templates[name] == nil {
+				errs = append(errs, field.NotFound(p.Child("allowed").Index(j), name))
+			}
+		}
+		for j, name := range pol.Defaults {
+			if c.templates[name] == nil {
+				errs = append(errs, field.NotFound(p.Child("defaults").Index(j), name))
+			} else if len(pol.Allowed) > 0 && !slices.Contains(pol.Allowed, name) {
+				errs = append(errs, field.Invalid(p.Child("defaults").Index(j), name, "a default must also be allowed"))
+			}
+		}
+	}
+	return errs
+}
+
+func validateTemplate(t *Template, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, dnsLabel(t.Name, p.Child("name"))...)
+	if !slices.Contains(Patterns, t.Pattern) {
+		errs = append(errs, field.NotSupported(p.Child("pattern"), t.Pattern, Patterns))
+	}
+	if t.Description == "" {
+		errs = append(errs, field.Required(p.Child("description"), "say what it does to a Pod"))
+	}
+	if len(t.Containers)+len(t.InitContainers) == 0 {
+		errs = append(errs, field.Required(p.Child("containers"), "a template injects at least one container"))
+	}
+
+	params := map[string]bool{}
+	for i := range t.Parameters {
+		pp := p.Child("parameters").Index(i)
+		prm := &t.Parameters[i]
+		errs = append(errs, dnsLabel(prm.Name, pp.Child("name"))...)
+		if params[prm.Name] {
+			errs = append(errs, field.Duplicate(pp.Child("name"), prm.Name))
+		}
+		params[prm.Name] = true
+		expr := prm.Validation
+		if expr == "" {
+			expr = defaultValidation
+		}
+		re, err := regexp.Compile("^(?:" + expr + ")$")
+		if err != nil {
+			errs = append(errs, field.Invalid(pp.Child("validation"), prm.Validation, err.Error()))
+			continue
+		}
+		prm.re = re
+		if prm.Default != "" && !re.MatchString(prm.Default) {
+			errs = append(errs, field.Invalid(pp.Child("default"), prm.Default, "does not match validation "+expr))
+		}
+		if prm.Required && prm.Default != "" {
+			errs = append(errs, field.Invalid(pp.Child("required"), true, "a required parameter has no default"))
+		}
+	}
+
+	volumes := map[string]bool{}
+	for i, v := range t.Volumes {
+		vp := p.Child("volumes").Index(i)
+		errs = append(errs, dnsLabel(v.Name, vp.Child("name"))...)
+		if volumes[v.Name] {
+			errs = append(errs, field.Duplicate(vp.Child("name"), v.Name))
+		}
+		volumes[v.Name] = true
+		if v.HostPath != nil {
+			errs = append(errs, field.Forbidden(vp.Child("hostPath"), "host paths break Pod Security restricted; use an emptyDir"))
+		}
+	}
+	names := map[string]bool{}
+	for _, list := range []struct {
+		name string
+		cs   []corev1.Container
+	}{{"initContainers", t.InitContainers}, {"containers", t.Containers}} {
+		for i := range list.cs {
+			cp := p.Child(list.name).Index(i)
+			c := &list.cs[i]
+			errs = append(errs, dnsLabel(c.Name, cp.Child("name"))...)
+			if names[c.Name] {
+				errs = append(errs, field.Duplicate(cp.Child("name"), c.Name))
+			}
+			names[c.Name] = true
+			errs = append(errs, validateContainer(c, cp, volumes)...)
+		}
+	}
+	for i, m := range t.AppVolumeMounts {
+		mp := p.Child("appVolumeMounts").Index(i)
+		if !volumes[m.Name] {
+			errs = append(errs, field.NotFound(mp.Child("name"), m.Name))
+		}
+		if m.MountPath == "" {
+			errs = append(errs, field.Required(mp.Child("mountPath"), ""))
+		}
+	}
+	for i, e := range t.AppEnv {
+		if e.Name == "" {
+			errs = append(errs, field.Required(p.Child("appEnv").Index(i).Child("name"), ""))
+		}
+	}
+	errs = append(errs, validatePlaceholders(t, params, p)...)
+	return errs
+}
+
+func validateContainer(c *corev1.Container, p *field.Path, volumes map[string]bool) field.ErrorList {
+	var errs field.ErrorList
+	if c.Image == "" {
+		errs = append(errs, field.Required(p.Child("image"), ""))
+	}
+	for i, m := range c.VolumeMounts {
+		if !volumes[m.Name] {
+			errs = append(errs, field.NotFound(p.Child("volumeMounts").Index(i).Child("name"), m.Name))
+		}
+	}
+	errs = append(errs, validateResources(c.Resources, p.Child("resources"))...)
+	sc := c.SecurityContext
+	if sc == nil {
+		return errs
+	}
+	sp := p.Child("securityContext")
+	if sc.Privileged != nil && *sc.Privileged {
+		errs = append(errs, field.Forbidden(sp.Child("privileged"), "injected containers are never privileged"))
+	}
+	if sc.AllowPrivilegeEscalation != nil && *sc.AllowPrivilegeEscalation {
+		errs = append(errs, field.Forbidden(sp.Child("allowPrivilegeEscalation"), "must be false or unset"))
+	}
+	if sc.RunAsNonRoot != nil && !*sc.RunAsNonRoot {
+		errs = append(errs, field.Forbidden(sp.Child("runAsNonRoot"), "must be true or unset"))
+	}
+	if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+		errs = append(errs, field.Forbidden(sp.Child("runAsUser"), "injected containers never run as root"))
+	}
+	if sc.Capabilities != nil {
+		for i, capability := range sc.Capabilities.Add {
+			if !slices.Contains(allowedCapabilities, capability) {
+				errs = append(errs, field.NotSupported(sp.Child("capabilities", "add").Index(i), capability, allowedCapabilities))
+			}
+		}
+	}
+	if sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeUnconfined {
+		errs = append(errs, field.Forbidden(sp.Child("seccompProfile", "type"), "use RuntimeDefault or Localhost"))
+	}
+	return errs
+}
+
+func validateResources(r corev1.ResourceRequirements, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for name, limit := range r.Limits {
+		if req, ok := r.Requests[name]; ok && req.Cmp(limit) > 0 {
+			errs = append(errs, field.Invalid(p.Child("requests").Key(string(name)), req.String(), "must not exceed the limit "+limit.String()))
+		}
+	}
+	return errs
+}
+
+func validatePlaceholders(t *Template, params map[string]bool, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, s := range templateStrings(t) {
+		for _, m := range placeholder.FindAllStringSubmatch(s, -1) {
+			if !params[m[1]] {
+				errs = append(errs, field.Invalid(p, m[0], fmt.Sprintf("placeholder names no parameter; have %v", t.ParameterNames())))
+			}
+		}
+	}
+	return errs
+}
+
+func dnsLabel(name string, p *field.Path) field.ErrorList {
+	if name == "" {
+		return field.ErrorList{field.Required(p, "")}
+	}
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Label(name) {
+		errs = append(errs, field.Invalid(p, name, msg))
+	}
+	return errs
+}
+
+// withBuiltinResources fills in the requests and limits an admin left out.
+func withBuiltinResources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
+	builtin := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+	}
+	if r.Requests == nil {
+		r.Requests = corev1.ResourceList{}
+	}
+	if r.Limits == nil {
+		r.Limits = corev1.ResourceList{}
+	}
+	for name, q := range builtin.Requests {
+		if _, ok := r.Requests[name]; !ok {
+			r.Requests[name] = q
+		}
+	}
+	for name, q := range builtin.Limits {
+		if _, ok := r.Limits[name]; !ok {
+			r.Limits[name] = q
+		}
+	}
+	return r
+}
+
+// templateStrings returns every string field of the template's content.
+func templateStrings(t *Template) []string {
+	var out []string
+	walkStrings(reflect.ValueOf(t.content()), func(s string) string { out = append(out, s); return s })
+	return out
+}

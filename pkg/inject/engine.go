@@ -1,0 +1,262 @@
+package inject
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+// Pod works out what to inject into pod. It returns a Result (with a nil
+// Plan when nothing is to be added), or a *Denial for the user's mistakes.
+// pod is not modified.
+func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
+	policies := cat.Policies(nsLabels)
+	names, err := requested(pod, policies)
+	if err != nil {
+		return nil, err
+	}
+	status, warnings := readStatus(pod)
+	res := &Result{Warnings: warnings}
+	res.Warnings = append(res.Warnings, strayParameters(pod, names)...)
+	if len(names) == 0 {
+		return res, nil
+	}
+	if err := checkAllowed(names, cat, policies); err != nil {
+		return nil, err
+	}
+
+	b := newBuilder(pod, cat, status)
+	var todo []*catalog.Template
+	for _, name := range names {
+		t := cat.Template(name)
+		if status.has(name) && b.present(t) {
+			continue // injected before: reinvocation adds nothing
+		}
+		todo = append(todo, t)
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	b.targets, err = targets(pod, b.injectedNames)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range todo {
+		if err := b.add(t); err != nil {
+			return nil, err
+		}
+		res.Injected = append(res.Injected, t.Name)
+	}
+	res.Warnings = append(res.Warnings, b.warnings...)
+	res.Plan = b.plan
+	return res, nil
+}
+
+// builder accumulates a Plan while checking each addition against the Pod
+// and against what earlier templates added.
+type builder struct {
+	pod      *corev1.Pod
+	cat      *catalog.Catalog
+	plan     *Plan
+	warnings []string
+
+	targets       []int
+	apps          map[int]*AppAdditions
+	names         map[string]string // container name -> owner, for conflicts
+	injectedNames map[string]bool   // containers of templates in the status
+	ports         map[string]string // "port/protocol" -> container
+	complete      bool              // the Pod runs to completion
+}
+
+func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
+	b := &builder{
+		pod:           pod,
+		cat:           cat,
+		plan:          &Plan{Status: Status{Templates: append([]Injected(nil), status.Templates...)}},
+		apps:          map[int]*AppAdditions{},
+		names:         map[string]string{},
+		injectedNames: map[string]bool{},
+		ports:         map[string]string{},
+		complete:      pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
+	}
+	for _, in := range status.Templates {
+		if t := cat.Template(in.Name); t != nil {
+			for _, c := range append(t.InitContainers, t.Containers...) {
+				b.injectedNames[c.Name] = true
+			}
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		b.names[c.Name] = "init container " + strconv.Quote(c.Name) + " of the pod"
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			b.addPorts(c, "")
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		b.names[c.Name] = "container " + strconv.Quote(c.Name) + " of the pod"
+		b.addPorts(c, "")
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		b.names[c.Name] = "ephemeral container " + strconv.Quote(c.Name) + " of the pod"
+	}
+	return b
+}
+
+// present reports whether every container of t is in the Pod.
+func (b *builder) present(t *catalog.Template) bool {
+	for _, c := range append(t.InitContainers, t.Containers...) {
+		if _, ok := b.names[c.Name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) addPorts(c corev1.Container, template string) error {
+	for _, p := range c.Ports {
+		if err := b.claimPort(p.ContainerPort, p.Protocol, c.Name, template); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *builder) claimPort(port int32, protocol corev1.Protocol, container, template string) error {
+	if protocol == "" {
+		protocol = corev1.ProtocolTCP
+	}
+	key := fmt.Sprintf("%d/%s", port, protocol)
+	if owner, taken := b.ports[key]; taken && template != "" {
+		return deny("template %q: port %s of container %q is already used by %s; all containers of a Pod share one network namespace, so change the port (a template parameter) or the app's port", template, key, container, owner)
+	}
+	b.ports[key] = "container " + strconv.Quote(container)
+	if template != "" {
+		b.ports[key] += " of template " + strconv.Quote(template)
+	}
+	return nil
+}
+
+// add plans one template.
+func (b *builder) add(t *catalog.Template) error {
+	values, err := parameters(b.pod, t)
+	if err != nil {
+		return err
+	}
+	content := t.Render(values)
+	native := t.NativeSidecar || b.complete
+	if b.complete && !t.NativeSidecar && len(content.Containers) > 0 {
+		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as a native sidecar (init container with restartPolicy Always) because the Pod's restartPolicy is %s, so the Pod can still complete; this needs Kubernetes 1.29 or later", t.Name, b.pod.Spec.RestartPolicy))
+	}
+	appUser := b.appUser(t)
+	var added []corev1.Container
+	for _, group := range [][]corev1.Container{content.InitContainers, content.Containers} {
+		for i := range group {
+			c := &group[i]
+			if owner, taken := b.names[c.Name]; taken {
+				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, owner)
+			}
+			b.names[c.Name] = "container " + strconv.Quote(c.Name) + " of template " + strconv.Quote(t.Name)
+			withResources(c, b.cat.DefaultResources())
+			withSecurity(c, appUser)
+			added = append(added, *c)
+		}
+	}
+	for _, c := range added {
+		if err := b.addPorts(c, t.Name); err != nil {
+			return err
+		}
+	}
+	for _, lp := range content.LocalPorts {
+		port, err := strconv.ParseInt(lp, 10, 32)
+		if err != nil || port < 1 || port > 65535 {
+			return deny("template %q: local port %q is not a port number; check the template's parameters", t.Name, lp)
+		}
+		if err := b.claimPort(int32(port), corev1.ProtocolTCP, added[len(added)-1].Name, t.Name); err != nil {
+			return err
+		}
+	}
+	b.plan.InitContainers = append(b.plan.InitContainers, added[:len(content.InitContainers)]...)
+	if native {
+		always := corev1.ContainerRestartPolicyAlways
+		for _, c := range added[len(content.InitContainers):] {
+			c.RestartPolicy = &always
+			b.plan.InitContainers = append(b.plan.InitContainers, c)
+		}
+	} else {
+		b.plan.Containers = append(b.plan.Containers, added[len(content.InitContainers):]...)
+	}
+	if err := b.addVolumes(t, content.Volumes); err != nil {
+		return err
+	}
+	if err := b.addToApps(t, content); err != nil {
+		return err
+	}
+	for _, s := range content.ImagePullSecrets {
+		if !hasSecret(b.pod.Spec.ImagePullSecrets, s) && !hasSecret(b.plan.ImagePullSecrets, s) {
+			b.plan.ImagePullSecrets = append(b.plan.ImagePullSecrets, s)
+		}
+	}
+	b.record(t.Name, added, content)
+	return nil
+}
+
+func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference) bool {
+	for _, l := range list {
+		if l.Name == s.Name {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *builder) addVolumes(t *catalog.Template, volumes []corev1.Volume) error {
+	for _, v := range volumes {
+		existing, where := findVolume(b.pod.Spec.Volumes, v.Name), "the pod"
+		if existing == nil {
+			existing, where = findVolume(b.plan.Volumes, v.Name), "an earlier template"
+		}
+		if existing == nil {
+			b.plan.Volumes = append(b.plan.Volumes, v)
+			continue
+		}
+		if !equality.Semantic.DeepEqual(*existing, v) {
+			return deny("template %q: volume %q already exists in %s with a different definition; rename the Pod's volume or define it as the template does", t.Name, v.Name, where)
+		}
+	}
+	return nil
+}
+
+func findVolume(list []corev1.Volume, name string) *corev1.Volume {
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// record adds the template to the status, with a hash of what it added.
+func (b *builder) record(name string, containers []corev1.Container, content *catalog.Content) {
+	data, _ := json.Marshal(struct {
+		C []corev1.Container
+		V []corev1.Volume
+		M []corev1.VolumeMount
+		E []corev1.EnvVar
+	}{containers, content.Volumes, content.AppVolumeMounts, content.AppEnv})
+	sum := sha256.Sum256(data)
+	entry := Injected{Name: name, Hash: hex.EncodeToString(sum[:8])}
+	for i := range b.plan.Status.Templates {
+		if b.plan.Status.Templates[i].Name == name {
+			b.plan.Status.Templates[i] = entry
+			return
+		}
+	}
+	b.plan.Status.Templates = append(b.plan.Status.Templates, entry)
+}
