@@ -65,7 +65,6 @@ type Template struct {
 	// placeholders. They count in the Pod's port conflict check.
 	LocalPorts []string `json:"localPorts,omitempty"`
 
-
 	InitContainers   []corev1.Container            `json:"initContainers,omitempty"`
 	Containers       []corev1.Container            `json:"containers,omitempty"`
 	Volumes          []corev1.Volume               `json:"volumes,omitempty"`

@@ -1,0 +1,51 @@
+# sidecar-injector
+GO        ?= go
+BIN       ?= bin/sidecar-injector
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/podpatterns/sidecar-injector/pkg/version.Version=$(VERSION)
+IMAGE     ?= sidecar-injector:$(VERSION)
+export GOTOOLCHAIN := local
+
+.PHONY: build test unit e2e controlplane demo run bench certs deploy image fmt vet clean
+
+build: ## static binary, the same one the image holds
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sidecar-injector
+
+controlplane: ## build or find kube-apiserver, etcd, kube-controller-manager
+	@bash test/controlplane.sh >/dev/null
+
+test: controlplane ## every test: unit, golden, handler and end-to-end against a real API server
+	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) test -count=1 -timeout 20m ./...
+
+unit: ## tests that need no control plane
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+demo: build controlplane ## local control plane + webhook + the examples, as a user would
+	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/demo
+
+run: build certs ## serve locally with the embedded catalog
+	@echo "Send the sample review with:"
+	@echo "  curl -sk -H 'Content-Type: application/json' --data @test/testdata/review.json https://localhost:9443/mutate-pods"
+	$(BIN) serve --cert-dir certs --metrics-addr :8080 --health-addr :8081 --log-level debug
+
+certs: ## development CA and serving certificate under certs/ (kept out of git)
+	@test -f certs/tls.crt || $(GO) run ./cmd/sidecar-injector certs --out-dir certs --hosts localhost,127.0.0.1
+
+bench: build ## Go benchmarks and the load test against the real and the floor server
+	$(GO) test -run XXX -bench . -benchmem ./pkg/... ./test/load/...
+	$(GO) run ./test/load -server $(BIN)
+
+deploy: ## apply the self-signed overlay to the current kubectl context
+	kubectl apply -k deploy/overlays/self-signed
+
+image: ## needs a container engine
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+fmt:
+	gofmt -l -w cmd pkg test
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

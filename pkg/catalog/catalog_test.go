@@ -1,0 +1,171 @@
+package catalog
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultCatalog(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatalf("embedded default catalog is invalid: %v", err)
+	}
+	want := map[string]Pattern{"log-shipper": Sidecar, "ambassador": Ambassador, "metrics-adapter": Adapter, "content-filler": Sidecar}
+	for name, pattern := range want {
+		tmpl := c.Template(name)
+		if tmpl == nil {
+			t.Errorf("default catalog lacks %q; have %v", name, c.Names())
+			continue
+		}
+		if tmpl.Pattern != pattern {
+			t.Errorf("%s: pattern %s, want %s", name, tmpl.Pattern, pattern)
+		}
+		for _, ctr := range append(tmpl.InitContainers, tmpl.Containers...) {
+			tag := ctr.Image[strings.LastIndex(ctr.Image, "/")+1:]
+			if !strings.Contains(tag, ":") && !strings.Contains(tag, "@") || strings.HasSuffix(tag, ":latest") {
+				t.Errorf("%s: image %q is not pinned", name, ctr.Image)
+			}
+			if ctr.Resources.Limits == nil || ctr.Resources.Requests == nil {
+				t.Errorf("%s: container %s has no resources in the catalog", name, ctr.Name)
+			}
+		}
+	}
+	if len(c.Names()) != len(want) {
+		t.Errorf("default catalog has %v, want exactly %d templates", c.Names(), len(want))
+	}
+}
+
+func TestValidationReportsEveryProblemWithItsPath(t *testing.T) {
+	broken := `
+apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: ok
+  pattern: sidecar
+  description: fine
+  containers: [{name: a, image: busybox:1.37.0}]
+- name: Bad_Name
+  pattern: sidekick
+  description: ""
+  parameters:
+  - {name: p, validation: "(", default: x}
+  containers:
+  - name: a
+  - name: b
+    image: busybox:1.37.0
+    args: ["{{missing}}"]
+    securityContext: {privileged: true, runAsUser: 0}
+    volumeMounts: [{name: nowhere, mountPath: /x}]
+- name: ok
+  pattern: adapter
+  description: duplicate
+  containers: [{name: c, image: busybox:1.37.0}]
+policies:
+- name: p
+  namespaceSelector: {matchLabels: {a: b}}
+  allowed: [ok]
+  defaults: [ghost]
+`
+	_, err := Parse(Source{Name: "cm.yaml", Data: []byte(broken)})
+	if err == nil {
+		t.Fatal("a broken catalog was accepted")
+	}
+	for _, want := range []string{
+		"cm.yaml (document 1): templates[1].name: Invalid value: \"Bad_Name\"",
+		"templates[1].pattern: Unsupported value: \"sidekick\"",
+		"templates[1].description: Required value",
+		"templates[1].parameters[0].validation: Invalid value",
+		"templates[1].containers[0].image: Required value",
+		"templates[1].containers[1].securityContext.privileged: Forbidden",
+		"templates[1].containers[1].securityContext.runAsUser: Forbidden",
+		"templates[1].containers[1].volumeMounts[0].name: Not found: \"nowhere\"",
+		"{{missing}}",
+		"templates[2].name: Duplicate value",
+		"policies[0].defaults[0]: Not found: \"ghost\"",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q; got:\n%v", want, err)
+		}
+	}
+}
+
+func TestBadYAMLIsAnErrorNotAPanic(t *testing.T) {
+	for name, text := range map[string]string{
+		"unknown field is refused":      "apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\ntemplatez: []\n",
+		"wrong kind is refused":         "apiVersion: v1\nkind: ConfigMap\n",
+		"broken YAML is refused":        "templates: [\n",
+		"an empty file is refused":      "# nothing\n",
+		"a scalar document is refused":  "42\n",
+		"a null template is refused":    "apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\ntemplates: [null]\n",
+		"a policy with no selector too": "apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\npolicies: [{name: x}]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse(Source{Name: "x.yaml", Data: []byte(text)}); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
+
+// A mounted ConfigMap is a directory of key symlinks into ..data, which
+// points at a timestamped directory. Each key must be read once.
+func TestLoadConfigMapDirectory(t *testing.T) {
+	dir := t.TempDir()
+	ts := filepath.Join(dir, "..2026_11_21_10_00_00.000000001")
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extra := "apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\ntemplates:\n- name: extra\n  pattern: adapter\n  description: x\n  containers: [{name: extra, image: busybox:1.37.0}]\n"
+	files := map[string][]byte{"catalog.yaml": DefaultYAML(), "extra.yaml": []byte(extra), "README": []byte("not yaml")}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(ts, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for name := range files {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Names(), ","); got != "ambassador,content-filler,extra,log-shipper,metrics-adapter" {
+		t.Errorf("templates %s", got)
+	}
+	if _, err := Load(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing path was accepted")
+	}
+}
+
+func TestRenderSubstitutesStringsOnly(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := c.Template("log-shipper")
+	// A value that would change a templated YAML document's structure
+	// stays one string. (Validation refuses it before rendering; Render
+	// itself must still never reinterpret it.)
+	odd := "/x\n  privileged: true"
+	got := tmpl.Render(map[string]string{"log-dir": odd})
+	if got.AppVolumeMounts[0].MountPath != odd || got.AppEnv[0].Value != odd {
+		t.Errorf("mount %q env %q", got.AppVolumeMounts[0].MountPath, got.AppEnv[0].Value)
+	}
+	if got.Containers[0].SecurityContext.Privileged != nil {
+		t.Error("a value changed the structure")
+	}
+	again := tmpl.Render(map[string]string{"log-dir": "/logs"})
+	if again.AppVolumeMounts[0].MountPath != "/logs" {
+		t.Errorf("second render %q: the first changed the template", again.AppVolumeMounts[0].MountPath)
+	}
+	if tmpl.AppVolumeMounts[0].MountPath != "{{log-dir}}" {
+		t.Errorf("template changed to %q", tmpl.AppVolumeMounts[0].MountPath)
+	}
+}
