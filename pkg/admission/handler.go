@@ -1,0 +1,256 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
+)
+
+// DefaultMaxRequestBytes caps a request body. The API server refuses
+// objects over 3 MiB, so a review is well within 6 MiB.
+const DefaultMaxRequestBytes = 6 << 20
+
+// Path is where the API server sends Pod reviews.
+const Path = "/mutate-pods"
+
+// NamespaceLabels returns a namespace's labels, from a cache.
+type NamespaceLabels interface {
+	Labels(namespace string) map[string]string
+}
+
+// NamespaceLabelsFunc adapts a function to NamespaceLabels.
+type NamespaceLabelsFunc func(string) map[string]string
+
+// Labels calls f.
+func (f NamespaceLabelsFunc) Labels(ns string) map[string]string { return f(ns) }
+
+var _ NamespaceLabels = NamespaceLabelsFunc(nil)
+
+// Handler answers AdmissionReviews for Pods on Path.
+type Handler struct {
+	// Catalog returns the catalog in force; called once per request.
+	Catalog func() *catalog.Catalog
+	// Namespaces gives namespace labels for policies; nil means none.
+	Namespaces NamespaceLabels
+	// Metrics, when set, count each request once.
+	Metrics *Metrics
+	// Log receives one debug line per request and every error.
+	Log logr.Logger
+	// MaxRequestBytes defaults to DefaultMaxRequestBytes if zero.
+	MaxRequestBytes int64
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// ServeHTTP implements http.Handler. It always answers with an
+// AdmissionReview, carrying the request UID when there is one.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	a := &answer{log: h.Log}
+	defer func() {
+		if p := recover(); p != nil {
+			a.fail(http.StatusInternalServerError, fmt.Errorf("internal error: %v", p))
+			h.Log.Error(fmt.Errorf("%v", p), "Panic while handling an admission request", "uid", a.uid)
+		}
+		h.finish(w, a, start)
+	}()
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	h.serve(r, buf, a)
+}
+
+func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
+	if r.Method != http.MethodPost {
+		a.fail(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; send POST", r.Method))
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		a.fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported; send application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	limit := h.MaxRequestBytes
+	if limit <= 0 {
+		limit = DefaultMaxRequestBytes
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
+		a.fail(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+		return
+	}
+	if int64(buf.Len()) > limit {
+		a.fail(http.StatusRequestEntityTooLarge, fmt.Errorf("request body over the limit of %d bytes", limit))
+		return
+	}
+	review := &admissionv1.AdmissionReview{}
+	if err := json.Unmarshal(buf.Bytes(), review); err != nil {
+		a.fail(http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %w", err))
+		return
+	}
+	if review.Request != nil {
+		a.uid = review.Request.UID
+	}
+	if gv := review.APIVersion; gv != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
+		a.fail(http.StatusBadRequest, fmt.Errorf("unsupported %s %q; this webhook speaks admission.k8s.io/v1 AdmissionReview", review.Kind, gv))
+		return
+	}
+	req := review.Request
+	if req == nil {
+		a.fail(http.StatusBadRequest, errors.New("AdmissionReview has no request"))
+		return
+	}
+	a.req = req
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		a.fail(http.StatusBadRequest, fmt.Errorf("this webhook handles Pods; got %s %s", req.Kind.String(), req.SubResource))
+		return
+	}
+	if req.Operation != admissionv1.Create {
+		a.skip()
+		return
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
+		return
+	}
+	a.pod = pod
+	h.admit(r.Context(), req, pod, a)
+}
+
+func (h *Handler) admit(_ context.Context, req *admissionv1.AdmissionRequest, pod *corev1.Pod, a *answer) {
+	var labels map[string]string
+	if h.Namespaces != nil {
+		labels = h.Namespaces.Labels(req.Namespace)
+	}
+	res, err := inject.Pod(pod, labels, h.Catalog())
+	var denial *inject.Denial
+	switch {
+	case errors.As(err, &denial):
+		a.outcome = Denied
+		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
+		return
+	case err != nil:
+		a.fail(http.StatusInternalServerError, err)
+		return
+	}
+	a.resp.Allowed = true
+	a.resp.Warnings = res.Warnings
+	if res.Plan == nil {
+		a.outcome = Skipped
+		return
+	}
+	body, err := patch.Marshal(patch.ForPod(pod, res.Plan))
+	if err != nil {
+		a.fail(http.StatusInternalServerError, fmt.Errorf("encoding patch: %w", err))
+		return
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	a.resp.Patch, a.resp.PatchType = body, &pt
+	a.outcome = Injected
+	a.injected = res.Injected
+}
+
+// answer is the response being built for one request.
+type answer struct {
+	log      logr.Logger
+	uid      types.UID
+	req      *admissionv1.AdmissionRequest
+	pod      *corev1.Pod
+	resp     admissionv1.AdmissionResponse
+	outcome  Outcome
+	injected []string
+	status   int
+	err      error
+}
+
+func (a *answer) skip() {
+	a.resp.Allowed = true
+	a.outcome = Skipped
+}
+
+// fail answers a fault. Faults that are not the API server's (a panic, an
+// encoding error) are 500; malformed requests are 4xx. The review itself
+// goes back with HTTP 200 when it could be read, as the API server expects.
+func (a *answer) fail(code int, err error) {
+	a.outcome, a.err = Error, err
+	a.resp.Allowed = false
+	a.resp.Patch, a.resp.PatchType, a.resp.Warnings = nil, nil, nil
+	a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()}
+	if a.req == nil && code != http.StatusInternalServerError {
+		a.status = code
+	}
+}
+
+func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
+	a.resp.UID = a.uid
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Response: &a.resp,
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		h.Log.Error(err, "Encoding the AdmissionReview response", "uid", a.uid)
+		http.Error(w, "encoding response", http.StatusInternalServerError)
+		a.outcome = Error
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+		if a.status != 0 {
+			w.WriteHeader(a.status)
+		}
+		_, _ = w.Write(body)
+	}
+	elapsed := time.Since(start)
+	if h.Metrics != nil {
+		h.Metrics.Requests.WithLabelValues(string(a.outcome)).Inc()
+		h.Metrics.Duration.Observe(elapsed.Seconds())
+		for _, t := range a.injected {
+			h.Metrics.Injections.WithLabelValues(t).Inc()
+		}
+	}
+	h.logRequest(a, elapsed)
+}
+
+func (h *Handler) logRequest(a *answer, elapsed time.Duration) {
+	kv := []any{"uid", a.uid, "outcome", a.outcome, "duration", elapsed}
+	if a.req != nil {
+		kv = append(kv, "namespace", a.req.Namespace, "user", a.req.UserInfo.Username)
+		if a.req.DryRun != nil && *a.req.DryRun {
+			kv = append(kv, "dryRun", true)
+		}
+	}
+	if a.pod != nil {
+		name := a.pod.Name
+		if name == "" {
+			name = a.pod.GenerateName
+		}
+		kv = append(kv, "pod", name)
+	}
+	if len(a.injected) > 0 {
+		kv = append(kv, "templates", strings.Join(a.injected, ","))
+	}
+	switch a.outcome {
+	case Error:
+		h.Log.Error(a.err, "Admission request failed", kv...)
+	case Denied:
+		h.Log.V(1).Info("Admission request", append(kv, "reason", a.resp.Result.Message)...)
+	default:
+		h.Log.V(1).Info("Admission request", kv...)
+	}
+}

@@ -1,0 +1,52 @@
+package admission
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcome labels a request in the metrics and the logs.
+type Outcome string
+
+// The outcomes of a request.
+const (
+	Injected Outcome = "injected"
+	Skipped  Outcome = "skipped"
+	Denied   Outcome = "denied"
+	Error    Outcome = "error"
+)
+
+// Metrics are the webhook's Prometheus metrics.
+type Metrics struct {
+	Requests   *prometheus.CounterVec
+	Injections *prometheus.CounterVec
+	Duration   prometheus.Histogram
+}
+
+// durationBuckets line up with the API server's
+// apiserver_admission_webhook_admission_duration_seconds, so the two can be
+// read side by side.
+var durationBuckets = []float64{0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10, 25}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sidecar_injector_requests_total",
+			Help: "Admission requests by outcome: injected, skipped, denied or error.",
+		}, []string{"outcome"}),
+		Injections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sidecar_injector_injections_total",
+			Help: "Templates injected, by template.",
+		}, []string{"template"}),
+		Duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sidecar_injector_request_duration_seconds",
+			Help:    "Time to answer an admission request, in seconds.",
+			Buckets: durationBuckets,
+		}),
+	}
+	for _, o := range []Outcome{Injected, Skipped, Denied, Error} {
+		m.Requests.WithLabelValues(string(o)) // export zeros
+	}
+	reg.MustRegister(m.Requests, m.Injections, m.Duration)
+	return m
+}

@@ -1,0 +1,81 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+func newCatalogCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "catalog",
+		Short: "Validate and list catalogs",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "validate [PATH]",
+		Short: "Validate a catalog file or directory (the embedded default without PATH)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := ""
+			if len(args) == 1 {
+				path = args[0]
+			}
+			c, err := loadCatalogFlag(path)
+			if err != nil {
+				return withCode(ExitDenied, err)
+			}
+			if path == "" {
+				path = "embedded default catalog"
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d templates (%s), version %s\n", path, len(c.Names()), strings.Join(c.Names(), ", "), c.Version)
+			return err
+		},
+	})
+	var path string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List templates: name, pattern, description, parameters and images",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadCatalogFlag(path)
+			if err != nil {
+				return withCode(ExitBadInput, err)
+			}
+			return listCatalog(cmd.OutOrStdout(), c)
+		},
+	}
+	list.Flags().StringVar(&path, "catalog", path, "catalog file or directory; the embedded default if empty")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func listCatalog(w io.Writer, c *catalog.Catalog) error {
+	for i, name := range c.Names() {
+		t := c.Template(name)
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s (%s)\n", t.Name, t.Pattern)
+		fmt.Fprintf(w, "  %s\n", t.Description)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, ctr := range append(t.InitContainers, t.Containers...) {
+			fmt.Fprintf(tw, "  image\t%s\t%s\n", ctr.Name, ctr.Image)
+		}
+		for _, p := range t.Parameters {
+			value := "default " + fmt.Sprintf("%q", p.Default)
+			if p.Required {
+				value = "required"
+			}
+			fmt.Fprintf(tw, "  parameter\t%s\t%s\t%s\n", p.Name, value, p.Description)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package cmd
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/pkg/workload"
+)
+
+type injectFlags struct {
+	file     string
+	catalog  string
+	nsLabels map[string]string
+	output   string
+	diff     bool
+}
+
+func newInjectCommand() *cobra.Command {
+	f := &injectFlags{output: "yaml"}
+	cmd := &cobra.Command{
+		Use:   "inject -f FILE|-",
+		Short: "Inject templates into manifests offline, as the webhook would",
+		Long: `Inject templates into manifests offline, as the webhook would.
+
+Reads multi-document YAML or JSON: Pods, the pod templates of Deployments,
+StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs, and v1 Lists of
+them. Other kinds pass through unchanged and in order.
+
+Exit codes: 0 done, 1 a document was denied, 2 bad input.`,
+		Example: `  sidecar-injector inject -f app.yaml
+  kubectl apply -f <(sidecar-injector inject -f app.yaml)
+  sidecar-injector inject -f app.yaml --namespace-labels team=a --diff`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&f.file, "filename", "f", f.file, `manifest file, or "-" for standard input`)
+	fs.StringVar(&f.catalog, "catalog", f.catalog, "catalog file or directory; the embedded default if empty")
+	fs.StringToStringVar(&f.nsLabels, "namespace-labels", f.nsLabels, "labels of the target namespace, for policies: k=v,k2=v2")
+	fs.StringVarP(&f.output, "output", "o", f.output, "yaml, json or patch")
+	fs.BoolVar(&f.diff, "diff", f.diff, "print a unified diff of each changed document instead")
+	_ = cmd.MarkFlagRequired("filename")
+	return cmd
+}
+
+func loadCatalogFlag(path string) (*catalog.Catalog, error) {
+	if path == "" {
+		return catalog.Default()
+	}
+	return catalog.Load(path)
+}
+
+func readInput(file string, stdin io.Reader) ([]byte, error) {
+	if file == "-" {
+		return io.ReadAll(stdin)
+	}
+	return os.ReadFile(file)
+}
+
+func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
+	if f.output != "yaml" && f.output != "json" && f.output != "patch" {
+		return withCode(ExitBadInput, fmt.Errorf("--output %q not supported; use yaml, json or patch", f.output))
+	}
+	cat, err := loadCatalogFlag(f.catalog)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	input, err := readInput(f.file, stdin)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	docs, err := workload.ReadDocuments(bytes.NewReader(input))
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	var results []*workload.Result
+	denied := 0
+	for i, doc := range docs {
+		r, err := workload.Inject(doc, f.nsLabels, cat)
+		switch {
+		case workload.IsDenial(err):
+			fmt.Fprintf(stderr, "document %d (%s): denied: %v\n", i+1, name(doc), err)
+			denied++
+			continue
+		case err != nil:
+			return withCode(ExitBadInput, fmt.Errorf("document %d: %w", i+1, err))
+		}
+		for _, w := range r.Warnings {
+			fmt.Fprintf(stderr, "document %d (%s): warning: %s\n", i+1, r.Name, w)
+		}
+		results = append(results, r)
+	}
+	if denied > 0 {
+		return withCode(ExitDenied, errors.New(""))
+	}
+	if err := f.write(stdout, docs, results); err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	return nil
+}
+
+func name(doc []byte) string {
+	var head struct {
+		Kind     string
+		Metadata struct{ Name, GenerateName string }
+	}
+	_ = json.Unmarshal(doc, &head)
+	return strings.TrimSpace(head.Kind + " " + head.Metadata.Name + head.Metadata.GenerateName)
+}
+
+func (f *injectFlags) write(w io.Writer, docs [][]byte, results []*workload.Result) error {
+	for i, r := range results {
+		switch {
+		case f.diff:
+			before, _ := yaml.JSONToYAML(docs[i])
+			after, _ := yaml.JSONToYAML(r.Out)
+			text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+				A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
+				FromFile: "a/" + r.Name, ToFile: "b/" + r.Name, Context: 3,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(w, text)
+		case f.output == "patch":
+			data, err := patch.Marshal(r.Patch)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%s\n", data)
+		case f.output == "json":
+			var buf bytes.Buffer
+			if err := json.Indent(&buf, r.Out, "", "  "); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%s\n", buf.Bytes())
+		default:
+			y, err := yaml.JSONToYAML(r.Out)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				fmt.Fprintln(w, "---")
+			}
+			fmt.Fprintf(w, "%s", y)
+		}
+	}
+	return nil
+}

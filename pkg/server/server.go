@@ -1,0 +1,284 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/podpatterns/sidecar-injector/pkg/admission"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/version"
+)
+
+// Options configure the server. Zero values take the documented defaults.
+type Options struct {
+	// CatalogPath is a catalog file or directory; the embedded default
+	// catalog is used if empty.
+	CatalogPath string
+	// CertDir holds tls.crt and tls.key; CertFile and KeyFile, when set,
+	// name the files instead.
+	CertDir, CertFile, KeyFile string
+	// Host to listen on; all interfaces if empty.
+	Host string
+	// Port of the webhook. Defaulted to 9443 if zero.
+	Port int
+	// MetricsAddr serves /metrics. Defaulted to ":8080" if empty; "0"
+	// disables it.
+	MetricsAddr string
+	// HealthAddr serves /healthz and /readyz. Defaulted to ":8081" if
+	// empty; "0" disables it.
+	HealthAddr string
+	// ShutdownGrace bounds the wait for in-flight requests after SIGTERM.
+	// Defaulted to 25s if zero.
+	ShutdownGrace time.Duration
+	// MaxRequestBytes caps a request body. Defaulted to
+	// admission.DefaultMaxRequestBytes if zero.
+	MaxRequestBytes int64
+	// RestConfig reaches the API server for namespace labels. With nil,
+	// namespace labels are empty.
+	RestConfig *rest.Config
+	// Registry receives the metrics. Defaulted to controller-runtime's
+	// registry if nil; a process runs one server on it.
+	Registry ctrlmetrics.RegistererGatherer
+	Log      logr.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Port == 0 {
+		o.Port = 9443
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = ":8080"
+	}
+	if o.HealthAddr == "" {
+		o.HealthAddr = ":8081"
+	}
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = 25 * time.Second
+	}
+	if o.Registry == nil {
+		o.Registry = ctrlmetrics.Registry
+	}
+	if o.CertFile == "" {
+		o.CertFile = filepath.Join(o.CertDir, "tls.crt")
+	}
+	if o.KeyFile == "" {
+		o.KeyFile = filepath.Join(o.CertDir, "tls.key")
+	}
+}
+
+// Run serves until ctx is done, then stops taking new work: /readyz fails
+// at once, in-flight requests finish within ShutdownGrace, and Run returns.
+func Run(ctx context.Context, o Options) error {
+	o.setDefaults()
+	log := o.Log
+
+	m := newMetrics(o.Registry)
+	store, err := loadCatalog(o.CatalogPath)
+	if err != nil {
+		return err
+	}
+	log.Info("Catalog loaded", "path", describe(o.CatalogPath), "version", store.Current().Version, "templates", store.Current().Names())
+
+	// Work that lives as long as the server: the catalog watcher and the
+	// namespace cache stop after the HTTP servers drain.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	if o.CatalogPath != "" {
+		w := &catalog.Watcher{Path: o.CatalogPath, Store: store, OnReload: func(c *catalog.Catalog, err error) {
+			if err != nil {
+				m.reloads.WithLabelValues("failure").Inc()
+				log.Error(err, "Catalog change refused; the last good catalog keeps serving", "path", o.CatalogPath, "version", store.Current().Version)
+				return
+			}
+			m.reloads.WithLabelValues("success").Inc()
+			log.Info("Catalog reloaded", "path", o.CatalogPath, "version", c.Version, "templates", c.Names())
+		}}
+		go func() {
+			if err := w.Run(bg); err != nil {
+				log.Error(err, "Catalog watcher stopped; changes on disk are no longer picked up")
+			}
+		}()
+	}
+
+	var namespaces admission.NamespaceLabels
+	nsSynced := func() bool { return true }
+	if o.RestConfig == nil {
+		log.Info("No cluster configuration found; namespace labels are treated as empty, so namespace policies do not apply")
+	} else {
+		nc, err := newNamespaceCache(bg, o.RestConfig, log.WithName("namespaces"))
+		if err != nil {
+			return fmt.Errorf("namespace cache: %w", err)
+		}
+		namespaces, nsSynced = nc, nc.synced
+	}
+
+	handler := &admission.Handler{
+		Catalog:         store.Current,
+		Namespaces:      namespaces,
+		Metrics:         m.admission,
+		Log:             log.WithName("admission"),
+		MaxRequestBytes: o.MaxRequestBytes,
+	}
+	certDir, certName, keyName := filepath.Dir(o.CertFile), filepath.Base(o.CertFile), filepath.Base(o.KeyFile)
+	if filepath.Dir(o.KeyFile) != certDir {
+		return fmt.Errorf("--tls-cert-file and --tls-key-file must be in one directory; got %s and %s", o.CertFile, o.KeyFile)
+	}
+	hook := webhook.NewServer(webhook.Options{
+		Host: o.Host, Port: o.Port, CertDir: certDir, CertName: certName, KeyName: keyName,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	})
+	hook.Register(admission.Path, handler)
+
+	var stopping atomic.Bool
+	ready := healthz.Handler{Checks: map[string]healthz.Checker{
+		"shutdown": func(*http.Request) error {
+			if stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+		"catalog": func(*http.Request) error {
+			if store.Current() == nil {
+				return errors.New("no catalog loaded")
+			}
+			return nil
+		},
+		"namespaces": func(*http.Request) error {
+			if !nsSynced() {
+				return errors.New("namespace cache not synced")
+			}
+			return nil
+		},
+		"webhook": hook.StartedChecker(),
+	}}
+	health := http.NewServeMux()
+	health.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
+	health.Handle("/readyz", http.StripPrefix("/readyz", &ready))
+	health.Handle("/readyz/", http.StripPrefix("/readyz", &ready))
+	metrics := http.NewServeMux()
+	metrics.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
+
+	errc := make(chan error, 3)
+	hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHook()
+	hookDone := make(chan struct{})
+	go func() {
+		defer close(hookDone)
+		if err := hook.Start(hookCtx); err != nil {
+			errc <- fmt.Errorf("webhook server: %w", err)
+		}
+	}()
+	plain := []*http.Server{}
+	for _, s := range []struct {
+		addr, name string
+		h          http.Handler
+	}{{o.HealthAddr, "health", health}, {o.MetricsAddr, "metrics", metrics}} {
+		if s.addr == "0" {
+			continue
+		}
+		srv := &http.Server{Addr: s.addr, Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("%s server: %w", s.name, err)
+		}
+		plain = append(plain, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", s.name, err)
+			}
+		}()
+	}
+	log.Info("Serving", "webhook", fmt.Sprintf("https://%s%s", net.JoinHostPort(o.Host, fmt.Sprint(o.Port)), admission.Path),
+		"health", o.HealthAddr, "metrics", o.MetricsAddr, "version", version.Version)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("Shutting down: not ready, finishing in-flight requests", "grace", o.ShutdownGrace)
+	case runErr = <-errc:
+		log.Error(runErr, "Server failed; shutting down")
+	}
+	stopping.Store(true)
+	stopHook()
+	select {
+	case <-hookDone:
+	case <-time.After(o.ShutdownGrace):
+		log.Info("Shutdown grace period over; requests still in flight are abandoned")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, srv := range plain {
+		_ = srv.Shutdown(shutdownCtx)
+	}
+	return runErr
+}
+
+func describe(path string) string {
+	if path == "" {
+		return "(embedded default)"
+	}
+	return path
+}
+
+func loadCatalog(path string) (*catalog.Store, error) {
+	if path == "" {
+		c, err := catalog.Default()
+		if err != nil {
+			return nil, err
+		}
+		return catalog.NewStore(c), nil
+	}
+	c, err := catalog.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", path, err)
+	}
+	return catalog.NewStore(c), nil
+}
+
+type serverMetrics struct {
+	admission *admission.Metrics
+	reloads   *prometheus.CounterVec
+}
+
+// newMetrics creates and registers the server's metrics, with the Go and
+// process collectors unless the registry has them already.
+func newMetrics(reg ctrlmetrics.RegistererGatherer) *serverMetrics {
+	m := &serverMetrics{
+		admission: admission.NewMetrics(reg),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sidecar_injector_catalog_reloads_total",
+			Help: "Catalog reloads from disk by result: success or failure (the old catalog kept serving).",
+		}, []string{"result"}),
+	}
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sidecar_injector_build_info",
+		Help: "Build information; always 1.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
+	reg.MustRegister(m.reloads, build)
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			panic(err)
+		}
+	}
+	return m
+}

@@ -1,0 +1,171 @@
+// Package workload runs the injection engine offline over Kubernetes
+// manifests: Pods and the pod templates of Deployments, StatefulSets,
+// DaemonSets, ReplicaSets, Jobs and CronJobs, also inside a v1 List. The
+// patch is applied to the raw document, so fields this Kubernetes version
+// does not know survive, and the result is the server's, byte for byte.
+package workload
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
+)
+
+// templatePaths are the JSON pointers of each kind's pod template; a Pod
+// is its own template.
+var templatePaths = map[string]string{
+	"Pod":         "",
+	"Deployment":  "/spec/template",
+	"StatefulSet": "/spec/template",
+	"DaemonSet":   "/spec/template",
+	"ReplicaSet":  "/spec/template",
+	"Job":         "/spec/template",
+	"CronJob":     "/spec/jobTemplate/spec/template",
+}
+
+// Result is one document after injection.
+type Result struct {
+	// Name reads "Deployment web" for messages.
+	Name string
+	// Out is the document after the patch; the input when unchanged.
+	Out []byte
+	// Patch holds the operations applied, with paths into the document.
+	Patch []patch.Operation
+	// Injected names the templates added.
+	Injected []string
+	Warnings []string
+}
+
+// Inject runs the engine over one JSON document. Kinds without a pod
+// template pass through unchanged. A denial comes back as *inject.Denial.
+func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
+	var head struct {
+		APIVersion string                `json:"apiVersion"`
+		Kind       string                `json:"kind"`
+		Metadata   struct{ Name string } `json:"metadata"`
+		Items      []json.RawMessage     `json:"items"`
+	}
+	if err := json.Unmarshal(doc, &head); err != nil {
+		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
+	}
+	res := &Result{Name: strings.TrimSpace(head.Kind + " " + head.Metadata.Name), Out: doc}
+	if head.Kind == "List" && head.APIVersion == "v1" {
+		return injectList(doc, head.Items, nsLabels, cat, res)
+	}
+	prefix, ok := templatePaths[head.Kind]
+	if !ok {
+		return res, nil
+	}
+	tmpl, err := podTemplate(doc, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", res.Name, err)
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(tmpl.raw, pod); err != nil {
+		return nil, fmt.Errorf("%s: decoding the pod template: %w", res.Name, err)
+	}
+	r, err := inject.Pod(pod, nsLabels, cat)
+	if err != nil {
+		return nil, err
+	}
+	res.Warnings, res.Injected = r.Warnings, r.Injected
+	if r.Plan == nil {
+		return res, nil
+	}
+	ops := patch.ForPod(pod, r.Plan)
+	if !tmpl.hasMetadata {
+		ops = append([]patch.Operation{{Operation: "add", Path: "/metadata", Value: map[string]any{}}}, ops...)
+	}
+	for i := range ops {
+		ops[i].Path = prefix + ops[i].Path
+	}
+	res.Patch = ops
+	res.Out, err = apply(doc, ops)
+	if err != nil {
+		return nil, fmt.Errorf("%s: applying the patch: %w", res.Name, err)
+	}
+	return res, nil
+}
+
+func injectList(doc []byte, items []json.RawMessage, nsLabels map[string]string, cat *catalog.Catalog, res *Result) (*Result, error) {
+	var list map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &list); err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, len(items))
+	for i, item := range items {
+		r, err := Inject(item, nsLabels, cat)
+		if err != nil {
+			return nil, fmt.Errorf("items[%d]: %w", i, err)
+		}
+		out[i] = r.Out
+		res.Injected = append(res.Injected, r.Injected...)
+		res.Warnings = append(res.Warnings, r.Warnings...)
+		for _, op := range r.Patch {
+			op.Path = fmt.Sprintf("/items/%d%s", i, op.Path)
+			res.Patch = append(res.Patch, op)
+		}
+	}
+	var err error
+	if list["items"], err = json.Marshal(out); err != nil {
+		return nil, err
+	}
+	res.Out, err = json.Marshal(list)
+	return res, err
+}
+
+type template struct {
+	raw         []byte
+	hasMetadata bool
+}
+
+// podTemplate returns the object at the JSON pointer prefix.
+func podTemplate(doc []byte, prefix string) (*template, error) {
+	cur := json.RawMessage(doc)
+	for _, key := range strings.Split(strings.TrimPrefix(prefix, "/"), "/") {
+		if key == "" {
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(cur, &m); err != nil || m == nil {
+			return nil, fmt.Errorf("no pod template at %s", prefix)
+		}
+		next, ok := m[key]
+		if !ok {
+			return nil, fmt.Errorf("no pod template at %s", prefix)
+		}
+		cur = next
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(cur, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("the pod template at %s is not an object", prefix)
+	}
+	_, hasMetadata := m["metadata"]
+	return &template{raw: cur, hasMetadata: hasMetadata}, nil
+}
+
+func apply(doc []byte, ops []patch.Operation) ([]byte, error) {
+	data, err := patch.Marshal(ops)
+	if err != nil {
+		return nil, err
+	}
+	p, err := jsonpatch.DecodePatch(data)
+	if err != nil {
+		return nil, err
+	}
+	return p.Apply(doc)
+}
+
+// IsDenial reports whether err is the engine's denial.
+func IsDenial(err error) bool {
+	var d *inject.Denial
+	return errors.As(err, &d)
+}
