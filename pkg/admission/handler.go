@@ -64,6 +64,10 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // AdmissionReview, carrying the request UID when there is one.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if h.Metrics != nil {
+		h.Metrics.InFlight.Inc()
+		defer h.Metrics.InFlight.Dec()
+	}
 	a := &answer{log: h.Log}
 	defer func() {
 		if p := recover(); p != nil {
@@ -105,7 +109,7 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 		return
 	}
 	if review.Request != nil {
-		a.uid = review.Request.UID
+		a.uid, a.req = review.Request.UID, review.Request
 	}
 	if gv := review.APIVersion; gv != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
 		a.fail(http.StatusBadRequest, fmt.Errorf("unsupported %s %q; this webhook speaks admission.k8s.io/v1 AdmissionReview", review.Kind, gv))
@@ -116,7 +120,6 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 		a.fail(http.StatusBadRequest, errors.New("AdmissionReview has no request"))
 		return
 	}
-	a.req = req
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		a.fail(http.StatusBadRequest, fmt.Errorf("this webhook handles Pods; got %s %s", req.Kind.String(), req.SubResource))
 		return

@@ -20,6 +20,7 @@ type Metrics struct {
 	Requests   *prometheus.CounterVec
 	Injections *prometheus.CounterVec
 	Duration   prometheus.Histogram
+	InFlight   prometheus.Gauge
 }
 
 // durationBuckets line up with the API server's
@@ -43,10 +44,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to answer an admission request, in seconds.",
 			Buckets: durationBuckets,
 		}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sidecar_injector_requests_in_flight",
+			Help: "Admission requests being handled now.",
+		}),
 	}
 	for _, o := range []Outcome{Injected, Skipped, Denied, Error} {
 		m.Requests.WithLabelValues(string(o)) // export zeros
 	}
-	reg.MustRegister(m.Requests, m.Injections, m.Duration)
+	reg.MustRegister(m.Requests, m.Injections, m.Duration, m.InFlight)
 	return m
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -136,15 +134,10 @@ func Run(ctx context.Context, o Options) error {
 		Log:             log.WithName("admission"),
 		MaxRequestBytes: o.MaxRequestBytes,
 	}
-	certDir, certName, keyName := filepath.Dir(o.CertFile), filepath.Base(o.CertFile), filepath.Base(o.KeyFile)
-	if filepath.Dir(o.KeyFile) != certDir {
-		return fmt.Errorf("--tls-cert-file and --tls-key-file must be in one directory; got %s and %s", o.CertFile, o.KeyFile)
+	webhook, err := newWebhookServer(bg, o, handler)
+	if err != nil {
+		return err
 	}
-	hook := webhook.NewServer(webhook.Options{
-		Host: o.Host, Port: o.Port, CertDir: certDir, CertName: certName, KeyName: keyName,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
-	})
-	hook.Register(admission.Path, handler)
 
 	var stopping atomic.Bool
 	ready := healthz.Handler{Checks: map[string]healthz.Checker{
@@ -166,7 +159,12 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return nil
 		},
-		"webhook": hook.StartedChecker(),
+		"webhook": func(*http.Request) error {
+			if !webhook.serving.Load() {
+				return errors.New("webhook not serving")
+			}
+			return nil
+		},
 	}}
 	health := http.NewServeMux()
 	health.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
@@ -176,12 +174,10 @@ func Run(ctx context.Context, o Options) error {
 	metrics.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
 
 	errc := make(chan error, 3)
-	hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHook()
 	hookDone := make(chan struct{})
 	go func() {
 		defer close(hookDone)
-		if err := hook.Start(hookCtx); err != nil {
+		if err := webhook.serve(); err != nil {
 			errc <- fmt.Errorf("webhook server: %w", err)
 		}
 	}()
@@ -216,16 +212,17 @@ func Run(ctx context.Context, o Options) error {
 		log.Error(runErr, "Server failed; shutting down")
 	}
 	stopping.Store(true)
-	stopHook()
-	select {
-	case <-hookDone:
-	case <-time.After(o.ShutdownGrace):
-		log.Info("Shutdown grace period over; requests still in flight are abandoned")
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	graceCtx, cancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
 	defer cancel()
+	if err := webhook.srv.Shutdown(graceCtx); err != nil {
+		log.Info("Shutdown grace period over; requests still in flight are abandoned", "error", err.Error())
+		_ = webhook.srv.Close()
+	}
+	<-hookDone
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
+	defer cancelClose()
 	for _, srv := range plain {
-		_ = srv.Shutdown(shutdownCtx)
+		_ = srv.Shutdown(closeCtx)
 	}
 	return runErr
 }

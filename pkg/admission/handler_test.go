@@ -1,0 +1,205 @@
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+func newTestServer(t *testing.T, h *Handler) *httptest.Server {
+	t.Helper()
+	if h.Catalog == nil {
+		c, err := catalog.Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Catalog = func() *catalog.Catalog { return c }
+	}
+	h.Log = logr.Discard()
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Review builds an AdmissionReview JSON for a Pod given as YAML.
+func review(t *testing.T, uid, op, podYAML string) []byte {
+	t.Helper()
+	obj, err := yaml.YAMLToJSON([]byte(podYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := map[string]any{
+		"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+		"request": map[string]any{
+			"uid": uid, "operation": op, "namespace": "default",
+			"kind":     map[string]string{"group": "", "version": "v1", "kind": "Pod"},
+			"resource": map[string]string{"group": "", "version": "v1", "resource": "pods"},
+			"userInfo": map[string]any{"username": "alice"},
+			"object":   json.RawMessage(obj),
+		},
+	}
+	b, _ := json.Marshal(r)
+	return b
+}
+
+func post(t *testing.T, srv *httptest.Server, contentType string, body io.Reader) (int, *admissionv1.AdmissionReview) {
+	t.Helper()
+	resp, err := srv.Client().Post(srv.URL+Path, contentType, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := &admissionv1.AdmissionReview{}
+	data, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(data, out); err != nil {
+		t.Fatalf("answer is not an AdmissionReview (HTTP %d): %s", resp.StatusCode, data)
+	}
+	if out.APIVersion != "admission.k8s.io/v1" || out.Kind != "AdmissionReview" || out.Response == nil {
+		t.Fatalf("answer is not a v1 AdmissionReview with a response: %s", data)
+	}
+	return resp.StatusCode, out
+}
+
+const nginxPod = `
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    sidecars.podpatterns.io/inject: content-filler
+spec:
+  containers:
+  - name: nginx
+    image: nginx:1.27
+    ports:
+    - containerPort: 80
+`
+
+// The handler's patch, applied to the raw request object, gives exactly
+// the engine's golden output.
+func TestInjectedPodMatchesGolden(t *testing.T) {
+	srv := newTestServer(t, &Handler{})
+	body := review(t, "uid-1", "CREATE", nginxPod)
+	code, out := post(t, srv, "application/json", bytes.NewReader(body))
+	if code != http.StatusOK || !out.Response.Allowed || out.Response.UID != "uid-1" {
+		t.Fatalf("HTTP %d, response %+v", code, out.Response)
+	}
+	if out.Response.PatchType == nil || *out.Response.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("patch type %v", out.Response.PatchType)
+	}
+	p, err := jsonpatch.DecodePatch(out.Response.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := yaml.YAMLToJSON([]byte(nginxPod))
+	got, err := p.Apply(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("../inject/testdata/golden/content-filler-nginx.yaml.injected")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := yaml.YAMLToJSON(golden) // comment lines are YAML comments
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotYAML, _ := yaml.JSONToYAML(got)
+	wantYAML, _ := yaml.JSONToYAML(want)
+	if !bytes.Equal(gotYAML, wantYAML) {
+		t.Errorf("served pod differs from the golden one:\n--- got\n%s\n--- want\n%s", gotYAML, wantYAML)
+	}
+}
+
+func TestBadInputGetsAClearAnswer(t *testing.T) {
+	srv := newTestServer(t, &Handler{MaxRequestBytes: 64 << 10})
+	pod := review(t, "uid-7", "CREATE", nginxPod)
+	for name, tc := range map[string]struct {
+		contentType string
+		body        []byte
+		code        int
+		uid         string
+		message     string
+	}{
+		"an oversized body is refused with 413": {
+			"application/json", append(append([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{"x":"`), bytes.Repeat([]byte("a"), 70<<10)...), []byte(`"}}}`)...),
+			413, "", "over the limit of 65536 bytes"},
+		"broken JSON is refused with 400":            {"application/json", []byte(`{"apiVersion": "admission.k8s.io/v1", "request": {`), 400, "", "decoding AdmissionReview"},
+		"the wrong content type is refused with 415": {"text/plain", pod, 415, "", `content type "text/plain" not supported`},
+		"a review with no request is refused":        {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "", "has no request"},
+		"an unknown review version keeps the UID":    {"application/json", bytes.Replace(pod, []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1), 200, "uid-7", `unsupported AdmissionReview "admission.k8s.io/v1beta1"`},
+		"a non-Pod object keeps the UID":             {"application/json", bytes.Replace(pod, []byte(`"kind":"Pod"`), []byte(`"kind":"Deployment"`), 1), 200, "uid-7", "this webhook handles Pods"},
+		"an undecodable pod keeps the UID":           {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[7,`), 1), 200, "uid-7", "decoding Pod"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out := post(t, srv, tc.contentType, bytes.NewReader(tc.body))
+			if code != tc.code {
+				t.Errorf("HTTP %d, want %d", code, tc.code)
+			}
+			r := out.Response
+			if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, tc.message) {
+				t.Errorf("response %+v, want refused with %q", r, tc.message)
+			}
+			if string(r.UID) != tc.uid {
+				t.Errorf("UID %q, want %q", r.UID, tc.uid)
+			}
+		})
+	}
+}
+
+func TestNonCreateIsAllowedUntouched(t *testing.T) {
+	srv := newTestServer(t, &Handler{})
+	_, out := post(t, srv, "application/json", bytes.NewReader(review(t, "u2", "UPDATE", nginxPod)))
+	if !out.Response.Allowed || out.Response.Patch != nil || out.Response.UID != "u2" {
+		t.Errorf("UPDATE: %+v", out.Response)
+	}
+}
+
+func TestDryRunGetsTheSameAnswer(t *testing.T) {
+	srv := newTestServer(t, &Handler{})
+	body := review(t, "u3", "CREATE", nginxPod)
+	_, plain := post(t, srv, "application/json", bytes.NewReader(body))
+	dry := bytes.Replace(body, []byte(`"uid":"u3"`), []byte(`"uid":"u3","dryRun":true`), 1)
+	_, dryOut := post(t, srv, "application/json", bytes.NewReader(dry))
+	if !bytes.Equal(plain.Response.Patch, dryOut.Response.Patch) || len(dryOut.Response.Patch) == 0 {
+		t.Errorf("dry-run patch %s differs from %s", dryOut.Response.Patch, plain.Response.Patch)
+	}
+}
+
+func TestDenialNamesTheChoices(t *testing.T) {
+	srv := newTestServer(t, &Handler{})
+	body := review(t, "u4", "CREATE", strings.Replace(nginxPod, "content-filler", "content-filer", 1))
+	code, out := post(t, srv, "application/json", bytes.NewReader(body))
+	r := out.Response
+	if code != 200 || r.Allowed || r.Result.Code != 403 || r.UID != "u4" {
+		t.Fatalf("HTTP %d %+v", code, r)
+	}
+	if want := `template "content-filer" not found in the catalog; have [ambassador content-filler log-shipper metrics-adapter]`; r.Result.Message != want {
+		t.Errorf("message %q, want %q", r.Result.Message, want)
+	}
+}
+
+func TestPanicIsRecovered(t *testing.T) {
+	srv := newTestServer(t, &Handler{Catalog: func() *catalog.Catalog { panic("boom") }})
+	code, out := post(t, srv, "application/json", bytes.NewReader(review(t, "u5", "CREATE", nginxPod)))
+	if code != 200 || out.Response.Allowed || out.Response.UID != "u5" || !strings.Contains(out.Response.Result.Message, "boom") {
+		t.Errorf("HTTP %d %+v", code, out.Response)
+	}
+	// and the server still answers
+	_, again := post(t, srv, "application/json", bytes.NewReader(review(t, "u6", "UPDATE", nginxPod)))
+	if !again.Response.Allowed {
+		t.Error("server broken after a panic")
+	}
+}
