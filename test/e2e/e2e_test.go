@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+func TestClassicExampleIsStoredInjected(t *testing.T) {
+	ns := namespace(t, "e2e-classic", optIn)
+	if _, err := create(t, ns, nginxPod("web", "content-filler")); err != nil {
+		t.Fatal(err)
+	}
+	pod := stored(t, ns, "web")
+	if got := containerNames(pod.Spec.Containers); !slices.Equal(got, []string{"nginx", "content-filler"}) {
+		t.Fatalf("containers %v, want [nginx content-filler]", got)
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].Name != "shared-content" || pod.Spec.Volumes[0].EmptyDir == nil {
+		t.Errorf("volumes %+v, want the shared-content emptyDir", pod.Spec.Volumes)
+	}
+	app, filler := pod.Spec.Containers[0], pod.Spec.Containers[1]
+	if len(app.VolumeMounts) != 1 || app.VolumeMounts[0].MountPath != "/usr/share/nginx/html" || app.VolumeMounts[0].Name != "shared-content" {
+		t.Errorf("nginx mounts %+v", app.VolumeMounts)
+	}
+	if len(filler.VolumeMounts) != 1 || filler.VolumeMounts[0].Name != "shared-content" {
+		t.Errorf("content-filler mounts %+v", filler.VolumeMounts)
+	}
+	if filler.Resources.Limits.Memory().IsZero() || *filler.SecurityContext.AllowPrivilegeEscalation {
+		t.Errorf("content-filler lacks limits or a restricted security context: %+v", filler)
+	}
+	if !strings.Contains(pod.Annotations["sidecars.podpatterns.io/status"], `"name":"content-filler"`) {
+		t.Errorf("status annotation %q", pod.Annotations["sidecars.podpatterns.io/status"])
+	}
+}
+
+func TestNativeSidecarEnvAndAmbassador(t *testing.T) {
+	ns := namespace(t, "e2e-native", optIn)
+	pod := nginxPod("api", "log-shipper, ambassador")
+	pod.Annotations["ambassador.sidecars.podpatterns.io/upstream"] = "redis.prod.svc:6379"
+	if _, err := create(t, ns, pod); err != nil {
+		t.Fatal(err)
+	}
+	got := stored(t, ns, "api")
+	if names := containerNames(got.Spec.InitContainers); !slices.Equal(names, []string{"log-shipper", "ambassador"}) {
+		t.Fatalf("init containers %v", names)
+	}
+	for _, c := range got.Spec.InitContainers {
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("%s is not a native sidecar", c.Name)
+		}
+	}
+	env := map[string]string{}
+	for _, e := range got.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["LOG_DIR"] != "/var/log/app" || env["AMBASSADOR_ADDR"] != "localhost:9000" {
+		t.Errorf("app env %v", env)
+	}
+	if args := strings.Join(got.Spec.InitContainers[1].Args, " "); !strings.Contains(args, "TCP:redis.prod.svc:6379") {
+		t.Errorf("ambassador args %q", args)
+	}
+}
+
+func TestOutsideOptedInNamespacesNothingChanges(t *testing.T) {
+	plain := namespace(t, "e2e-plain", nil)
+	if _, err := create(t, plain, nginxPod("web", "content-filler")); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, plain, "web"); len(got.Spec.Containers) != 1 || got.Annotations["sidecars.podpatterns.io/status"] != "" {
+		t.Errorf("a pod outside opted-in namespaces was changed: %v", containerNames(got.Spec.Containers))
+	}
+
+	ns := namespace(t, "e2e-optout", optIn)
+	before := total(requests(t))
+	pod := nginxPod("web", "content-filler")
+	pod.Labels = map[string]string{"sidecars.podpatterns.io/injection": "disabled"}
+	if _, err := create(t, ns, pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, ns, "web"); len(got.Spec.Containers) != 1 {
+		t.Errorf("a pod labelled injection=disabled was injected: %v", containerNames(got.Spec.Containers))
+	}
+	if after := total(requests(t)); after != before {
+		t.Errorf("the webhook was called %d times for a pod labelled injection=disabled", after-before)
+	}
+}
+
+func TestDeploymentPodsAreInjected(t *testing.T) {
+	ns := namespace(t, "e2e-deploy", optIn)
+	labels := map[string]string{"app": "web"}
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sidecars.podpatterns.io/inject": "content-filler"}},
+				Spec:       nginxPod("", "").Spec,
+			},
+		},
+	}
+	if _, err := suite.client.AppsV1().Deployments(ns).Create(ctxFor(t), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pods []corev1.Pod
+	eventually(t, "the ReplicaSet controller to create 2 pods", func() bool {
+		list, err := suite.client.CoreV1().Pods(ns).List(ctxFor(t), metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false
+		}
+		pods = list.Items
+		return len(pods) == 2
+	})
+	for _, p := range pods {
+		if len(p.OwnerReferences) == 0 || p.OwnerReferences[0].Kind != "ReplicaSet" {
+			t.Errorf("%s was not created by a ReplicaSet: %+v", p.Name, p.OwnerReferences)
+		}
+		if got := containerNames(p.Spec.Containers); !slices.Equal(got, []string{"nginx", "content-filler"}) {
+			t.Errorf("%s: containers %v", p.Name, got)
+		}
+	}
+}
+
+func TestDenialAndWarningsReachTheUser(t *testing.T) {
+	ns := namespace(t, "e2e-deny", optIn)
+	_, err := create(t, ns, nginxPod("web", "content-filer"))
+	if err == nil {
+		t.Fatal("a pod asking for an unknown template was created")
+	}
+	want := `admission webhook "inject.sidecars.podpatterns.io" denied the request: template "content-filer" not found in the catalog; have [ambassador content-filler log-shipper metrics-adapter]`
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q\nwant it to contain %q", err, want)
+	}
+	if _, err := suite.client.CoreV1().Pods(ns).Get(ctxFor(t), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a denied pod exists: %v", err)
+	}
+
+	suite.warnings.take()
+	if _, err := create(t, ns, nginxPod("logs", "log-shipper")); err != nil {
+		t.Fatal(err)
+	}
+	if w := suite.warnings.take(); !contains(w, `template "log-shipper" runs as the app's user, but the Pod sets no runAsUser or fsGroup`) {
+		t.Errorf("warnings %q lack the run-as-user remark", w)
+	}
+}
+
+func TestDryRunStoresNothing(t *testing.T) {
+	ns := namespace(t, "e2e-dryrun", optIn)
+	got, err := suite.client.CoreV1().Pods(ns).Create(ctxFor(t), nginxPod("web", "content-filler"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := containerNames(got.Spec.Containers); !slices.Equal(names, []string{"nginx", "content-filler"}) {
+		t.Errorf("dry-run answer has containers %v", names)
+	}
+	if _, err := suite.client.CoreV1().Pods(ns).Get(ctxFor(t), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("dry run stored a pod: %v", err)
+	}
+}
+
+// A second webhook adds a container after ours; the API server reinvokes
+// ours (reinvocationPolicy: IfNeeded from deploy/), which adds nothing.
+func TestReinvocationInjectsOnce(t *testing.T) {
+	ns := namespace(t, "e2e-reinvoke", map[string]string{"sidecars.podpatterns.io/injection": "enabled", "e2e-late-adder": "on"})
+	adder := httptest.NewTLSServer(http.HandlerFunc(lateAdder))
+	defer adder.Close()
+	url := adder.URL + "/add"
+	none, fail, never := admissionregistrationv1.SideEffectClassNone, admissionregistrationv1.Fail, admissionregistrationv1.NeverReinvocationPolicy
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-e2e-late-adder"}, // sorts after ours
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "late-adder.e2e.test",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: adder.Certificate().Raw})},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{"CREATE"}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"e2e-late-adder": "on"}},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			ReinvocationPolicy:      &never,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	if err := suite.cluster.InstallWebhook(ctxFor(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctxFor(t), cfg.Name, metav1.DeleteOptions{})
+
+	i := 0
+	var pod *corev1.Pod
+	eventually(t, "the second webhook to take effect", func() bool {
+		i++
+		p, err := create(t, ns, nginxPod(fmt.Sprintf("web-%d", i), "content-filler, log-shipper"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod = stored(t, ns, p.Name)
+		return slices.Contains(containerNames(pod.Spec.Containers), "late-addition")
+	})
+	before := requests(t)
+	pod, err := create(t, ns, nginxPod("final", "content-filler, log-shipper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := requests(t)
+	pod = stored(t, ns, pod.Name)
+	if got := containerNames(pod.Spec.Containers); !slices.Equal(got, []string{"nginx", "content-filler", "late-addition"}) {
+		t.Errorf("containers %v, want one copy of each", got)
+	}
+	if got := containerNames(pod.Spec.InitContainers); !slices.Equal(got, []string{"log-shipper"}) {
+		t.Errorf("init containers %v, want one log-shipper", got)
+	}
+	if len(pod.Spec.Volumes) != 2 {
+		t.Errorf("volumes %+v, want shared-content and app-logs once", pod.Spec.Volumes)
+	}
+	if after["injected"]-before["injected"] != 1 || after["skipped"]-before["skipped"] != 1 {
+		t.Errorf("want one injection and one reinvocation that added nothing; counters went from %v to %v", before, after)
+	}
+}
+
+// lateAdder is the second webhook: it appends a container once.
+func lateAdder(w http.ResponseWriter, r *http.Request) {
+	review := &admissionv1.AdmissionReview{}
+	if err := json.NewDecoder(r.Body).Decode(review); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	pod := &corev1.Pod{}
+	_ = json.Unmarshal(review.Request.Object.Raw, pod)
+	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+	if !slices.Contains(containerNames(pod.Spec.Containers), "late-addition") {
+		patch, _ := json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": map[string]string{"name": "late-addition", "image": "busybox:1.37.0"}}})
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+	}
+	review.Response, review.Request = resp, nil
+	_ = json.NewEncoder(w).Encode(review)
+}
+
+func TestPoliciesFollowNamespaceLabels(t *testing.T) {
+	ns := namespace(t, "e2e-policy", map[string]string{"sidecars.podpatterns.io/injection": "enabled", "team": "a"})
+	if _, err := create(t, ns, nginxPod("default", "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := containerNames(stored(t, ns, "default").Spec.InitContainers); !slices.Equal(got, []string{"log-shipper"}) {
+		t.Errorf("team=a default: init containers %v, want [log-shipper]", got)
+	}
+	amb := func(name string) *corev1.Pod {
+		p := nginxPod(name, "ambassador")
+		p.Annotations["ambassador.sidecars.podpatterns.io/upstream"] = "db:5432"
+		return p
+	}
+	_, err := create(t, ns, amb("amb"))
+	if err == nil || !strings.Contains(err.Error(), `template "ambassador" is not allowed in this namespace by policy team-a; allowed here: [content-filler log-shipper]`) {
+		t.Errorf("ambassador in team=a: %v", err)
+	}
+
+	// Relabel while the server runs: no policy matches team=b.
+	nsObj, err := suite.cluster.Client.CoreV1().Namespaces().Get(ctxFor(t), ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels["team"] = "b"
+	if _, err := suite.cluster.Client.CoreV1().Namespaces().Update(ctxFor(t), nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	eventually(t, "the relabelled namespace to allow the ambassador", func() bool {
+		i++
+		_, err := create(t, ns, amb(fmt.Sprintf("amb-%d", i)))
+		return err == nil
+	})
+	if _, err := create(t, ns, nginxPod("no-default", "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, ns, "no-default"); len(got.Spec.InitContainers)+len(got.Spec.Containers) != 1 {
+		t.Errorf("team=b has no defaults, yet the pod got %v %v", containerNames(got.Spec.InitContainers), containerNames(got.Spec.Containers))
+	}
+}
+
+func TestCatalogChangeReachesTheNextPod(t *testing.T) {
+	ns := namespace(t, "e2e-catalog", optIn)
+	extra := append(catalog.DefaultYAML(), []byte(`
+- name: e2e-extra
+  pattern: adapter
+  description: added on disk while the suite runs
+  containers: [{name: e2e-extra, image: busybox:1.37.0}]
+`)...)
+	if err := writeCatalog(extra); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	eventually(t, "the new template to serve", func() bool {
+		i++
+		_, err := create(t, ns, nginxPod(fmt.Sprintf("web-%d", i), "e2e-extra"))
+		return err == nil
+	})
+	if got := containerNames(stored(t, ns, fmt.Sprintf("web-%d", i)).Spec.Containers); !slices.Equal(got, []string{"nginx", "e2e-extra"}) {
+		t.Errorf("containers %v", got)
+	}
+}
+
+// Runs last: it stops the webhook.
+func TestZFailurePolicy(t *testing.T) {
+	ns := namespace(t, "e2e-down", optIn)
+	other := namespace(t, "e2e-down-other", nil)
+	if err := suite.webhook.Stop(); err != nil {
+		t.Fatalf("serve did not exit cleanly on SIGTERM: %v", err)
+	}
+	_, err := create(t, ns, nginxPod("web", "content-filler"))
+	if err == nil || !strings.Contains(err.Error(), `failed calling webhook "inject.sidecars.podpatterns.io"`) {
+		t.Errorf("with failurePolicy Fail and the server down: %v", err)
+	}
+	if _, err := create(t, other, nginxPod("web", "content-filler")); err != nil {
+		t.Errorf("a namespace that did not opt in is affected: %v", err)
+	}
+
+	api := suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	cfg, err := api.Get(ctxFor(t), "sidecar-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignore := admissionregistrationv1.Ignore
+	cfg.Webhooks[0].FailurePolicy = &ignore
+	if _, err := api.Update(ctxFor(t), cfg, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	eventually(t, "failurePolicy Ignore to take effect", func() bool {
+		i++
+		_, err := create(t, ns, nginxPod(fmt.Sprintf("ignored-%d", i), "content-filler"))
+		return err == nil
+	})
+	if got := stored(t, ns, fmt.Sprintf("ignored-%d", i)); len(got.Spec.Containers) != 1 {
+		t.Errorf("with the server down the pod was still injected: %v", containerNames(got.Spec.Containers))
+	}
+}
