@@ -178,4 +178,3 @@ func WaitFor(ctx context.Context, what string, ok func() bool) error {
 	}
 	return nil
 }
-

@@ -24,16 +24,18 @@ import (
 // Webhook is a running `sidecar-injector serve` process.
 type Webhook struct {
 	Port, HealthPort, MetricsPort int
-	CertDir                      string
-	cmd                          *exec.Cmd
-	done                         chan error
+	CertDir                       string
+	cmd                           *exec.Cmd
+	done                          chan error
 }
 
 // URL is where the API server reaches the webhook.
 func (w *Webhook) URL() string { return fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", w.Port) }
 
 // MetricsURL serves Prometheus metrics.
-func (w *Webhook) MetricsURL() string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", w.MetricsPort) }
+func (w *Webhook) MetricsURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/metrics", w.MetricsPort)
+}
 
 // StartWebhook runs binary serve with a fresh certificate for 127.0.0.1 in
 // certDir (reused, so the caBundle stays valid across restarts) and waits
