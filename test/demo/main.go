@@ -290,4 +290,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
