@@ -35,7 +35,8 @@ bench: build ## Go benchmarks and the load test against the real and the floor s
 	$(GO) test -run XXX -bench . -benchmem ./pkg/... ./test/load/...
 	$(GO) run ./test/load -server $(BIN)
 
-deploy: ## apply the self-signed overlay to the current kubectl context
+deploy: build ## development certificates + the self-signed overlay, applied to the current kubectl context
+	$(BIN) certs --out-dir deploy/overlays/self-signed --webhook-config deploy/overlays/self-signed/webhook-ca.yaml
 	kubectl apply -k deploy/overlays/self-signed
 
 image: ## needs a container engine
