@@ -38,17 +38,22 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if err != nil && err.Error() != "" {
+		fmt.Fprintln(stderr, "Error:", err)
+	}
+	return exitCode(err)
+}
+
+// exitCode maps an error to the process exit code: flag and input errors
+// are ExitBadInput unless they carry their own code.
+func exitCode(err error) int {
 	if err == nil {
 		return ExitOK
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(stderr, "Error:", ee.err)
-		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "Error:", err)
 	return ExitBadInput
 }
 
@@ -64,6 +69,7 @@ func NewRootCommand(runServe func(context.Context, server.Options) error) *cobra
 		NewServeCommand(runServe),
 		newVersionCommand(),
 		newInjectCommand(),
+		newDiagnoseCommand(),
 		newCatalogCommand(),
 		newCertsCommand(),
 	)

@@ -48,31 +48,25 @@ type Result struct {
 // template pass through unchanged. A denial comes back as *inject.Denial.
 func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
 	var head struct {
-		APIVersion string                `json:"apiVersion"`
-		Kind       string                `json:"kind"`
-		Metadata   struct{ Name string } `json:"metadata"`
-		Items      []json.RawMessage     `json:"items"`
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
 	}
 	if err := json.Unmarshal(doc, &head); err != nil {
 		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
 	}
-	res := &Result{Name: strings.TrimSpace(head.Kind + " " + head.Metadata.Name), Out: doc}
 	if head.Kind == "List" && head.APIVersion == "v1" {
-		return injectList(doc, head.Items, nsLabels, cat, res)
+		return injectList(doc, head.Items, nsLabels, cat, &Result{Name: "List", Out: doc})
 	}
-	prefix, ok := templatePaths[head.Kind]
-	if !ok {
+	t, err := locate(doc)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Name: t.name, Out: doc}
+	if t.pod == nil {
 		return res, nil
 	}
-	tmpl, err := podTemplate(doc, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", res.Name, err)
-	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(tmpl.raw, pod); err != nil {
-		return nil, fmt.Errorf("%s: decoding the pod template: %w", res.Name, err)
-	}
-	r, err := inject.Pod(pod, nsLabels, cat)
+	r, err := inject.Pod(t.pod, nsLabels, cat)
 	if err != nil {
 		return nil, err
 	}
@@ -80,12 +74,12 @@ func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Resu
 	if r.Plan == nil {
 		return res, nil
 	}
-	ops := patch.ForPod(pod, r.Plan)
-	if !tmpl.hasMetadata {
+	ops := patch.ForPod(t.pod, r.Plan)
+	if !t.hasMetadata {
 		ops = append([]patch.Operation{{Operation: "add", Path: "/metadata", Value: map[string]any{}}}, ops...)
 	}
 	for i := range ops {
-		ops[i].Path = prefix + ops[i].Path
+		ops[i].Path = t.prefix + ops[i].Path
 	}
 	res.Patch = ops
 	res.Out, err = apply(doc, ops)
@@ -93,6 +87,55 @@ func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Resu
 		return nil, fmt.Errorf("%s: applying the patch: %w", res.Name, err)
 	}
 	return res, nil
+}
+
+// PodOf returns the Pod, or the pod template of a workload, held by one
+// JSON document, and a name for messages. Kinds without a pod template
+// give a nil Pod.
+func PodOf(doc []byte) (*corev1.Pod, string, error) {
+	t, err := locate(doc)
+	if err != nil {
+		return nil, "", err
+	}
+	return t.pod, t.name, nil
+}
+
+// located is a document's pod template.
+type located struct {
+	name        string // "Deployment web"
+	prefix      string // JSON pointer of the template
+	pod         *corev1.Pod
+	hasMetadata bool
+}
+
+func locate(doc []byte) (*located, error) {
+	var head struct {
+		Kind     string
+		Metadata struct{ Name, GenerateName string }
+	}
+	if err := json.Unmarshal(doc, &head); err != nil {
+		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
+	}
+	t := &located{name: strings.TrimSpace(head.Kind + " " + head.Metadata.Name + head.Metadata.GenerateName)}
+	prefix, ok := templatePaths[head.Kind]
+	if !ok {
+		return t, nil
+	}
+	t.prefix = prefix
+	raw, err := pointer(doc, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.name, err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("%s: the pod template at %q is not an object", t.name, prefix)
+	}
+	_, t.hasMetadata = m["metadata"]
+	t.pod = &corev1.Pod{}
+	if err := json.Unmarshal(raw, t.pod); err != nil {
+		return nil, fmt.Errorf("%s: decoding the pod template: %w", t.name, err)
+	}
+	return t, nil
 }
 
 func injectList(doc []byte, items []json.RawMessage, nsLabels map[string]string, cat *catalog.Catalog, res *Result) (*Result, error) {
@@ -122,34 +165,24 @@ func injectList(doc []byte, items []json.RawMessage, nsLabels map[string]string,
 	return res, err
 }
 
-type template struct {
-	raw         []byte
-	hasMetadata bool
-}
-
-// podTemplate returns the object at the JSON pointer prefix.
-func podTemplate(doc []byte, prefix string) (*template, error) {
+// pointer returns the value at a JSON pointer of plain keys.
+func pointer(doc []byte, path string) (json.RawMessage, error) {
 	cur := json.RawMessage(doc)
-	for _, key := range strings.Split(strings.TrimPrefix(prefix, "/"), "/") {
+	for _, key := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
 		if key == "" {
 			continue
 		}
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(cur, &m); err != nil || m == nil {
-			return nil, fmt.Errorf("no pod template at %s", prefix)
+			return nil, fmt.Errorf("no pod template at %s", path)
 		}
 		next, ok := m[key]
 		if !ok {
-			return nil, fmt.Errorf("no pod template at %s", prefix)
+			return nil, fmt.Errorf("no pod template at %s", path)
 		}
 		cur = next
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(cur, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("the pod template at %s is not an object", prefix)
-	}
-	_, hasMetadata := m["metadata"]
-	return &template{raw: cur, hasMetadata: hasMetadata}, nil
+	return cur, nil
 }
 
 func apply(doc []byte, ops []patch.Operation) ([]byte, error) {

@@ -1,0 +1,213 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/diagnose"
+	"github.com/podpatterns/sidecar-injector/pkg/workload"
+)
+
+type diagnoseFlags struct {
+	file, catalogPath, output   string
+	kubeconfig, context, namesp string
+	logs                        bool
+	tail                        int64
+}
+
+// report is one Pod's findings, as `-o json` prints them.
+type report struct {
+	Pod      string             `json:"pod"`
+	Findings []diagnose.Finding `json:"findings"`
+	Logs     map[string]string  `json:"logs,omitempty"`
+}
+
+func newDiagnoseCommand() *cobra.Command {
+	f := &diagnoseFlags{output: "text", tail: 20}
+	cmd := &cobra.Command{
+		Use:   "diagnose (-f FILE|- | -n NAMESPACE POD)",
+		Short: "Check a multi-container Pod for broken sharing, users, resources, ports and sidecar lifecycles",
+		Long: `Check a multi-container Pod for the mistakes that break the sidecar,
+ambassador and adapter patterns: a shared volume one side does not mount,
+paths or env that disagree with the template that injected them, a
+read-only writer, containers sharing a volume as different users without
+fsGroup, missing requests and limits, two containers on one port, a Job
+kept alive by a classic sidecar, a sidecar that starts after the app, and
+for a live Pod restarts, OOMKilled, CrashLoopBackOff and image pull errors.
+
+Exit codes: 0 no error-level finding, 1 an error-level finding, 2 bad input.`,
+		Example: `  sidecar-injector diagnose -f pod.yaml
+  sidecar-injector inject -f app.yaml | sidecar-injector diagnose -f -
+  sidecar-injector diagnose -n shop checkout-7d9c5b8f6d-x2k4p --logs`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd.Context(), args, cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&f.file, "filename", "f", f.file, `manifest file, or "-" for standard input`)
+	fs.StringVar(&f.catalogPath, "catalog", f.catalogPath, "catalog that injected the Pod; the embedded default if empty")
+	fs.StringVarP(&f.output, "output", "o", f.output, "text or json")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", f.kubeconfig, "kubeconfig for a live Pod; $KUBECONFIG or ~/.kube/config if empty")
+	fs.StringVar(&f.context, "context", f.context, "kubeconfig context")
+	fs.StringVarP(&f.namesp, "namespace", "n", f.namesp, "namespace of a live Pod; the context's if empty")
+	fs.BoolVar(&f.logs, "logs", f.logs, "also print the last lines of each container's logs (live Pods)")
+	fs.Int64Var(&f.tail, "tail", f.tail, "log lines per container with --logs")
+	return cmd
+}
+
+func (f *diagnoseFlags) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	if f.output != "text" && f.output != "json" {
+		return withCode(ExitBadInput, fmt.Errorf("--output %q not supported; use text or json", f.output))
+	}
+	if (f.file == "") == (len(args) == 0) {
+		return withCode(ExitBadInput, errors.New("give either -f FILE or the name of a live Pod"))
+	}
+	cat, err := loadCatalogFlag(f.catalogPath)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	var reports []*report
+	if f.file != "" {
+		reports, err = f.fromFile(stdin, cat)
+	} else {
+		reports, err = f.live(ctx, args[0], cat)
+	}
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	if err := f.print(stdout, reports); err != nil {
+		return err
+	}
+	for _, r := range reports {
+		if diagnose.HasErrors(r.Findings) {
+			return withCode(ExitDenied, errors.New(""))
+		}
+	}
+	return nil
+}
+
+func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*report, error) {
+	input, err := readInput(f.file, stdin)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := workload.ReadDocuments(bytes.NewReader(input))
+	if err != nil {
+		return nil, err
+	}
+	var reports []*report
+	for i, doc := range docs {
+		pod, name, err := workload.PodOf(doc)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if pod != nil {
+			reports = append(reports, &report{Pod: name, Findings: diagnose.Pod(pod, cat)})
+		}
+	}
+	if len(reports) == 0 {
+		return nil, errors.New("no Pod or pod template in the input")
+	}
+	return reports, nil
+}
+
+func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Catalog) ([]*report, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: f.context})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster to read Pod %s from: %w", name, err)
+	}
+	ns := f.namesp
+	if ns == "" {
+		if ns, _, err = cc.Namespace(); err != nil {
+			return nil, err
+		}
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r := &report{Pod: "Pod " + ns + "/" + name, Findings: diagnose.Pod(pod, cat)}
+	if f.logs {
+		r.Logs = map[string]string{}
+		for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+			data, err := client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: c.Name, TailLines: &f.tail}).DoRaw(ctx)
+			if err != nil {
+				r.Logs[c.Name] = "(no logs: " + err.Error() + ")"
+				continue
+			}
+			r.Logs[c.Name] = string(data)
+		}
+	}
+	return []*report{r}, nil
+}
+
+func (f *diagnoseFlags) print(w io.Writer, reports []*report) error {
+	if f.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if len(reports) == 1 {
+			return enc.Encode(reports[0])
+		}
+		return enc.Encode(reports)
+	}
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		switch len(r.Findings) {
+		case 0:
+			fmt.Fprintf(w, "%s: no findings\n", r.Pod)
+		case 1:
+			fmt.Fprintf(w, "%s: 1 finding\n", r.Pod)
+		default:
+			fmt.Fprintf(w, "%s: %d findings\n", r.Pod, len(r.Findings))
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, fd := range r.Findings {
+			container := fd.Container
+			if container == "" {
+				container = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", strings.ToUpper(string(fd.Severity)), container, fd.Check, fd.Problem)
+			fmt.Fprintf(tw, "  \t\t\tfix: %s\n", fd.Fix)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, name := range sortedKeys(r.Logs) {
+			fmt.Fprintf(w, "--- logs of %s (last %d lines)\n%s", name, f.tail, r.Logs[name])
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
