@@ -103,38 +103,22 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 		a.fail(http.StatusRequestEntityTooLarge, fmt.Errorf("request body over the limit of %d bytes", limit))
 		return
 	}
-	review := &admissionv1.AdmissionReview{}
-	if err := json.Unmarshal(buf.Bytes(), review); err != nil {
-		a.fail(http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %w", err))
-		return
-	}
-	if review.Request != nil {
-		a.uid, a.req = review.Request.UID, review.Request
-	}
-	if gv := review.APIVersion; gv != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-		a.fail(http.StatusBadRequest, fmt.Errorf("unsupported %s %q; this webhook speaks admission.k8s.io/v1 AdmissionReview", review.Kind, gv))
-		return
-	}
-	req := review.Request
-	if req == nil {
-		a.fail(http.StatusBadRequest, errors.New("AdmissionReview has no request"))
-		return
-	}
-	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
-		a.fail(http.StatusBadRequest, fmt.Errorf("this webhook handles Pods; got %s %s", req.Kind.String(), req.SubResource))
+	req, code, err := decode(buf.Bytes(), a)
+	if err != nil {
+		a.fail(code, err)
 		return
 	}
 	if req.Operation != admissionv1.Create {
 		a.skip()
 		return
 	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
+	pod := req.Object
+	if pod == nil {
+		a.fail(http.StatusBadRequest, errors.New("CREATE request has no object"))
 		return
 	}
 	a.pod = pod
-	h.admit(r.Context(), req, pod, a)
+	h.admit(r.Context(), &req.AdmissionRequest, pod, a)
 }
 
 func (h *Handler) admit(_ context.Context, req *admissionv1.AdmissionRequest, pod *corev1.Pod, a *answer) {

@@ -1,0 +1,105 @@
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+// typicalReview is the committed sample: a ReplicaSet-created Pod asking
+// for log-shipper.
+func typicalReview(b *testing.B) []byte {
+	data, err := os.ReadFile("../../test/testdata/review.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// hugeReview is 50 containers with 200 env vars each.
+func hugeReview(b *testing.B) []byte {
+	pod := corev1.Pod{}
+	pod.APIVersion, pod.Kind, pod.Name = "v1", "Pod", "huge"
+	pod.Annotations = map[string]string{"sidecars.podpatterns.io/inject": "log-shipper"}
+	for i := range 50 {
+		c := corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1.0.0"}
+		for j := range 200 {
+			c.Env = append(c.Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", j), Value: fmt.Sprintf("value-%d-%d", i, j)})
+		}
+		pod.Spec.Containers = append(pod.Spec.Containers, c)
+	}
+	raw, _ := json.Marshal(pod)
+	review, _ := json.Marshal(map[string]any{
+		"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+		"request": map[string]any{"uid": "u", "operation": "CREATE", "namespace": "default",
+			"kind": map[string]string{"version": "v1", "kind": "Pod"}, "object": json.RawMessage(raw)},
+	})
+	return review
+}
+
+// floor reads the body and answers a fixed "allowed": what any webhook
+// must at least do.
+var floor = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}`))
+})
+
+func benchHandler(b *testing.B, h http.Handler, body []byte) {
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Body.String())
+		}
+	}
+}
+
+// decodeOnly decodes the review and its Pod, the unavoidable cost.
+func decodeOnly(b *testing.B, body []byte) {
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		review := &admissionv1.AdmissionReview{}
+		if err := json.Unmarshal(body, review); err != nil {
+			b.Fatal(err)
+		}
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(review.Request.Object.Raw, pod); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func injector(b *testing.B) *Handler {
+	c, err := catalog.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &Handler{Catalog: func() *catalog.Catalog { return c }, Log: logr.Discard()}
+}
+
+// Compare each "handler" figure with the "floor" and "decode" figures of
+// the same run; docs/performance.md has the ratios.
+func BenchmarkReview(b *testing.B) {
+	for name, body := range map[string][]byte{"typical": typicalReview(b), "huge": hugeReview(b)} {
+		b.Run(name+"/floor", func(b *testing.B) { benchHandler(b, floor, body) })
+		b.Run(name+"/decode", func(b *testing.B) { decodeOnly(b, body) })
+		b.Run(name+"/handler", func(b *testing.B) { benchHandler(b, injector(b), body) })
+	}
+}
