@@ -174,7 +174,7 @@ func build(docs []namedDoc) (*Catalog, error) {
 	sort.Strings(c.names)
 	c.defaults = withBuiltinResources(c.defaults)
 	for _, t := range c.templates {
-		t.prepare()
+		t.prepare(c.defaults)
 	}
 	sum := sha256.New()
 	for _, nd := range docs {

@@ -1,13 +1,23 @@
 package catalog
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Content is what a template adds to a Pod, with parameters substituted.
+// Content is what a template adds to a Pod, with parameters substituted
+// and every container given resources and a restricted security context
+// where the template leaves them open. Content returned by Render is
+// shared between requests: read it, never modify it.
 type Content struct {
 	InitContainers   []corev1.Container            `json:"initContainers,omitempty"`
 	Containers       []corev1.Container            `json:"containers,omitempty"`
@@ -16,6 +26,24 @@ type Content struct {
 	AppEnv           []corev1.EnvVar               `json:"appEnv,omitempty"`
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	LocalPorts       []string                      `json:"localPorts,omitempty"`
+	// Hash identifies this content: it changes when anything in it does.
+	Hash string `json:"-"`
+	// The JSON of each container, encoded once per catalog version so a
+	// request copies bytes instead of reflecting over the structs; native
+	// is each of Containers with restartPolicy Always.
+	InitContainerJSON, ContainerJSON, NativeContainerJSON [][]byte `json:"-"`
+	// VolumeJSON, AppVolumeMountJSON and AppEnvJSON likewise.
+	VolumeJSON, AppVolumeMountJSON, AppEnvJSON [][]byte `json:"-"`
+}
+
+// renderCacheSize bounds the rendered variants kept per template; values
+// beyond it are rendered per request.
+const renderCacheSize = 256
+
+// renderCache holds a template's rendered content by parameter values.
+type renderCache struct {
+	entries sync.Map // values key -> *Content
+	size    atomic.Int32
 }
 
 func (t *Template) content() *Content {
@@ -30,60 +58,119 @@ func (t *Template) content() *Content {
 	}
 }
 
-// prepare indexes parameters and notes whether rendering needs the
-// reflective substitution at all; it runs once per catalog version.
-func (t *Template) prepare() {
+// prepare indexes parameters once per catalog version; rendering then
+// costs a map lookup for values seen before.
+func (t *Template) prepare(defaults corev1.ResourceRequirements) {
 	t.params = make(map[string]*Parameter, len(t.Parameters))
 	for i := range t.Parameters {
 		t.params[t.Parameters[i].Name] = &t.Parameters[i]
 	}
-	for _, s := range templateStrings(t) {
-		if placeholder.MatchString(s) {
-			t.hasPlaceRef = true
-			return
-		}
-	}
+	t.defaults = defaults
+	t.cache = &renderCache{}
 }
 
-// Render returns a deep copy of the template's content with every
-// {{name}} placeholder in a string field replaced by values[name]. Values
-// must already have passed validation; the YAML text is never templated, so
-// a value can change a string but never the structure.
+// Render returns the template's content with every {{name}} placeholder
+// in a string field replaced by values[name]. Values must already have
+// passed validation; the YAML text is never templated, so a value can
+// change a string but never the structure. The result is shared.
 func (t *Template) Render(values map[string]string) *Content {
-	c := t.content()
-	out := &Content{
-		InitContainers:   copyContainers(c.InitContainers),
-		Containers:       copyContainers(c.Containers),
-		Volumes:          make([]corev1.Volume, len(c.Volumes)),
-		AppVolumeMounts:  make([]corev1.VolumeMount, len(c.AppVolumeMounts)),
-		AppEnv:           make([]corev1.EnvVar, len(c.AppEnv)),
-		ImagePullSecrets: append([]corev1.LocalObjectReference(nil), c.ImagePullSecrets...),
-		LocalPorts:       append([]string(nil), c.LocalPorts...),
+	key := t.valuesKey(values)
+	if c, ok := t.cache.entries.Load(key); ok {
+		return c.(*Content)
 	}
-	for i := range c.Volumes {
-		c.Volumes[i].DeepCopyInto(&out.Volumes[i])
-	}
-	for i := range c.AppVolumeMounts {
-		c.AppVolumeMounts[i].DeepCopyInto(&out.AppVolumeMounts[i])
-	}
-	for i := range c.AppEnv {
-		c.AppEnv[i].DeepCopyInto(&out.AppEnv[i])
-	}
-	if !t.hasPlaceRef {
-		return out
-	}
-	pairs := make([]string, 0, 2*len(values))
-	for name, v := range values {
-		pairs = append(pairs, "{{"+name+"}}", v)
-	}
-	r := strings.NewReplacer(pairs...)
-	walkStrings(reflect.ValueOf(out), func(s string) string {
-		if !strings.Contains(s, "{{") {
-			return s
+	c := t.render(values)
+	if t.cache.size.Add(1) <= renderCacheSize {
+		if prev, loaded := t.cache.entries.LoadOrStore(key, c); loaded {
+			return prev.(*Content)
 		}
-		return r.Replace(s)
-	})
+	}
+	return c
+}
+
+// valuesKey joins the values of the template's parameters, in order.
+func (t *Template) valuesKey(values map[string]string) string {
+	var b strings.Builder
+	for _, p := range t.Parameters {
+		b.WriteString(values[p.Name])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (t *Template) render(values map[string]string) *Content {
+	src := t.content()
+	out := &Content{
+		InitContainers:   copyContainers(src.InitContainers),
+		Containers:       copyContainers(src.Containers),
+		Volumes:          make([]corev1.Volume, len(src.Volumes)),
+		AppVolumeMounts:  make([]corev1.VolumeMount, len(src.AppVolumeMounts)),
+		AppEnv:           make([]corev1.EnvVar, len(src.AppEnv)),
+		ImagePullSecrets: slices.Clone(src.ImagePullSecrets),
+		LocalPorts:       slices.Clone(src.LocalPorts),
+	}
+	for i := range src.Volumes {
+		src.Volumes[i].DeepCopyInto(&out.Volumes[i])
+	}
+	for i := range src.AppVolumeMounts {
+		src.AppVolumeMounts[i].DeepCopyInto(&out.AppVolumeMounts[i])
+	}
+	for i := range src.AppEnv {
+		src.AppEnv[i].DeepCopyInto(&out.AppEnv[i])
+	}
+	if len(values) > 0 {
+		pairs := make([]string, 0, 2*len(values))
+		for _, p := range t.Parameters {
+			if v, ok := values[p.Name]; ok {
+				pairs = append(pairs, "{{"+p.Name+"}}", v)
+			}
+		}
+		r := strings.NewReplacer(pairs...)
+		walkStrings(reflect.ValueOf(out), func(s string) string {
+			if !strings.Contains(s, "{{") {
+				return s
+			}
+			return r.Replace(s)
+		})
+	}
+	for _, group := range [][]corev1.Container{out.InitContainers, out.Containers} {
+		for i := range group {
+			withResources(&group[i], t.defaults)
+			withSecurity(&group[i])
+		}
+	}
+	data, _ := json.Marshal(out) // API types always marshal
+	sum := sha256.Sum256(data)
+	out.Hash = hex.EncodeToString(sum[:8])
+	always := corev1.ContainerRestartPolicyAlways
+	for i := range out.InitContainers {
+		out.InitContainerJSON = append(out.InitContainerJSON, mustJSON(out.InitContainers[i]))
+	}
+	for i := range out.Volumes {
+		out.VolumeJSON = append(out.VolumeJSON, mustJSON(out.Volumes[i]))
+	}
+	for i := range out.AppVolumeMounts {
+		out.AppVolumeMountJSON = append(out.AppVolumeMountJSON, mustJSON(out.AppVolumeMounts[i]))
+	}
+	for i := range out.AppEnv {
+		out.AppEnvJSON = append(out.AppEnvJSON, mustJSON(out.AppEnv[i]))
+	}
+	for i := range out.Containers {
+		native := out.Containers[i]
+		native.RestartPolicy = &always
+		out.ContainerJSON = append(out.ContainerJSON, mustJSON(out.Containers[i]))
+		out.NativeContainerJSON = append(out.NativeContainerJSON, mustJSON(native))
+	}
 	return out
+}
+
+func mustJSON(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "<" stays readable in the patch
+	if err := enc.Encode(v); err != nil {
+		panic(err) // API types always marshal
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func copyContainers(in []corev1.Container) []corev1.Container {
@@ -95,6 +182,60 @@ func copyContainers(in []corev1.Container) []corev1.Container {
 		in[i].DeepCopyInto(&out[i])
 	}
 	return out
+}
+
+// withSecurity fills in a restricted security context where the template
+// leaves it open.
+func withSecurity(c *corev1.Container) {
+	if c.SecurityContext == nil {
+		c.SecurityContext = &corev1.SecurityContext{}
+	}
+	sc := c.SecurityContext
+	if sc.AllowPrivilegeEscalation == nil {
+		sc.AllowPrivilegeEscalation = new(false)
+	}
+	if sc.Capabilities == nil {
+		sc.Capabilities = &corev1.Capabilities{}
+	}
+	if !slices.Contains(sc.Capabilities.Drop, "ALL") {
+		sc.Capabilities.Drop = append(sc.Capabilities.Drop, "ALL")
+	}
+	if sc.RunAsNonRoot == nil {
+		sc.RunAsNonRoot = new(true)
+	}
+	if sc.SeccompProfile == nil {
+		sc.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	}
+}
+
+// withResources fills each request and limit the template leaves open from
+// the catalog defaults, keeping every request within its limit.
+func withResources(c *corev1.Container, defaults corev1.ResourceRequirements) {
+	r := &c.Resources
+	if r.Requests == nil {
+		r.Requests = corev1.ResourceList{}
+	}
+	if r.Limits == nil {
+		r.Limits = corev1.ResourceList{}
+	}
+	for name, q := range defaults.Limits {
+		if _, ok := r.Limits[name]; ok {
+			continue
+		}
+		if req, ok := r.Requests[name]; ok && req.Cmp(q) > 0 {
+			q = req
+		}
+		r.Limits[name] = q
+	}
+	for name, q := range defaults.Requests {
+		if _, ok := r.Requests[name]; ok {
+			continue
+		}
+		if limit, ok := r.Limits[name]; ok && q.Cmp(limit) > 0 {
+			q = limit
+		}
+		r.Requests[name] = q
+	}
 }
 
 // walkStrings calls f on every settable string reachable from v through

@@ -72,8 +72,9 @@ type Template struct {
 	AppEnv           []corev1.EnvVar               `json:"appEnv,omitempty"`
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
-	params      map[string]*Parameter
-	hasPlaceRef bool
+	params   map[string]*Parameter
+	defaults corev1.ResourceRequirements
+	cache    *renderCache
 }
 
 // Parameter is a value a Pod may set through the annotation

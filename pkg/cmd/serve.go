@@ -64,6 +64,7 @@ keeps serving. On SIGTERM /readyz fails at once and in-flight requests get
 	fs.StringVar(&f.HealthAddr, "health-addr", f.HealthAddr, `address of /healthz and /readyz; "0" disables them`)
 	fs.StringVar(&f.logLevel, "log-level", f.logLevel, "debug, info or error; debug logs one line per request")
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", f.ShutdownGrace, "how long in-flight requests may take to finish after SIGTERM")
+	fs.StringVar(&f.PprofAddr, "pprof-addr", f.PprofAddr, "address of net/http/pprof, for profiling; off if empty")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", f.kubeconfig, "kubeconfig for namespace labels; in-cluster config or $KUBECONFIG if empty")
 	return cmd
 }

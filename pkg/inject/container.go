@@ -25,7 +25,7 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 			add = &AppAdditions{Index: i}
 			b.apps[i] = add
 		}
-		for _, m := range content.AppVolumeMounts {
+		for j, m := range content.AppVolumeMounts {
 			prior := findMount(app.VolumeMounts, m.MountPath)
 			if prior == nil {
 				prior = findMount(add.VolumeMounts, m.MountPath)
@@ -33,11 +33,12 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 			switch {
 			case prior == nil:
 				add.VolumeMounts = append(add.VolumeMounts, m)
+				add.VolumeMountJSON = append(add.VolumeMountJSON, content.AppVolumeMountJSON[j])
 			case prior.Name != m.Name:
 				return deny("template %q: container %q already mounts volume %q at %s, where the template mounts %q; set the template's directory parameter to another path", t.Name, app.Name, prior.Name, m.MountPath, m.Name)
 			}
 		}
-		for _, e := range content.AppEnv {
+		for j, e := range content.AppEnv {
 			switch {
 			case slices.ContainsFunc(app.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }):
 				b.warnings = append(b.warnings, fmt.Sprintf("template %q: container %q already sets %s; its own value is kept", t.Name, app.Name, e.Name))
@@ -45,6 +46,7 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 				b.warnings = append(b.warnings, fmt.Sprintf("template %q: %s in container %q is already set by an earlier template; the first value is kept", t.Name, e.Name, app.Name))
 			default:
 				add.Env = append(add.Env, e)
+				add.EnvJSON = append(add.EnvJSON, content.AppEnvJSON[j])
 			}
 		}
 	}
@@ -106,62 +108,32 @@ func (b *builder) appUser(t *catalog.Template) *user {
 	return &u
 }
 
-// withSecurity fills in a restricted security context where the template
-// leaves it open, and applies the app's user.
-func withSecurity(c *corev1.Container, u *user) {
-	if c.SecurityContext == nil {
-		c.SecurityContext = &corev1.SecurityContext{}
+// runAs returns c running as u: a copy of the shared container with its
+// own security context.
+func runAs(c corev1.Container, u *user) corev1.Container {
+	if u == nil {
+		return c
 	}
-	sc := c.SecurityContext
-	if sc.AllowPrivilegeEscalation == nil {
-		sc.AllowPrivilegeEscalation = new(false)
+	sc := c.SecurityContext.DeepCopy()
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
 	}
-	if sc.Capabilities == nil {
-		sc.Capabilities = &corev1.Capabilities{}
+	sc.RunAsUser = u.uid
+	if u.gid != nil {
+		sc.RunAsGroup = u.gid
 	}
-	if !slices.Contains(sc.Capabilities.Drop, "ALL") {
-		sc.Capabilities.Drop = append(sc.Capabilities.Drop, "ALL")
-	}
-	if sc.RunAsNonRoot == nil {
-		sc.RunAsNonRoot = new(true)
-	}
-	if sc.SeccompProfile == nil {
-		sc.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
-	}
-	if u != nil {
-		sc.RunAsUser = u.uid
-		if u.gid != nil {
-			sc.RunAsGroup = u.gid
-		}
-	}
+	c.SecurityContext = sc
+	return c
 }
 
-// withResources fills each request and limit the template leaves open from
-// the catalog defaults, keeping every request within its limit.
-func withResources(c *corev1.Container, defaults corev1.ResourceRequirements) {
-	r := &c.Resources
-	if r.Requests == nil {
-		r.Requests = corev1.ResourceList{}
+// String names the user in the status hash.
+func (u *user) String() string {
+	if u == nil {
+		return ""
 	}
-	if r.Limits == nil {
-		r.Limits = corev1.ResourceList{}
+	s := fmt.Sprint(*u.uid)
+	if u.gid != nil {
+		s += ":" + fmt.Sprint(*u.gid)
 	}
-	for name, q := range defaults.Limits {
-		if _, ok := r.Limits[name]; ok {
-			continue
-		}
-		if req, ok := r.Requests[name]; ok && req.Cmp(q) > 0 {
-			q = req
-		}
-		r.Limits[name] = q
-	}
-	for name, q := range defaults.Requests {
-		if _, ok := r.Requests[name]; ok {
-			continue
-		}
-		if limit, ok := r.Limits[name]; ok && q.Cmp(limit) > 0 {
-			q = limit
-		}
-		r.Requests[name] = q
-	}
+	return s
 }

@@ -3,7 +3,6 @@ package inject
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -157,15 +156,12 @@ func (b *builder) add(t *catalog.Template) error {
 	appUser := b.appUser(t)
 	var added []corev1.Container
 	for _, group := range [][]corev1.Container{content.InitContainers, content.Containers} {
-		for i := range group {
-			c := &group[i]
+		for _, c := range group {
 			if owner, taken := b.names[c.Name]; taken {
 				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, owner)
 			}
 			b.names[c.Name] = "container " + strconv.Quote(c.Name) + " of template " + strconv.Quote(t.Name)
-			withResources(c, b.cat.DefaultResources())
-			withSecurity(c, appUser)
-			added = append(added, *c)
+			added = append(added, runAs(c, appUser)) // a shallow copy: content is shared
 		}
 	}
 	for _, c := range added {
@@ -182,17 +178,29 @@ func (b *builder) add(t *catalog.Template) error {
 			return err
 		}
 	}
-	b.plan.InitContainers = append(b.plan.InitContainers, added[:len(content.InitContainers)]...)
-	if native {
-		always := corev1.ContainerRestartPolicyAlways
-		for _, c := range added[len(content.InitContainers):] {
+	// The catalog's JSON is right unless the containers run as the app.
+	prepared := func(list [][]byte, i int) []byte {
+		if appUser != nil {
+			return nil
+		}
+		return list[i]
+	}
+	for i, c := range added[:len(content.InitContainers)] {
+		b.plan.InitContainers = append(b.plan.InitContainers, c)
+		b.plan.InitContainerJSON = append(b.plan.InitContainerJSON, prepared(content.InitContainerJSON, i))
+	}
+	always := corev1.ContainerRestartPolicyAlways
+	for i, c := range added[len(content.InitContainers):] {
+		if native {
 			c.RestartPolicy = &always
 			b.plan.InitContainers = append(b.plan.InitContainers, c)
+			b.plan.InitContainerJSON = append(b.plan.InitContainerJSON, prepared(content.NativeContainerJSON, i))
+		} else {
+			b.plan.Containers = append(b.plan.Containers, c)
+			b.plan.ContainerJSON = append(b.plan.ContainerJSON, prepared(content.ContainerJSON, i))
 		}
-	} else {
-		b.plan.Containers = append(b.plan.Containers, added[len(content.InitContainers):]...)
 	}
-	if err := b.addVolumes(t, content.Volumes); err != nil {
+	if err := b.addVolumes(t, content); err != nil {
 		return err
 	}
 	if err := b.addToApps(t, content); err != nil {
@@ -203,7 +211,7 @@ func (b *builder) add(t *catalog.Template) error {
 			b.plan.ImagePullSecrets = append(b.plan.ImagePullSecrets, s)
 		}
 	}
-	b.record(t.Name, added, content)
+	b.record(t.Name, content.Hash, appUser, native)
 	return nil
 }
 
@@ -216,14 +224,15 @@ func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference
 	return false
 }
 
-func (b *builder) addVolumes(t *catalog.Template, volumes []corev1.Volume) error {
-	for _, v := range volumes {
+func (b *builder) addVolumes(t *catalog.Template, volumes *catalog.Content) error {
+	for i, v := range volumes.Volumes {
 		existing, where := findVolume(b.pod.Spec.Volumes, v.Name), "the pod"
 		if existing == nil {
 			existing, where = findVolume(b.plan.Volumes, v.Name), "an earlier template"
 		}
 		if existing == nil {
 			b.plan.Volumes = append(b.plan.Volumes, v)
+			b.plan.VolumeJSON = append(b.plan.VolumeJSON, volumes.VolumeJSON[i])
 			continue
 		}
 		if !equality.Semantic.DeepEqual(*existing, v) {
@@ -242,15 +251,10 @@ func findVolume(list []corev1.Volume, name string) *corev1.Volume {
 	return nil
 }
 
-// record adds the template to the status, with a hash of what it added.
-func (b *builder) record(name string, containers []corev1.Container, content *catalog.Content) {
-	data, _ := json.Marshal(struct {
-		C []corev1.Container
-		V []corev1.Volume
-		M []corev1.VolumeMount
-		E []corev1.EnvVar
-	}{containers, content.Volumes, content.AppVolumeMounts, content.AppEnv})
-	sum := sha256.Sum256(data)
+// record adds the template to the status, with a hash of what it added:
+// the rendered content, the user it runs as and whether it runs native.
+func (b *builder) record(name, contentHash string, u *user, native bool) {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%t", contentHash, u, native)))
 	entry := Injected{Name: name, Hash: hex.EncodeToString(sum[:8])}
 	for i := range b.plan.Status.Templates {
 		if b.plan.Status.Templates[i].Name == name {

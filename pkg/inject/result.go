@@ -14,6 +14,9 @@ type Plan struct {
 	InitContainers []corev1.Container
 	// Containers are appended to spec.containers.
 	Containers []corev1.Container
+	// InitContainerJSON, ContainerJSON and VolumeJSON hold, index for
+	// index, each item's JSON where the catalog prepared it, or nil.
+	InitContainerJSON, ContainerJSON, VolumeJSON [][]byte
 	// Volumes are appended to spec.volumes; volumes the Pod already has
 	// with the same definition are reused and not listed.
 	Volumes []corev1.Volume
@@ -31,6 +34,8 @@ type AppAdditions struct {
 	Index        int
 	VolumeMounts []corev1.VolumeMount
 	Env          []corev1.EnvVar
+	// VolumeMountJSON and EnvJSON hold each item's prepared JSON, or nil.
+	VolumeMountJSON, EnvJSON [][]byte
 }
 
 // Status is the JSON value of the status annotation.

@@ -24,16 +24,16 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 		return nil
 	}
 	var ops []Operation
-	ops = appendAll(ops, "/spec/volumes", len(pod.Spec.Volumes), plan.Volumes)
-	ops = appendAll(ops, "/spec/initContainers", len(pod.Spec.InitContainers), plan.InitContainers)
-	ops = appendAll(ops, "/spec/containers", len(pod.Spec.Containers), plan.Containers)
+	ops = appendAll(ops, "/spec/volumes", len(pod.Spec.Volumes), plan.Volumes, plan.VolumeJSON)
+	ops = appendAll(ops, "/spec/initContainers", len(pod.Spec.InitContainers), plan.InitContainers, plan.InitContainerJSON)
+	ops = appendAll(ops, "/spec/containers", len(pod.Spec.Containers), plan.Containers, plan.ContainerJSON)
 	for _, app := range plan.Apps {
 		c := &pod.Spec.Containers[app.Index]
 		base := "/spec/containers/" + strconv.Itoa(app.Index)
-		ops = appendAll(ops, base+"/volumeMounts", len(c.VolumeMounts), app.VolumeMounts)
-		ops = appendAll(ops, base+"/env", len(c.Env), app.Env)
+		ops = appendAll(ops, base+"/volumeMounts", len(c.VolumeMounts), app.VolumeMounts, app.VolumeMountJSON)
+		ops = appendAll(ops, base+"/env", len(c.Env), app.Env, app.EnvJSON)
 	}
-	ops = appendAll(ops, "/spec/imagePullSecrets", len(pod.Spec.ImagePullSecrets), plan.ImagePullSecrets)
+	ops = appendAll(ops, "/spec/imagePullSecrets", len(pod.Spec.ImagePullSecrets), plan.ImagePullSecrets, nil)
 	return SetAnnotation(ops, pod.Annotations, inject.StatusAnnotation, plan.Status.String())
 }
 
@@ -48,24 +48,74 @@ func SetAnnotation(ops []Operation, annotations map[string]string, key, value st
 
 // appendAll appends items to the array at path, which holds have elements:
 // one "add" of the whole array when it is empty or missing (an add on an
-// existing member replaces it), else one "/-" append per item.
-func appendAll[T any](ops []Operation, path string, have int, items []T) []Operation {
+// existing member replaces it), else one "/-" append per item. Values are
+// encoded here, using prepared[i] where it is not nil.
+func appendAll[T any](ops []Operation, path string, have int, items []T, prepared [][]byte) []Operation {
 	if len(items) == 0 {
 		return ops
 	}
-	if have == 0 {
-		return append(ops, jsonpatch.NewPatch("add", path, items))
-	}
+	encoded := make([]json.RawMessage, len(items))
 	for i := range items {
-		ops = append(ops, jsonpatch.NewPatch("add", path+"/-", items[i]))
+		if i < len(prepared) && prepared[i] != nil {
+			encoded[i] = prepared[i]
+		} else {
+			encoded[i] = mustJSON(items[i])
+		}
+	}
+	if have == 0 {
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i, e := range encoded {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(e)
+		}
+		b.WriteByte(']')
+		return append(ops, jsonpatch.NewPatch("add", path, json.RawMessage(b.Bytes())))
+	}
+	for _, e := range encoded {
+		ops = append(ops, jsonpatch.NewPatch("add", path+"/-", e))
 	}
 	return ops
+}
+
+func mustJSON(v any) json.RawMessage {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "<" stays readable in the patch
+	if err := enc.Encode(v); err != nil {
+		panic(err) // API types always marshal
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 var escaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // Escape escapes one RFC 6901 reference token.
 func Escape(token string) string { return escaper.Replace(token) }
+
+// writeString writes s as a JSON string.
+func writeString(enc *json.Encoder, buf *bytes.Buffer, s string) {
+	if plain(s) {
+		buf.WriteByte('"')
+		buf.WriteString(s)
+		buf.WriteByte('"')
+		return
+	}
+	_ = enc.Encode(s) // a string always encodes
+	buf.Truncate(buf.Len() - 1)
+}
+
+// plain reports whether s needs no escaping in JSON.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // op is the wire form of an operation. jsonpatch's own MarshalJSON writes
 // the path with %s, without JSON escaping, so a key holding a quote or a
@@ -86,6 +136,17 @@ func Marshal(ops []Operation) ([]byte, error) {
 	for i := range ops {
 		if i > 0 {
 			buf.WriteByte(',')
+		}
+		if raw, ok := ops[i].Value.(json.RawMessage); ok {
+			// Encoded by ForPod; written as it is.
+			buf.WriteString(`{"op":`)
+			writeString(enc, &buf, ops[i].Operation)
+			buf.WriteString(`,"path":`)
+			writeString(enc, &buf, ops[i].Path)
+			buf.WriteString(`,"value":`)
+			buf.Write(raw)
+			buf.WriteByte('}')
+			continue
 		}
 		if err := enc.Encode(op{ops[i].Operation, ops[i].Path, ops[i].Value}); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
@@ -42,6 +43,8 @@ type Options struct {
 	// HealthAddr serves /healthz and /readyz. Defaulted to ":8081" if
 	// empty; "0" disables it.
 	HealthAddr string
+	// PprofAddr serves net/http/pprof when set; off by default.
+	PprofAddr string
 	// ShutdownGrace bounds the wait for in-flight requests after SIGTERM.
 	// Defaulted to 25s if zero.
 	ShutdownGrace time.Duration
@@ -182,10 +185,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 	plain := []*http.Server{}
-	for _, s := range []struct {
+	servers := []struct {
 		addr, name string
 		h          http.Handler
-	}{{o.HealthAddr, "health", health}, {o.MetricsAddr, "metrics", metrics}} {
+	}{{o.HealthAddr, "health", health}, {o.MetricsAddr, "metrics", metrics}}
+	if o.PprofAddr != "" {
+		servers = append(servers, struct {
+			addr, name string
+			h          http.Handler
+		}{o.PprofAddr, "pprof", pprofMux()})
+	}
+	for _, s := range servers {
 		if s.addr == "0" {
 			continue
 		}
@@ -225,6 +235,16 @@ func Run(ctx context.Context, o Options) error {
 		_ = srv.Shutdown(closeCtx)
 	}
 	return runErr
+}
+
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func describe(path string) string {
