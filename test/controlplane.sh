@@ -37,6 +37,8 @@ fi
 mkdir -p "$dest"
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# The control plane is built as upstream builds it, whatever the caller set.
+unset GOEXPERIMENT
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 
 build_kubernetes() {

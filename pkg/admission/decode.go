@@ -22,7 +22,72 @@ type podReview struct {
 type podRequest struct {
 	admissionv1.AdmissionRequest
 	// Object shadows AdmissionRequest.Object: the shallower field wins.
-	Object *corev1.Pod `json:"object,omitempty"`
+	Object *podView `json:"object,omitempty"`
+}
+
+// podView holds the parts of a Pod the engine and the patch read; the
+// rest of the object (images, commands, resources, probes, status...) is
+// skipped rather than parsed, which halves the cost of the decode. The
+// patch touches only what it adds, so nothing skipped is lost.
+// TestInjectMatchesTheServer (pkg/workload) holds this list to the engine:
+// the offline tool decodes whole Pods and must get the same bytes.
+type podView struct {
+	Metadata struct {
+		Name         string            `json:"name"`
+		GenerateName string            `json:"generateName"`
+		Annotations  map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Containers          []containerView               `json:"containers"`
+		InitContainers      []containerView               `json:"initContainers"`
+		EphemeralContainers []struct{ Name string }       `json:"ephemeralContainers"`
+		Volumes             []corev1.Volume               `json:"volumes"`
+		ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
+		RestartPolicy       corev1.RestartPolicy          `json:"restartPolicy"`
+		SecurityContext     *corev1.PodSecurityContext    `json:"securityContext"`
+	} `json:"spec"`
+}
+
+type containerView struct {
+	Name            string                         `json:"name"`
+	Ports           []corev1.ContainerPort         `json:"ports"`
+	VolumeMounts    []corev1.VolumeMount           `json:"volumeMounts"`
+	Env             []struct{ Name string }        `json:"env"`
+	SecurityContext *corev1.SecurityContext        `json:"securityContext"`
+	RestartPolicy   *corev1.ContainerRestartPolicy `json:"restartPolicy"`
+}
+
+// pod is the view as a Pod holding just those fields.
+func (v *podView) pod() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Name, p.GenerateName, p.Annotations = v.Metadata.Name, v.Metadata.GenerateName, v.Metadata.Annotations
+	s := &p.Spec
+	s.Containers = containers(v.Spec.Containers)
+	s.InitContainers = containers(v.Spec.InitContainers)
+	for _, e := range v.Spec.EphemeralContainers {
+		s.EphemeralContainers = append(s.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: e.Name}})
+	}
+	s.Volumes, s.ImagePullSecrets = v.Spec.Volumes, v.Spec.ImagePullSecrets
+	s.RestartPolicy, s.SecurityContext = v.Spec.RestartPolicy, v.Spec.SecurityContext
+	return p
+}
+
+func containers(views []containerView) []corev1.Container {
+	if views == nil {
+		return nil
+	}
+	out := make([]corev1.Container, len(views))
+	for i, v := range views {
+		c := &out[i]
+		c.Name, c.Ports, c.VolumeMounts, c.SecurityContext, c.RestartPolicy = v.Name, v.Ports, v.VolumeMounts, v.SecurityContext, v.RestartPolicy
+		if v.Env != nil {
+			c.Env = make([]corev1.EnvVar, len(v.Env))
+			for j, e := range v.Env {
+				c.Env[j].Name = e.Name
+			}
+		}
+	}
+	return out
 }
 
 // decode reads a review for a Pod CREATE. It fails with a status code and

@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -201,5 +202,28 @@ func TestPanicIsRecovered(t *testing.T) {
 	_, again := post(t, srv, "application/json", bytes.NewReader(review(t, "u6", "UPDATE", nginxPod)))
 	if !again.Response.Allowed {
 		t.Error("server broken after a panic")
+	}
+}
+
+// The hand-written response decodes to what encoding/json would have made.
+func TestResponseEncoding(t *testing.T) {
+	pt := admissionv1.PatchTypeJSONPatch
+	for name, resp := range map[string]admissionv1.AdmissionResponse{
+		"an injection":  {UID: "u1", Allowed: true, Patch: []byte(`[{"op":"add"}]`), PatchType: &pt, Warnings: []string{`a "quoted" warning`, "ünïcode\n"}},
+		"a denial":      {UID: "u2", Result: &metav1.Status{Status: "Failure", Code: 403, Reason: metav1.StatusReasonForbidden, Message: "template \"x\" not found; have [a b]"}},
+		"an empty skip": {Allowed: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := appendReview(nil, &resp)
+			var decoded admissionv1.AdmissionReview
+			if err := json.Unmarshal(got, &decoded); err != nil {
+				t.Fatalf("%v: %s", err, got)
+			}
+			want, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: &resp})
+			again, _ := json.Marshal(decoded)
+			if string(again) != string(want) {
+				t.Errorf("decodes to\n%s\nwant\n%s", again, want)
+			}
+		})
 	}
 }

@@ -140,3 +140,14 @@ func uniquePorts(p *corev1.Pod) error {
 	}
 	return nil
 }
+
+func TestStatusStringIsJSON(t *testing.T) {
+	s := inject.Status{Templates: []inject.Injected{{Name: "log-shipper", Hash: "0a1b"}, {Name: "ambassador", Hash: "ff"}}}
+	want, _ := json.Marshal(s)
+	if s.String() != string(want) {
+		t.Errorf("%s, want %s", s.String(), want)
+	}
+	if (inject.Status{}).String() != `{"templates":[]}` {
+		t.Errorf("empty status %s", inject.Status{}.String())
+	}
+}

@@ -1,8 +1,8 @@
 package inject
 
 import (
-	"encoding/json"
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -49,10 +49,21 @@ type Injected struct {
 	Hash string `json:"hash"`
 }
 
-// String returns the annotation value.
+// String returns the annotation value, as encoding/json writes it.
 func (s Status) String() string {
-	b, _ := json.Marshal(s) // strings only: cannot fail
-	return string(b)
+	b := make([]byte, 0, 16+48*len(s.Templates))
+	b = append(b, `{"templates":[`...)
+	for i, t := range s.Templates {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = strconv.AppendQuote(b, t.Name) // catalog names are DNS labels
+		b = append(b, `,"hash":`...)
+		b = strconv.AppendQuote(b, t.Hash) // hex
+		b = append(b, '}')
+	}
+	return string(append(b, "]}"...))
 }
 
 // Result is the engine's answer for an admitted Pod.

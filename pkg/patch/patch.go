@@ -41,9 +41,9 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 // map when the object has none.
 func SetAnnotation(ops []Operation, annotations map[string]string, key, value string) []Operation {
 	if annotations == nil {
-		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", map[string]string{key: value}))
+		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", mustJSON(map[string]string{key: value})))
 	}
-	return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), value))
+	return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), mustJSON(value)))
 }
 
 // appendAll appends items to the array at path, which holds have elements:
