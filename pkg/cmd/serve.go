@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podpatterns/sidecar-injector/pkg/server"
@@ -54,6 +55,7 @@ keeps serving. On SIGTERM /readyz fails at once and in-flight requests get
 				return withCode(ExitBadInput, err)
 			}
 			tuneGC()
+			ctrllog.SetLogger(o.Log) // certwatcher logs through controller-runtime
 			return run(cmd.Context(), o)
 		},
 	}
