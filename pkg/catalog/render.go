@@ -25,7 +25,10 @@ type Content struct {
 	AppVolumeMounts  []corev1.VolumeMount          `json:"appVolumeMounts,omitempty"`
 	AppEnv           []corev1.EnvVar               `json:"appEnv,omitempty"`
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
-	LocalPorts       []string                      `json:"localPorts,omitempty"`
+	// LocalPorts are ports the containers listen on without declaring
+	// them, such as an ambassador bound to localhost; they may hold
+	// placeholders. They count in the Pod's port conflict check.
+	LocalPorts []string `json:"localPorts,omitempty"`
 	// Hash identifies this content: it changes when anything in it does.
 	Hash string `json:"-"`
 	// The JSON of each container, encoded once per catalog version so a
@@ -44,18 +47,6 @@ const renderCacheSize = 256
 type renderCache struct {
 	entries sync.Map // values key -> *Content
 	size    atomic.Int32
-}
-
-func (t *Template) content() *Content {
-	return &Content{
-		InitContainers:   t.InitContainers,
-		Containers:       t.Containers,
-		Volumes:          t.Volumes,
-		AppVolumeMounts:  t.AppVolumeMounts,
-		AppEnv:           t.AppEnv,
-		ImagePullSecrets: t.ImagePullSecrets,
-		LocalPorts:       t.LocalPorts,
-	}
 }
 
 // prepare indexes parameters once per catalog version; rendering then
@@ -98,7 +89,7 @@ func (t *Template) valuesKey(values map[string]string) string {
 }
 
 func (t *Template) render(values map[string]string) *Content {
-	src := t.content()
+	src := &t.Content
 	out := &Content{
 		InitContainers:   copyContainers(src.InitContainers),
 		Containers:       copyContainers(src.Containers),

@@ -60,17 +60,10 @@ type Template struct {
 	RunAsAppUser bool `json:"runAsAppUser,omitempty"`
 
 	Parameters []Parameter `json:"parameters,omitempty"`
-	// LocalPorts are ports the containers listen on without declaring
-	// them, such as an ambassador bound to localhost; they may hold
-	// placeholders. They count in the Pod's port conflict check.
-	LocalPorts []string `json:"localPorts,omitempty"`
 
-	InitContainers   []corev1.Container            `json:"initContainers,omitempty"`
-	Containers       []corev1.Container            `json:"containers,omitempty"`
-	Volumes          []corev1.Volume               `json:"volumes,omitempty"`
-	AppVolumeMounts  []corev1.VolumeMount          `json:"appVolumeMounts,omitempty"`
-	AppEnv           []corev1.EnvVar               `json:"appEnv,omitempty"`
-	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// Content is what the template adds, as the admin wrote it, with
+	// {{name}} placeholders.
+	Content `json:",inline"`
 
 	params   map[string]*Parameter
 	defaults corev1.ResourceRequirements

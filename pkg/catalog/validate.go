@@ -281,6 +281,6 @@ func withBuiltinResources(r corev1.ResourceRequirements) corev1.ResourceRequirem
 // templateStrings returns every string field of the template's content.
 func templateStrings(t *Template) []string {
 	var out []string
-	walkStrings(reflect.ValueOf(t.content()), func(s string) string { out = append(out, s); return s })
+	walkStrings(reflect.ValueOf(&t.Content), func(s string) string { out = append(out, s); return s })
 	return out
 }
