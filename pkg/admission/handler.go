@@ -2,7 +2,6 @@ package admission
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -122,10 +121,10 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 	}
 	pod := req.Object.pod()
 	a.pod = pod
-	h.admit(r.Context(), &req.AdmissionRequest, pod, a)
+	h.admit(&req.AdmissionRequest, pod, a)
 }
 
-func (h *Handler) admit(_ context.Context, req *admissionv1.AdmissionRequest, pod *corev1.Pod, a *answer) {
+func (h *Handler) admit(req *admissionv1.AdmissionRequest, pod *corev1.Pod, a *answer) {
 	var labels map[string]string
 	if h.Namespaces != nil {
 		labels = h.Namespaces.Labels(req.Namespace)

@@ -169,3 +169,15 @@ func TestRenderSubstitutesStringsOnly(t *testing.T) {
 		t.Errorf("template changed to %q", tmpl.AppVolumeMounts[0].MountPath)
 	}
 }
+
+// deploy/base ships the default catalog as the ConfigMap admins edit; it
+// must be the embedded one until they do.
+func TestDeployedCatalogIsTheDefault(t *testing.T) {
+	deployed, err := os.ReadFile("../../deploy/base/catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(deployed) != string(DefaultYAML()) {
+		t.Error("deploy/base/catalog.yaml differs from pkg/catalog/default.yaml: copy the one you changed over the other")
+	}
+}

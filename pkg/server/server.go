@@ -102,34 +102,12 @@ func Run(ctx context.Context, o Options) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	if o.CatalogPath != "" {
-		w := &catalog.Watcher{Path: o.CatalogPath, Store: store, OnReload: func(c *catalog.Catalog, err error) {
-			if err != nil {
-				m.reloads.WithLabelValues("failure").Inc()
-				log.Error(err, "Catalog change refused; the last good catalog keeps serving", "path", o.CatalogPath, "version", store.Current().Version)
-				return
-			}
-			m.reloads.WithLabelValues("success").Inc()
-			log.Info("Catalog reloaded", "path", o.CatalogPath, "version", c.Version, "templates", c.Names())
-		}}
-		go func() {
-			if err := w.Run(bg); err != nil {
-				log.Error(err, "Catalog watcher stopped; changes on disk are no longer picked up")
-			}
-		}()
+		go watchCatalog(bg, o, store, m)
 	}
-
-	var namespaces admission.NamespaceLabels
-	nsSynced := func() bool { return true }
-	if o.RestConfig == nil {
-		log.Info("No cluster configuration found; namespace labels are treated as empty, so namespace policies do not apply")
-	} else {
-		nc, err := newNamespaceCache(bg, o.RestConfig, log.WithName("namespaces"))
-		if err != nil {
-			return fmt.Errorf("namespace cache: %w", err)
-		}
-		namespaces, nsSynced = nc, nc.synced
+	namespaces, nsSynced, err := namespaceLabels(bg, o)
+	if err != nil {
+		return err
 	}
-
 	handler := &admission.Handler{
 		Catalog:         store.Current,
 		Namespaces:      namespaces,
@@ -141,42 +119,20 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-
 	var stopping atomic.Bool
-	ready := healthz.Handler{Checks: map[string]healthz.Checker{
-		"shutdown": func(*http.Request) error {
-			if stopping.Load() {
-				return errors.New("shutting down")
-			}
-			return nil
-		},
-		"catalog": func(*http.Request) error {
-			if store.Current() == nil {
-				return errors.New("no catalog loaded")
-			}
-			return nil
-		},
-		"namespaces": func(*http.Request) error {
-			if !nsSynced() {
-				return errors.New("namespace cache not synced")
-			}
-			return nil
-		},
-		"webhook": func(*http.Request) error {
-			if !webhook.serving.Load() {
-				return errors.New("webhook not serving")
-			}
-			return nil
-		},
-	}}
-	health := http.NewServeMux()
-	health.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
-	health.Handle("/readyz", http.StripPrefix("/readyz", &ready))
-	health.Handle("/readyz/", http.StripPrefix("/readyz", &ready))
-	metrics := http.NewServeMux()
-	metrics.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
+	ready := map[string]healthz.Checker{
+		"shutdown":   check(func() bool { return !stopping.Load() }, "shutting down"),
+		"catalog":    check(func() bool { return store.Current() != nil }, "no catalog loaded"),
+		"namespaces": check(nsSynced, "namespace cache not synced"),
+		"webhook":    check(webhook.serving.Load, "webhook not serving"),
+	}
+	side, err := listenSide(o, ready)
+	if err != nil {
+		_ = webhook.ln.Close()
+		return err
+	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 1+len(side))
 	hookDone := make(chan struct{})
 	go func() {
 		defer close(hookDone)
@@ -184,29 +140,9 @@ func Run(ctx context.Context, o Options) error {
 			errc <- fmt.Errorf("webhook server: %w", err)
 		}
 	}()
-	plain := []*http.Server{}
-	servers := []struct {
-		addr, name string
-		h          http.Handler
-	}{{o.HealthAddr, "health", health}, {o.MetricsAddr, "metrics", metrics}}
-	if o.PprofAddr != "" {
-		servers = append(servers, struct {
-			addr, name string
-			h          http.Handler
-		}{o.PprofAddr, "pprof", pprofMux()})
-	}
-	for _, s := range servers {
-		if s.addr == "0" {
-			continue
-		}
-		srv := &http.Server{Addr: s.addr, Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
-		ln, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			return fmt.Errorf("%s server: %w", s.name, err)
-		}
-		plain = append(plain, srv)
+	for _, s := range side {
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s server: %w", s.name, err)
 			}
 		}()
@@ -217,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("Shutting down: not ready, finishing in-flight requests", "grace", o.ShutdownGrace)
+		log.Info("Shutting down: not ready, finishing in-flight requests", "grace", o.ShutdownGrace.String())
 	case runErr = <-errc:
 		log.Error(runErr, "Server failed; shutting down")
 	}
@@ -231,10 +167,88 @@ func Run(ctx context.Context, o Options) error {
 	<-hookDone
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
 	defer cancelClose()
-	for _, srv := range plain {
-		_ = srv.Shutdown(closeCtx)
+	for _, s := range side {
+		_ = s.srv.Shutdown(closeCtx)
 	}
 	return runErr
+}
+
+// watchCatalog reloads the catalog on change until ctx is done.
+func watchCatalog(ctx context.Context, o Options, store *catalog.Store, m *serverMetrics) {
+	log := o.Log
+	w := &catalog.Watcher{Path: o.CatalogPath, Store: store, OnReload: func(c *catalog.Catalog, err error) {
+		if err != nil {
+			m.reloads.WithLabelValues("failure").Inc()
+			log.Error(err, "Catalog change refused; the last good catalog keeps serving", "path", o.CatalogPath, "version", store.Current().Version)
+			return
+		}
+		m.reloads.WithLabelValues("success").Inc()
+		log.Info("Catalog reloaded", "path", o.CatalogPath, "version", c.Version, "templates", c.Names())
+	}}
+	if err := w.Run(ctx); err != nil {
+		log.Error(err, "Catalog watcher stopped; changes on disk are no longer picked up")
+	}
+}
+
+// namespaceLabels returns the namespace label source and whether it has
+// synced; with no cluster, labels are empty and always "synced".
+func namespaceLabels(ctx context.Context, o Options) (admission.NamespaceLabels, func() bool, error) {
+	if o.RestConfig == nil {
+		o.Log.Info("No cluster configuration found; namespace labels are treated as empty, so namespace policies do not apply")
+		return nil, func() bool { return true }, nil
+	}
+	nc, err := newNamespaceCache(ctx, o.RestConfig, o.Log.WithName("namespaces"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("namespace cache: %w", err)
+	}
+	return nc, nc.synced, nil
+}
+
+func check(ok func() bool, problem string) healthz.Checker {
+	return func(*http.Request) error {
+		if !ok() {
+			return errors.New(problem)
+		}
+		return nil
+	}
+}
+
+// sideServer is a plain HTTP server next to the webhook.
+type sideServer struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+// listenSide opens the health, metrics and (when asked) pprof listeners,
+// all or none.
+func listenSide(o Options, ready map[string]healthz.Checker) ([]sideServer, error) {
+	readyz := &healthz.Handler{Checks: ready}
+	health := http.NewServeMux()
+	health.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
+	health.Handle("/readyz", http.StripPrefix("/readyz", readyz))
+	health.Handle("/readyz/", http.StripPrefix("/readyz", readyz))
+	metrics := http.NewServeMux()
+	metrics.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{}))
+	wanted := []struct {
+		addr, name string
+		h          http.Handler
+	}{{o.HealthAddr, "health", health}, {o.MetricsAddr, "metrics", metrics}, {o.PprofAddr, "pprof", pprofMux()}}
+	var side []sideServer
+	for _, w := range wanted {
+		if w.addr == "" || w.addr == "0" {
+			continue
+		}
+		ln, err := net.Listen("tcp", w.addr)
+		if err != nil {
+			for _, s := range side {
+				_ = s.ln.Close()
+			}
+			return nil, fmt.Errorf("%s server: %w", w.name, err)
+		}
+		side = append(side, sideServer{w.name, &http.Server{Handler: w.h, ReadHeaderTimeout: 10 * time.Second}, ln})
+	}
+	return side, nil
 }
 
 func pprofMux() http.Handler {
