@@ -154,6 +154,28 @@ func (b *builder) add(t *catalog.Template) error {
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as a native sidecar (init container with restartPolicy Always) because the Pod's restartPolicy is %s, so the Pod can still complete; this needs Kubernetes 1.29 or later", t.Name, b.pod.Spec.RestartPolicy))
 	}
 	appUser := b.appUser(t)
+	if err := b.addContainers(t, content, appUser, native); err != nil {
+		return err
+	}
+	if err := b.addVolumes(t, content); err != nil {
+		return err
+	}
+	if err := b.addToApps(t, content); err != nil {
+		return err
+	}
+	for _, s := range content.ImagePullSecrets {
+		if !hasSecret(b.pod.Spec.ImagePullSecrets, s) && !hasSecret(b.plan.ImagePullSecrets, s) {
+			b.plan.ImagePullSecrets = append(b.plan.ImagePullSecrets, s)
+		}
+	}
+	b.record(t.Name, content.Hash, appUser, native)
+	return nil
+}
+
+// addContainers plans the template's containers: names and ports checked
+// against the Pod, run as the app's user when asked, native when asked or
+// when the Pod runs to completion.
+func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, appUser *user, native bool) error {
 	var added []corev1.Container
 	for _, group := range [][]corev1.Container{content.InitContainers, content.Containers} {
 		for _, c := range group {
@@ -200,18 +222,6 @@ func (b *builder) add(t *catalog.Template) error {
 			b.plan.ContainerJSON = append(b.plan.ContainerJSON, prepared(content.ContainerJSON, i))
 		}
 	}
-	if err := b.addVolumes(t, content); err != nil {
-		return err
-	}
-	if err := b.addToApps(t, content); err != nil {
-		return err
-	}
-	for _, s := range content.ImagePullSecrets {
-		if !hasSecret(b.pod.Spec.ImagePullSecrets, s) && !hasSecret(b.plan.ImagePullSecrets, s) {
-			b.plan.ImagePullSecrets = append(b.plan.ImagePullSecrets, s)
-		}
-	}
-	b.record(t.Name, content.Hash, appUser, native)
 	return nil
 }
 
