@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +194,9 @@ func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
 	out := respPool.Get().(*[]byte)
 	*out = appendReview((*out)[:0], &a.resp)
 	w.Header().Set("Content-Type", "application/json")
+	// With the length known, net/http sends the answer in one write
+	// instead of switching to chunked encoding past 2 KiB.
+	w.Header().Set("Content-Length", strconv.Itoa(len(*out)))
 	if a.status != 0 {
 		w.WriteHeader(a.status)
 	}
