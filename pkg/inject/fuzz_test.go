@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,7 +47,7 @@ func FuzzPod(f *testing.F) {
 		if err != nil {
 			return
 		}
-		k, v, _ := cut(nsLabel)
+		k, v, _ := strings.Cut(nsLabel, "=")
 		labels := map[string]string{k: v}
 		res, err := inject.Pod(pod, labels, cat)
 		var denial *inject.Denial
@@ -86,15 +87,6 @@ func FuzzPod(f *testing.F) {
 			t.Fatalf("second run plans %v again", again.Injected)
 		}
 	})
-}
-
-func cut(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '=' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 func allContainers(p *corev1.Pod) []corev1.Container {
@@ -149,5 +141,33 @@ func TestStatusStringIsJSON(t *testing.T) {
 	}
 	if (inject.Status{}).String() != `{"templates":[]}` {
 		t.Errorf("empty status %s", inject.Status{}.String())
+	}
+}
+
+// Two bad parameter annotations: the denial names the same one every time.
+func TestDenialIsDeterministic(t *testing.T) {
+	cat := testCatalog(t)
+	pod := &corev1.Pod{}
+	pod.Annotations = map[string]string{
+		inject.InjectAnnotation:                          "log-shipper",
+		inject.ParameterAnnotation("log-shipper", "zzz"): "x",
+		inject.ParameterAnnotation("log-shipper", "aaa"): "x",
+		inject.ParameterAnnotation("log-shipper", "mmm"): "x",
+	}
+	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
+	var first string
+	for i := range 50 {
+		_, err := inject.Pod(pod, nil, cat)
+		if err == nil {
+			t.Fatal("unknown parameters accepted")
+		}
+		if i == 0 {
+			first = err.Error()
+		} else if err.Error() != first {
+			t.Fatalf("denial changed between runs:\n%s\n%s", first, err)
+		}
+	}
+	if !strings.Contains(first, `has no parameter "aaa"`) {
+		t.Errorf("denial %q should name the first bad annotation in order", first)
 	}
 }

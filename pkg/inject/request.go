@@ -105,11 +105,15 @@ func policyNames(policies []*catalog.Policy) string {
 func parameters(pod *corev1.Pod, t *catalog.Template) (map[string]string, error) {
 	prefix := t.Name + "." + Domain + "/"
 	values := make(map[string]string, len(t.Parameters))
-	for key, value := range pod.Annotations {
-		name, ok := strings.CutPrefix(key, prefix)
-		if !ok {
-			continue
+	var keys []string
+	for key := range pod.Annotations {
+		if strings.HasPrefix(key, prefix) {
+			keys = append(keys, key)
 		}
+	}
+	sort.Strings(keys) // the first bad one named is always the same
+	for _, key := range keys {
+		name, value := key[len(prefix):], pod.Annotations[key]
 		p := t.Parameter(name)
 		if p == nil {
 			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())
