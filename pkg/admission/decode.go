@@ -9,6 +9,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // podReview is admissionv1.AdmissionReview with the request's object
@@ -19,10 +20,17 @@ type podReview struct {
 	Request         *podRequest `json:"request,omitempty"`
 }
 
+// podRequest is the part of admissionv1.AdmissionRequest the webhook
+// reads; old objects, options, groups and the request kinds are skipped.
 type podRequest struct {
-	admissionv1.AdmissionRequest
-	// Object shadows AdmissionRequest.Object: the shallower field wins.
-	Object *podView `json:"object,omitempty"`
+	UID         types.UID                 `json:"uid"`
+	Kind        metav1.GroupVersionKind   `json:"kind"`
+	SubResource string                    `json:"subResource,omitempty"`
+	Namespace   string                    `json:"namespace,omitempty"`
+	Operation   admissionv1.Operation     `json:"operation"`
+	UserInfo    struct{ Username string } `json:"userInfo"`
+	DryRun      *bool                     `json:"dryRun,omitempty"`
+	Object      *podView                  `json:"object,omitempty"`
 }
 
 // podView holds the parts of a Pod the engine and the patch read; the
@@ -103,12 +111,13 @@ func decode(body []byte, a *answer) (*podRequest, int, error) {
 			return nil, http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %w", err)
 		}
 		review.TypeMeta = generic.TypeMeta
-		if generic.Request != nil {
-			review.Request = &podRequest{AdmissionRequest: *generic.Request}
+		if r := generic.Request; r != nil {
+			review.Request = &podRequest{UID: r.UID, Kind: r.Kind, SubResource: r.SubResource, Namespace: r.Namespace, Operation: r.Operation, DryRun: r.DryRun}
+			review.Request.UserInfo.Username = r.UserInfo.Username
 		}
 	}
 	if review.Request != nil {
-		a.uid, a.req = review.Request.UID, &review.Request.AdmissionRequest
+		a.uid, a.req = review.Request.UID, review.Request
 	}
 	if gv := review.APIVersion; gv != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
 		return nil, http.StatusBadRequest, fmt.Errorf("unsupported %s %q; this webhook speaks admission.k8s.io/v1 AdmissionReview", review.Kind, gv)

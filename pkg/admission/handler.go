@@ -122,10 +122,10 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 	}
 	pod := req.Object.pod()
 	a.pod = pod
-	h.admit(&req.AdmissionRequest, pod, a)
+	h.admit(req, pod, a)
 }
 
-func (h *Handler) admit(req *admissionv1.AdmissionRequest, pod *corev1.Pod, a *answer) {
+func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 	var labels map[string]string
 	if h.Namespaces != nil {
 		labels = h.Namespaces.Labels(req.Namespace)
@@ -162,7 +162,7 @@ func (h *Handler) admit(req *admissionv1.AdmissionRequest, pod *corev1.Pod, a *a
 type answer struct {
 	log      logr.Logger
 	uid      types.UID
-	req      *admissionv1.AdmissionRequest
+	req      *podRequest
 	pod      *corev1.Pod
 	resp     admissionv1.AdmissionResponse
 	outcome  Outcome
