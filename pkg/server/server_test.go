@@ -36,14 +36,20 @@ type testServer struct {
 	client              *http.Client
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct ports free a moment ago; all are held
+// open until each is chosen, so none repeats.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func start(t *testing.T) *testServer {
@@ -53,9 +59,10 @@ func start(t *testing.T) *testServer {
 		t.Fatal(err)
 	}
 	s.writeCatalog(t, catalog.DefaultYAML())
+	ports := freePorts(t, 3)
 	s.o = Options{
-		CatalogPath: s.catalogDir, CertDir: s.certDir, Host: "127.0.0.1", Port: freePort(t),
-		MetricsAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), HealthAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		CatalogPath: s.catalogDir, CertDir: s.certDir, Host: "127.0.0.1", Port: ports[0],
+		MetricsAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]), HealthAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		ShutdownGrace: 10 * time.Second, Registry: prometheus.NewRegistry(), Log: logr.Discard(),
 	}
 	s.client = s.newClient(t, false)

@@ -139,14 +139,19 @@ func Render(dir string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// FreePort returns a port that was free a moment ago on 127.0.0.1.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// FreePorts returns n distinct ports that were free a moment ago on
+// 127.0.0.1: all are held open until each is chosen, so none repeats.
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 // RepoRoot finds the repository root from the working directory.

@@ -45,12 +45,11 @@ func StartWebhook(ctx context.Context, binary, certDir, kubeconfig string, logs 
 		return nil, err
 	}
 	w := &Webhook{CertDir: certDir, done: make(chan error, 1)}
-	for _, p := range []*int{&w.Port, &w.HealthPort, &w.MetricsPort} {
-		var err error
-		if *p, err = FreePort(); err != nil {
-			return nil, err
-		}
+	ports, err := FreePorts(3)
+	if err != nil {
+		return nil, err
 	}
+	w.Port, w.HealthPort, w.MetricsPort = ports[0], ports[1], ports[2]
 	w.cmd = exec.Command(binary, append([]string{"serve",
 		"--cert-dir", certDir,
 		"--port", strconv.Itoa(w.Port),
@@ -67,7 +66,7 @@ func StartWebhook(ctx context.Context, binary, certDir, kubeconfig string, logs 
 	go func() { w.done <- w.cmd.Wait() }()
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := WaitFor(waitCtx, "the webhook to be ready", func() bool {
+	err = WaitFor(waitCtx, "the webhook to be ready", func() bool {
 		select {
 		case err := <-w.done:
 			w.done <- err

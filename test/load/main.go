@@ -96,13 +96,16 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	floorPort, realPort, healthPort, pprofPort := freePort(), freePort(), freePort(), freePort()
+	ports := freePorts(4)
+	floorPort, realPort, healthPort, pprofPort := ports[0], ports[1], ports[2], ports[3]
 	floor := &target{name: "floor", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", floorPort),
 		cmd: exec.Command(self, "serve-floor", fmt.Sprintf("127.0.0.1:%d", floorPort), dir)}
 	real := &target{name: "webhook", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", realPort),
 		cmd: exec.Command(c.server, "serve", "--cert-dir", dir, "--port", strconv.Itoa(realPort),
-			"--metrics-addr", "0", "--health-addr", fmt.Sprintf("127.0.0.1:%d", healthPort), "--log-level", "error",
-			"--pprof-addr", fmt.Sprintf("127.0.0.1:%d", pprofPort))}
+			"--metrics-addr", "0", "--health-addr", fmt.Sprintf("127.0.0.1:%d", healthPort), "--log-level", "error")}
+	if c.profile != "" {
+		real.cmd.Args = append(real.cmd.Args, "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", pprofPort))
+	}
 	if c.env != "" {
 		real.cmd.Env = append(os.Environ(), strings.Fields(c.env)...)
 	}
@@ -361,13 +364,19 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microse
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// freePorts returns n distinct ports that were free a moment ago: all are
+// held open until each is chosen, so none is handed out twice.
+func freePorts(n int) []int {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func waitServing(url string, cfg *tls.Config, body []byte) error {
