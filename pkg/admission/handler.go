@@ -72,7 +72,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Metrics.InFlight.Inc()
 		defer h.Metrics.InFlight.Dec()
 	}
-	a := &answer{log: h.Log}
+	a := &answer{}
 	defer func() {
 		if p := recover(); p != nil {
 			a.fail(http.StatusInternalServerError, fmt.Errorf("internal error: %v", p))
@@ -160,7 +160,6 @@ func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 
 // answer is the response being built for one request.
 type answer struct {
-	log      logr.Logger
 	uid      types.UID
 	req      *podRequest
 	pod      *corev1.Pod

@@ -123,7 +123,7 @@ func decode(src Source) ([]namedDoc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", src.Name, err)
 		}
-		if len(bytes.TrimSpace(stripComments(chunk))) == 0 {
+		if onlyComments(chunk) {
 			continue
 		}
 		doc := &Document{}
@@ -134,14 +134,15 @@ func decode(src Source) ([]namedDoc, error) {
 	}
 }
 
-func stripComments(b []byte) []byte {
-	var out []byte
+// onlyComments reports whether a YAML document holds nothing but blank
+// lines and comments, as the end of a file after "---" often does.
+func onlyComments(b []byte) bool {
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			out = append(out, line...)
+			return false
 		}
 	}
-	return out
+	return true
 }
 
 func build(docs []namedDoc) (*Catalog, error) {
