@@ -3,6 +3,7 @@ package admission
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -225,5 +226,45 @@ func TestResponseEncoding(t *testing.T) {
 				t.Errorf("decodes to\n%s\nwant\n%s", again, want)
 			}
 		})
+	}
+}
+
+// Many requests at once share the catalog's prepared content; each must
+// get the same answer as a request alone (run with -race to check the
+// sharing).
+func TestConcurrentRequestsShareNothingMutable(t *testing.T) {
+	srv := newTestServer(t, &Handler{})
+	appUser := strings.Replace(nginxPod, "content-filler", "log-shipper, content-filler", 1) + "    securityContext: {runAsUser: 1000}\n"
+	bodies := [][]byte{review(t, "a", "CREATE", nginxPod), review(t, "b", "CREATE", appUser)}
+	want := make([][]byte, len(bodies))
+	for i, b := range bodies {
+		_, out := post(t, srv, "application/json", bytes.NewReader(b))
+		want[i] = out.Response.Patch
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for n := range 40 {
+				i := (g + n) % len(bodies)
+				resp, err := srv.Client().Post(srv.URL+Path, "application/json", bytes.NewReader(bodies[i]))
+				if err != nil {
+					errs <- err
+					return
+				}
+				out := &admissionv1.AdmissionReview{}
+				err = json.NewDecoder(resp.Body).Decode(out)
+				resp.Body.Close()
+				if err != nil || !bytes.Equal(out.Response.Patch, want[i]) {
+					errs <- fmt.Errorf("request %d of goroutine %d: patch differs from the lone answer (%v)", n, g, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
