@@ -3,7 +3,6 @@ package admission
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 // typicalReview is the committed sample: a ReplicaSet-created Pod asking
@@ -28,25 +28,7 @@ func typicalReview(b *testing.B) []byte {
 }
 
 // hugeReview is 50 containers with 200 env vars each.
-func hugeReview(b *testing.B) []byte {
-	pod := corev1.Pod{}
-	pod.APIVersion, pod.Kind, pod.Name = "v1", "Pod", "huge"
-	pod.Annotations = map[string]string{"sidecars.podpatterns.io/inject": "log-shipper"}
-	for i := range 50 {
-		c := corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1.0.0"}
-		for j := range 200 {
-			c.Env = append(c.Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", j), Value: fmt.Sprintf("value-%d-%d", i, j)})
-		}
-		pod.Spec.Containers = append(pod.Spec.Containers, c)
-	}
-	raw, _ := json.Marshal(pod)
-	review, _ := json.Marshal(map[string]any{
-		"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-		"request": map[string]any{"uid": "u", "operation": "CREATE", "namespace": "default",
-			"kind": map[string]string{"version": "v1", "kind": "Pod"}, "object": json.RawMessage(raw)},
-	})
-	return review
-}
+func hugeReview() []byte { return fixtures.Review("u", "CREATE", fixtures.HugePod()) }
 
 // floor reads the body and answers a fixed "allowed": what any webhook
 // must at least do.
@@ -99,7 +81,7 @@ func injector(b *testing.B) *Handler {
 // Compare each "handler" figure with the "floor" and "decode" figures of
 // the same run; docs/performance.md has the ratios.
 func BenchmarkReview(b *testing.B) {
-	for name, body := range map[string][]byte{"typical": typicalReview(b), "huge": hugeReview(b)} {
+	for name, body := range map[string][]byte{"typical": typicalReview(b), "huge": hugeReview()} {
 		b.Run(name+"/floor", func(b *testing.B) { benchHandler(b, floor, body) })
 		b.Run(name+"/decode", func(b *testing.B) { decodeOnly(b, body) })
 		b.Run(name+"/handler", func(b *testing.B) { benchHandler(b, injector(b), body) })

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 func newTestServer(t *testing.T, h *Handler) *httptest.Server {
@@ -42,18 +43,7 @@ func review(t *testing.T, uid, op, podYAML string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := map[string]any{
-		"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-		"request": map[string]any{
-			"uid": uid, "operation": op, "namespace": "default",
-			"kind":     map[string]string{"group": "", "version": "v1", "kind": "Pod"},
-			"resource": map[string]string{"group": "", "version": "v1", "resource": "pods"},
-			"userInfo": map[string]any{"username": "alice"},
-			"object":   json.RawMessage(obj),
-		},
-	}
-	b, _ := json.Marshal(r)
-	return b
+	return fixtures.Review(uid, op, obj)
 }
 
 func post(t *testing.T, srv *httptest.Server, contentType string, body io.Reader) (int, *admissionv1.AdmissionReview) {

@@ -2,32 +2,14 @@ package inject_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
-
-// HugePod is 50 containers with 200 env vars each, the shape that made
-// other injectors take seconds.
-func HugePod() []byte {
-	pod := corev1.Pod{}
-	pod.APIVersion, pod.Kind = "v1", "Pod"
-	pod.Name = "huge"
-	pod.Annotations = map[string]string{inject.InjectAnnotation: "log-shipper"}
-	for i := range 50 {
-		c := corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1.0.0"}
-		for j := range 200 {
-			c.Env = append(c.Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", j), Value: fmt.Sprintf("value-%d-%d", i, j)})
-		}
-		pod.Spec.Containers = append(pod.Spec.Containers, c)
-	}
-	raw, _ := json.Marshal(pod)
-	return raw
-}
 
 func benchmarkInject(b *testing.B, raw []byte) {
 	cat := testCatalog(b)
@@ -67,7 +49,7 @@ func BenchmarkTypicalPod(b *testing.B) {
 }
 
 func BenchmarkHugePod(b *testing.B) {
-	raw := HugePod()
+	raw := fixtures.HugePod()
 	b.Run("decode-only", func(b *testing.B) { benchmarkDecode(b, raw) })
 	b.Run("decode-inject-patch", func(b *testing.B) { benchmarkInject(b, raw) })
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
+	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 // testServer is a running Run with its own certificates, catalog
@@ -154,7 +155,7 @@ func (s *testServer) readyz() int {
 const podJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"sidecars.podpatterns.io/inject":%q}},"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}`
 
 func reviewFor(uid, request string) []byte {
-	return []byte(fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":%q,"operation":"CREATE","namespace":"default","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"object":%s}}`, uid, fmt.Sprintf(podJSON, request)))
+	return fixtures.Review(uid, "CREATE", []byte(fmt.Sprintf(podJSON, request)))
 }
 
 func (s *testServer) send(c *http.Client, body io.Reader) (*admissionv1.AdmissionResponse, error) {

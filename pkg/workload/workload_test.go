@@ -16,6 +16,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 // The offline tool and the server give the same Pod, byte for byte, for
@@ -58,14 +59,7 @@ func TestInjectMatchesTheServer(t *testing.T) {
 
 func serve(t *testing.T, h http.Handler, raw []byte) ([]byte, bool) {
 	t.Helper()
-	review, _ := json.Marshal(map[string]any{
-		"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-		"request": map[string]any{
-			"uid": "u", "operation": "CREATE", "namespace": "default",
-			"kind":   map[string]string{"version": "v1", "kind": "Pod"},
-			"object": json.RawMessage(raw),
-		},
-	})
+	review := fixtures.Review("u", "CREATE", raw)
 	req := httptest.NewRequest(http.MethodPost, admission.Path, bytes.NewReader(review))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
