@@ -60,7 +60,7 @@ func FuzzPod(f *testing.F) {
 		if res.Plan == nil {
 			return
 		}
-		out, err := apply(raw, patch.ForPod(pod, res.Plan))
+		out, err := patch.Apply(raw, patch.ForPod(pod, res.Plan))
 		if err != nil {
 			t.Fatalf("patch does not apply: %v", err)
 		}

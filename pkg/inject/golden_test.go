@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -68,23 +67,11 @@ func run(t testing.TB, raw []byte, nsLabels map[string]string, cat *catalog.Cata
 	if res.Plan == nil {
 		return outcome{result: res, pod: raw}
 	}
-	out, err := apply(raw, patch.ForPod(pod, res.Plan))
+	out, err := patch.Apply(raw, patch.ForPod(pod, res.Plan))
 	if err != nil {
 		t.Fatalf("applying patch: %v", err)
 	}
 	return outcome{result: res, pod: out}
-}
-
-func apply(raw []byte, ops []patch.Operation) ([]byte, error) {
-	data, err := patch.Marshal(ops)
-	if err != nil {
-		return nil, err
-	}
-	p, err := jsonpatch.DecodePatch(data)
-	if err != nil {
-		return nil, fmt.Errorf("decoding patch %s: %w", data, err)
-	}
-	return p.Apply(raw)
 }
 
 // readCase reads an input pod and its namespace labels, given on a first

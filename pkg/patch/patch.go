@@ -3,10 +3,12 @@ package patch
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/mattbaird/jsonpatch"
+	jsonpatchv4 "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -155,4 +157,19 @@ func Marshal(ops []Operation) ([]byte, error) {
 	}
 	buf.WriteByte(']')
 	return buf.Bytes(), nil
+}
+
+// Apply applies ops to a JSON document with the library the API server
+// applies admission patches with, so what it returns is what would be
+// stored.
+func Apply(doc []byte, ops []Operation) ([]byte, error) {
+	data, err := Marshal(ops)
+	if err != nil {
+		return nil, err
+	}
+	p, err := jsonpatchv4.DecodePatch(data)
+	if err != nil {
+		return nil, fmt.Errorf("decoding patch %s: %w", data, err)
+	}
+	return p.Apply(doc)
 }

@@ -1,24 +1,12 @@
 package patch
 
-import (
-	"testing"
-
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
-)
+import "testing"
 
 func TestMarshalEscapesPathsAndValues(t *testing.T) {
 	doc := []byte(`{"metadata":{"annotations":{"keep":"me"}}}`)
 	key := `odd/"key"\with~all`
 	ops := SetAnnotation(nil, map[string]string{"keep": "me"}, key, `{"v":"\"quoted\""}`)
-	data, err := Marshal(ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := jsonpatch.DecodePatch(data)
-	if err != nil {
-		t.Fatalf("patch %s does not decode: %v", data, err)
-	}
-	out, err := p.Apply(doc)
+	out, err := Apply(doc, ops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,12 +17,7 @@ func TestMarshalEscapesPathsAndValues(t *testing.T) {
 }
 
 func TestSetAnnotationCreatesTheMap(t *testing.T) {
-	data, err := Marshal(SetAnnotation(nil, nil, "a/b", "c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := jsonpatch.DecodePatch(data)
-	out, err := p.Apply([]byte(`{"metadata":{"name":"x"}}`))
+	out, err := Apply([]byte(`{"metadata":{"name":"x"}}`), SetAnnotation(nil, nil, "a/b", "c"))
 	if err != nil {
 		t.Fatal(err)
 	}

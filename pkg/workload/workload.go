@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strings"
 
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -82,7 +81,7 @@ func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Resu
 		ops[i].Path = t.prefix + ops[i].Path
 	}
 	res.Patch = ops
-	res.Out, err = apply(doc, ops)
+	res.Out, err = patch.Apply(doc, ops)
 	if err != nil {
 		return nil, fmt.Errorf("%s: applying the patch: %w", res.Name, err)
 	}
@@ -183,18 +182,6 @@ func pointer(doc []byte, path string) (json.RawMessage, error) {
 		cur = next
 	}
 	return cur, nil
-}
-
-func apply(doc []byte, ops []patch.Operation) ([]byte, error) {
-	data, err := patch.Marshal(ops)
-	if err != nil {
-		return nil, err
-	}
-	p, err := jsonpatch.DecodePatch(data)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(doc)
 }
 
 // IsDenial reports whether err is the engine's denial.
