@@ -17,14 +17,18 @@ import (
 	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
-// typicalReview is the committed sample: a ReplicaSet-created Pod asking
-// for log-shipper.
-func typicalReview(b *testing.B) []byte {
+// typicalReview is the committed sample, a ReplicaSet-created Pod asking
+// for log-shipper, compacted as the API server sends it.
+func typicalReview(tb testing.TB) []byte {
 	data, err := os.ReadFile("../../test/testdata/review.json")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	return data
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		tb.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 // hugeReview is 50 containers with 200 env vars each.

@@ -120,7 +120,11 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 		a.fail(http.StatusBadRequest, errors.New("CREATE request has no object"))
 		return
 	}
-	pod := req.Object.pod()
+	pod, err := req.Object.pod()
+	if err != nil {
+		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
+		return
+	}
 	a.pod = pod
 	h.admit(req, pod, a)
 }

@@ -134,6 +134,9 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 		"an unknown review version keeps the UID":    {"application/json", bytes.Replace(pod, []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1), 200, "uid-7", `unsupported AdmissionReview "admission.k8s.io/v1beta1"`},
 		"a non-Pod object keeps the UID":             {"application/json", bytes.Replace(pod, []byte(`"kind":"Pod"`), []byte(`"kind":"Deployment"`), 1), 200, "uid-7", "this webhook handles Pods"},
 		"an undecodable pod keeps the UID":           {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[7,`), 1), 200, "uid-7", "decoding Pod"},
+		"a null container is refused":                {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[null,`), 1), 200, "uid-7", "decoding Pod: spec.containers[0] is null"},
+		"a Pod without a spec is refused":            {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{}}}}`), 200, "u", "decoding Pod: the Pod has no spec"},
+		"a duplicate member name is refused":         {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"restartPolicy":"Always","restartPolicy":"Never","containers":[`), 1), 200, "uid-7", `duplicate object member name "restartPolicy"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out := post(t, srv, tc.contentType, bytes.NewReader(tc.body))

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -82,7 +83,7 @@ type target struct {
 }
 
 func run(c config) error {
-	body, err := os.ReadFile(c.review)
+	body, err := readReview(c.review)
 	if err != nil {
 		return err
 	}
@@ -132,13 +133,14 @@ func run(c config) error {
 	results := map[string][]result{}
 	for round := 0; round < c.rounds; round++ {
 		for _, t := range targets {
-			stopRSS := t.rss.start()
 			var profiled chan error
 			if t == real && round == 0 && c.profile != "" {
 				profiled = profile(pprofPort, c.duration, c.profile)
 			}
-			r := throughput(t.url, client, body, c.conns, c.duration)
-			stopRSS()
+			r, err := t.measure(func() (result, error) { return throughput(t.url, client, body, c.conns, c.duration) })
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
 			if profiled != nil {
 				if err := <-profiled; err != nil {
 					return fmt.Errorf("profile: %w", err)
@@ -147,9 +149,10 @@ func run(c config) error {
 			r.name = t.name + " max"
 			results[r.name] = append(results[r.name], r)
 			if c.rate > 0 {
-				stopRSS := t.rss.start()
-				p := paced(t.url, client, body, c.conns, c.rate, c.duration)
-				stopRSS()
+				p, err := t.measure(func() (result, error) { return paced(t.url, client, body, c.conns, c.rate, c.duration) })
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
 				p.name = fmt.Sprintf("%s @%d/s", t.name, c.rate)
 				results[p.name] = append(results[p.name], p)
 			}
@@ -158,15 +161,76 @@ func run(c config) error {
 	return report(os.Stdout, results, floor, real, c)
 }
 
+// readReview reads the review to send, compacted: the file is indented
+// for people, the API server sends compact JSON.
+func readReview(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return b.Bytes(), nil
+}
+
 type result struct {
 	name             string
 	requests, errors int64
 	elapsed          time.Duration
 	p50, p99, max    time.Duration
 	firstErr         error
+	// CPU time the server and the load generator spent in the run.
+	serverCPU, loadCPU time.Duration
 }
 
 func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+// cpuPerRequest is a CPU time per answered request, in microseconds.
+func (r result) cpuPerRequest(d time.Duration) float64 {
+	if r.requests == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(r.requests)
+}
+
+// measure runs one run against t, sampling its RSS and counting the CPU
+// time it and this process spend.
+func (t *target) measure(run func() (result, error)) (result, error) {
+	stopRSS := t.rss.start()
+	server0, load0 := processCPU(t.cmd.Process.Pid), selfCPU()
+	r, err := run()
+	r.serverCPU, r.loadCPU = processCPU(t.cmd.Process.Pid)-server0, selfCPU()-load0
+	stopRSS()
+	return r, err
+}
+
+// processCPU is the user and system time of a process so far, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func processCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	_, rest, _ := bytes.Cut(data, []byte(") "))
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func clientConfig(dir string) *tls.Config {
 	pem, _ := os.ReadFile(filepath.Join(dir, certs.CACert))
@@ -175,15 +239,43 @@ func clientConfig(dir string) *tls.Config {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
-// newClient has one keep-alive connection, like one API server connection.
-func newClient(cfg *tls.Config) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: cfg, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1,
-	}}
+// conn is one keep-alive HTTP/1.1 connection, as the API server keeps
+// to a webhook. The load generator writes a prepared request and reads the
+// answer on the goroutine that times it: net/http's Transport hands each
+// request through two more goroutines, and on a VM every handoff to an
+// idle CPU costs a wakeup that showed up as a millisecond of latency on
+// the floor server itself.
+type conn struct {
+	tls *tls.Conn
+	r   *bufio.Reader
+	req []byte
 }
 
-func post(c *http.Client, url string, body []byte) error {
-	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+// request is the HTTP request for body, written once for all connections.
+func request(url string, body []byte) []byte {
+	host, path, _ := strings.Cut(strings.TrimPrefix(url, "https://"), "/")
+	head := fmt.Sprintf("POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: %d\r\n\r\n", path, host, len(body))
+	return append([]byte(head), body...)
+}
+
+func dial(url string, cfg *tls.Config, req []byte) (*conn, error) {
+	host, _, _ := strings.Cut(strings.TrimPrefix(url, "https://"), "/")
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", host, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{tls: c, r: bufio.NewReaderSize(c, 16<<10), req: req}, nil
+}
+
+// post sends the review and checks that the answer allows it.
+func (c *conn) post() error {
+	if err := c.tls.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	if _, err := c.tls.Write(c.req); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
 	if err != nil {
 		return err
 	}
@@ -195,73 +287,91 @@ func post(c *http.Client, url string, body []byte) error {
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(`"allowed":true`)) {
 		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, data)
 	}
+	if resp.Close {
+		return errors.New("server closed the connection")
+	}
 	return nil
 }
 
+func (c *conn) close() { _ = c.tls.Close() }
+
 // throughput: conns connections, each sending back to back.
-func throughput(url string, cfg *tls.Config, body []byte, conns int, d time.Duration) result {
+func throughput(url string, cfg *tls.Config, body []byte, conns int, d time.Duration) (result, error) {
+	clients, err := dialAll(url, cfg, body, conns)
+	if err != nil {
+		return result{}, err
+	}
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, conns)
 	var errs atomic.Int64
 	var firstErr atomic.Value
-	clients := warmClients(url, cfg, body, conns)
 	deadline := time.Now().Add(d)
 	start := time.Now()
-	for i := range conns {
+	for i, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := clients[i]
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if err := post(c, url, body); err != nil {
+			defer c.close()
+			for t0 := time.Now(); t0.Before(deadline); t0 = time.Now() {
+				if err := c.post(); err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err)
-					continue
+					return // the connection is in an unknown state
 				}
 				lat[i] = append(lat[i], time.Since(t0))
 			}
 		}()
 	}
 	wg.Wait()
-	return summarize(lat, errs.Load(), time.Since(start), firstErr)
+	return summarize(lat, errs.Load(), time.Since(start), firstErr), nil
 }
 
-// paced is open loop: request k is due at start + k/rate, and its latency
-// counts from then, so a stall shows up instead of hiding.
-func paced(url string, cfg *tls.Config, body []byte, conns, rate int, d time.Duration) result {
+// paced is open loop: request k is due at start + k/rate and goes out on
+// connection k mod conns; its latency counts from when it was due, so a
+// stall shows up instead of hiding.
+func paced(url string, cfg *tls.Config, body []byte, conns, rate int, d time.Duration) (result, error) {
+	clients, err := dialAll(url, cfg, body, conns)
+	if err != nil {
+		return result{}, err
+	}
 	total := int(d.Seconds() * float64(rate))
 	interval := time.Second / time.Duration(rate)
-	due := make(chan time.Time, total)
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, conns)
 	var errs atomic.Int64
 	var firstErr atomic.Value
-	clients := warmClients(url, cfg, body, conns)
-	for i := range conns {
+	start := time.Now().Add(10 * time.Millisecond)
+	for i, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := clients[i]
-			for at := range due {
-				if err := post(c, url, body); err != nil {
+			defer c.close()
+			for k := i; k < total; k += conns {
+				at := start.Add(time.Duration(k) * interval)
+				sleepUntil(at)
+				if err := c.post(); err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err)
-					continue
+					return
 				}
 				lat[i] = append(lat[i], time.Since(at))
 			}
 		}()
 	}
-	start := time.Now()
-	for k := range total {
-		at := start.Add(time.Duration(k) * interval)
-		time.Sleep(time.Until(at))
-		due <- at
-	}
-	close(due)
 	wg.Wait()
-	return summarize(lat, errs.Load(), time.Since(start), firstErr)
+	return summarize(lat, errs.Load(), time.Since(start), firstErr), nil
+}
+
+// sleepUntil blocks the calling thread in nanosleep until t. time.Sleep
+// would do for a busy program, but an idle Go program waits for its
+// timers in epoll_wait, whose timeout is in whole milliseconds: paced
+// requests went out up to a millisecond late, and since latency counts
+// from when a request was due, that lateness was charged to the server.
+func sleepUntil(t time.Time) {
+	for d := time.Until(t); d > 0; d = time.Until(t) {
+		ts := syscall.NsecToTimespec(d.Nanoseconds())
+		_ = syscall.Nanosleep(&ts, nil)
+	}
 }
 
 // profile fetches a CPU profile of the webhook while a run goes on.
@@ -287,18 +397,25 @@ func profile(port int, d time.Duration, file string) chan error {
 	return done
 }
 
-// warmClients opens every connection with one unmeasured request, so the
-// runs measure requests, not TLS handshakes.
-func warmClients(url string, cfg *tls.Config, body []byte, n int) []*http.Client {
-	clients := make([]*http.Client, n)
-	var wg sync.WaitGroup
+// dialAll opens every connection and sends one unmeasured request on
+// each, so the runs measure requests, not TLS handshakes.
+func dialAll(url string, cfg *tls.Config, body []byte, n int) ([]*conn, error) {
+	req := request(url, body)
+	clients := make([]*conn, n)
 	for i := range clients {
-		clients[i] = newClient(cfg)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = post(clients[i], url, body) }()
+		c, err := dial(url, cfg, req)
+		if err == nil {
+			err = c.post()
+		}
+		if err != nil {
+			for _, c := range clients[:i] {
+				c.close()
+			}
+			return nil, fmt.Errorf("opening connection %d: %w", i, err)
+		}
+		clients[i] = c
 	}
-	wg.Wait()
-	return clients
+	return clients, nil
 }
 
 func summarize(lat [][]time.Duration, errs int64, elapsed time.Duration, firstErr atomic.Value) result {
@@ -321,7 +438,7 @@ func summarize(lat [][]time.Duration, errs int64, elapsed time.Duration, firstEr
 
 func report(w io.Writer, results map[string][]result, floor, real *target, c config) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\treq/s\tp50\tp99\tmax\terrors\t")
+	fmt.Fprintln(tw, "run\treq/s\tp50\tp99\tmax\terrors\tserver CPU/req\tloadgen CPU/req\t")
 	names := make([]string, 0, len(results))
 	for n := range results {
 		names = append(names, n)
@@ -330,9 +447,10 @@ func report(w io.Writer, results map[string][]result, floor, real *target, c con
 	best := map[string]result{}
 	for _, n := range names {
 		for _, r := range results[n] {
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t\n", n, r.rps(), ms(r.p50), ms(r.p99), ms(r.max), r.errors)
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%.0fus\t%.0fus\t\n", n, r.rps(), ms(r.p50), ms(r.p99), ms(r.max), r.errors,
+				r.cpuPerRequest(r.serverCPU), r.cpuPerRequest(r.loadCPU))
 			if r.firstErr != nil {
-				fmt.Fprintf(tw, "  first error: %v\t\t\t\t\t\t\n", r.firstErr)
+				fmt.Fprintf(tw, "  first error: %v\t\t\t\t\t\t\t\t\n", r.firstErr)
 			}
 		}
 		best[n] = median(results[n])
@@ -394,11 +512,15 @@ func freePorts(n int) []int {
 }
 
 func waitServing(url string, cfg *tls.Config, body []byte) error {
-	c := newClient(cfg)
 	var err error
 	for range 100 {
-		if err = post(c, url, body); err == nil {
-			return nil
+		var c *conn
+		if c, err = dial(url, cfg, request(url, body)); err == nil {
+			err = c.post()
+			c.close()
+			if err == nil {
+				return nil
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
