@@ -2,8 +2,9 @@ package admission
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	admissionv1 "k8s.io/api/admission/v1"
 )
@@ -51,15 +52,9 @@ func appendReview(b []byte, resp *admissionv1.AdmissionResponse) []byte {
 	return append(b, "}}"...)
 }
 
-// appendString appends s as a JSON string.
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does.
 func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	b, _ = jsontext.AppendQuote(b, s)
+	return b
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/mattbaird/jsonpatch"
 	jsonpatchv4 "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
@@ -43,9 +44,10 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 // map when the object has none.
 func SetAnnotation(ops []Operation, annotations map[string]string, key, value string) []Operation {
 	if annotations == nil {
-		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", mustJSON(map[string]string{key: value})))
+		m := append(quote([]byte{'{'}, key), ':')
+		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", json.RawMessage(append(quote(m, value), '}'))))
 	}
-	return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), mustJSON(value)))
+	return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), json.RawMessage(quote(nil, value))))
 }
 
 // appendAll appends items to the array at path, which holds have elements:
@@ -90,6 +92,13 @@ func mustJSON(v any) json.RawMessage {
 		panic(err) // API types always marshal
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// quote appends s as a JSON string, without reflection. Invalid UTF-8
+// becomes U+FFFD, as encoding/json does.
+func quote(b []byte, s string) []byte {
+	b, _ = jsontext.AppendQuote(b, s)
+	return b
 }
 
 var escaper = strings.NewReplacer("~", "~0", "/", "~1")
