@@ -183,6 +183,9 @@ type result struct {
 	firstErr         error
 	// CPU time the server and the load generator spent in the run.
 	serverCPU, loadCPU time.Duration
+	// steal is the share of the machine's CPU time the hypervisor took
+	// for other guests during the run.
+	steal float64
 }
 
 func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -200,8 +203,12 @@ func (r result) cpuPerRequest(d time.Duration) float64 {
 func (t *target) measure(run func() (result, error)) (result, error) {
 	stopRSS := t.rss.start()
 	server0, load0 := processCPU(t.cmd.Process.Pid), selfCPU()
+	steal0, total0 := machineCPU()
 	r, err := run()
 	r.serverCPU, r.loadCPU = processCPU(t.cmd.Process.Pid)-server0, selfCPU()-load0
+	if steal1, total1 := machineCPU(); total1 > total0 {
+		r.steal = float64(steal1-steal0) / float64(total1-total0)
+	}
 	stopRSS()
 	return r, err
 }
@@ -222,6 +229,27 @@ func processCPU(pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// machineCPU is the steal time and the total of all CPU times in
+// /proc/stat, in clock ticks.
+func machineCPU() (steal, total int64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i < 8 { // guest times are already counted in user and nice
+			total += n
+		}
+		if i == 7 {
+			steal = n
+		}
+	}
+	return steal, total
 }
 
 func selfCPU() time.Duration {
@@ -438,7 +466,7 @@ func summarize(lat [][]time.Duration, errs int64, elapsed time.Duration, firstEr
 
 func report(w io.Writer, results map[string][]result, floor, real *target, c config) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\treq/s\tp50\tp99\tmax\terrors\tserver CPU/req\tloadgen CPU/req\t")
+	fmt.Fprintln(tw, "run\treq/s\tp50\tp99\tmax\terrors\tserver CPU/req\tloadgen CPU/req\tsteal\t")
 	names := make([]string, 0, len(results))
 	for n := range results {
 		names = append(names, n)
@@ -447,10 +475,10 @@ func report(w io.Writer, results map[string][]result, floor, real *target, c con
 	best := map[string]result{}
 	for _, n := range names {
 		for _, r := range results[n] {
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%.0fus\t%.0fus\t\n", n, r.rps(), ms(r.p50), ms(r.p99), ms(r.max), r.errors,
-				r.cpuPerRequest(r.serverCPU), r.cpuPerRequest(r.loadCPU))
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%.0fus\t%.0fus\t%.1f%%\t\n", n, r.rps(), ms(r.p50), ms(r.p99), ms(r.max), r.errors,
+				r.cpuPerRequest(r.serverCPU), r.cpuPerRequest(r.loadCPU), 100*r.steal)
 			if r.firstErr != nil {
-				fmt.Fprintf(tw, "  first error: %v\t\t\t\t\t\t\t\t\n", r.firstErr)
+				fmt.Fprintf(tw, "  first error: %v\t\t\t\t\t\t\t\t\t\n", r.firstErr)
 			}
 		}
 		best[n] = median(results[n])
@@ -462,6 +490,16 @@ func report(w io.Writer, results map[string][]result, floor, real *target, c con
 		mib(floor.rss.max), mib(real.rss.max), mib(real.rss.hwm()))
 	fr, rr, dr := best["floor max"], best["webhook max"], best["decode-only max"]
 	fmt.Fprintf(w, "throughput ratio webhook/floor at %d connections (median of %d): %.2f (target >= 0.60); decode-only/floor: %.2f\n", c.conns, c.rounds, rr.rps()/fr.rps(), dr.rps()/fr.rps())
+	cpu := func(name string) float64 {
+		var v []float64
+		for _, r := range results[name] {
+			v = append(v, r.cpuPerRequest(r.serverCPU))
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	fmt.Fprintf(w, "server CPU per request at %d connections (median of %d): webhook %.0fus, decode-only %.0fus, floor %.0fus\n",
+		c.conns, c.rounds, cpu("webhook max"), cpu("decode-only max"), cpu("floor max"))
 	if c.rate > 0 {
 		p := best[fmt.Sprintf("webhook @%d/s", c.rate)]
 		pf := best[fmt.Sprintf("floor @%d/s", c.rate)]
