@@ -1,0 +1,78 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// server answers reviews with the given answer and counts them.
+func server(t *testing.T, answer string) (*httptest.Server, *tls.Config, *atomic.Int64) {
+	t.Helper()
+	n := &atomic.Int64{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/mutate-pods" || r.Header.Get("Content-Type") != "application/json" || r.ContentLength <= 0 {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		n.Add(1)
+		_, _ = w.Write([]byte(answer))
+	}))
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return srv, &tls.Config{RootCAs: pool}, n
+}
+
+func TestRunsCountEveryAnswer(t *testing.T) {
+	srv, cfg, served := server(t, `{"response":{"allowed":true}}`)
+	body, err := readReview("../testdata/review.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(string(body), "\n") {
+		t.Fatal("the review is not compacted")
+	}
+	url := srv.URL + "/mutate-pods"
+	r, err := throughput(url, cfg, body, 4, 200*time.Millisecond)
+	if err != nil || r.errors != 0 || r.requests == 0 || r.p50 <= 0 || r.p99 < r.p50 || r.max < r.p99 {
+		t.Fatalf("throughput: %+v, %v", r, err)
+	}
+	// 4 warm-up requests, then the measured ones.
+	if want := r.requests + 4; served.Load() != want {
+		t.Fatalf("server answered %d requests, the run counted %d", served.Load(), want)
+	}
+	p, err := paced(url, cfg, body, 4, 200, 200*time.Millisecond)
+	if err != nil || p.errors != 0 || p.requests != 40 {
+		t.Fatalf("paced at 200/s for 200ms: %+v, %v; want 40 requests", p, err)
+	}
+}
+
+func TestRunsCountRefusals(t *testing.T) {
+	srv, cfg, _ := server(t, `{"response":{"allowed":false}}`)
+	_, err := throughput(srv.URL+"/mutate-pods", cfg, []byte(`{}`), 2, 100*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), `"allowed":false`) {
+		t.Fatalf("a refused warm-up request should fail the run with the answer, got %v", err)
+	}
+}
+
+func TestCPUTimes(t *testing.T) {
+	spin := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(spin) {
+	}
+	if d := processCPU(os.Getpid()); d < 50*time.Millisecond-10*time.Millisecond {
+		t.Fatalf("processCPU of a process that spun 50ms: %v", d)
+	}
+	if d := selfCPU(); d < 40*time.Millisecond {
+		t.Fatalf("selfCPU after spinning 50ms: %v", d)
+	}
+	if steal, total := machineCPU(); total <= 0 || steal < 0 || steal > total {
+		t.Fatalf("machineCPU: steal %d of %d", steal, total)
+	}
+}
