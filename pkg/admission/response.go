@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"github.com/go-json-experiment/json/jsontext"
-
 	admissionv1 "k8s.io/api/admission/v1"
 )
 

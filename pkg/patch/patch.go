@@ -44,8 +44,9 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 // map when the object has none.
 func SetAnnotation(ops []Operation, annotations map[string]string, key, value string) []Operation {
 	if annotations == nil {
-		m := append(quote([]byte{'{'}, key), ':')
-		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", json.RawMessage(append(quote(m, value), '}'))))
+		b := append(quote([]byte{'{'}, key), ':')
+		b = append(quote(b, value), '}')
+		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", json.RawMessage(b)))
 	}
 	return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), json.RawMessage(quote(nil, value))))
 }
