@@ -1,11 +1,14 @@
-// Command load measures the webhook under load against a floor in the
-// same run. It starts two servers with the same TLS setup: the real
-// `sidecar-injector serve`, and a floor server that only reads the body
-// and answers a fixed "allowed". It then alternates between them: N
-// connections as fast as they go for a duration, and an open-loop paced
-// run at a fixed rate. It reports req/s, p50/p99/max latency, errors, the
-// servers' peak RSS, and the ratios real/floor, which are what to compare
-// across runs on a shared, noisy machine.
+// Command load measures the webhook under load against floors in the
+// same run. It starts three servers with the same TLS setup: the real
+// `sidecar-injector serve`; a floor server that only reads the body and
+// answers a fixed "allowed"; and a decode-only server, the floor plus
+// decoding the review and its full Pod with encoding/json. It then
+// alternates between them: N connections as fast as they go for a
+// duration, and an open-loop run paced at a fixed rate. For each run it
+// reports req/s, p50/p99/max latency, errors, the CPU time the server and
+// the load generator spent per request and the CPU time the hypervisor
+// stole; then the servers' peak RSS and the ratios webhook/floor, which
+// are what to compare across runs on a shared, noisy machine.
 package main
 
 import (
