@@ -134,27 +134,30 @@ func (t *Template) render(values map[string]string) *Content {
 	out.Hash = hex.EncodeToString(sum[:8])
 	always := corev1.ContainerRestartPolicyAlways
 	for i := range out.InitContainers {
-		out.InitContainerJSON = append(out.InitContainerJSON, mustJSON(out.InitContainers[i]))
+		out.InitContainerJSON = append(out.InitContainerJSON, ValueJSON(out.InitContainers[i]))
 	}
 	for i := range out.Volumes {
-		out.VolumeJSON = append(out.VolumeJSON, mustJSON(out.Volumes[i]))
+		out.VolumeJSON = append(out.VolumeJSON, ValueJSON(out.Volumes[i]))
 	}
 	for i := range out.AppVolumeMounts {
-		out.AppVolumeMountJSON = append(out.AppVolumeMountJSON, mustJSON(out.AppVolumeMounts[i]))
+		out.AppVolumeMountJSON = append(out.AppVolumeMountJSON, ValueJSON(out.AppVolumeMounts[i]))
 	}
 	for i := range out.AppEnv {
-		out.AppEnvJSON = append(out.AppEnvJSON, mustJSON(out.AppEnv[i]))
+		out.AppEnvJSON = append(out.AppEnvJSON, ValueJSON(out.AppEnv[i]))
 	}
 	for i := range out.Containers {
 		native := out.Containers[i]
 		native.RestartPolicy = &always
-		out.ContainerJSON = append(out.ContainerJSON, mustJSON(out.Containers[i]))
-		out.NativeContainerJSON = append(out.NativeContainerJSON, mustJSON(native))
+		out.ContainerJSON = append(out.ContainerJSON, ValueJSON(out.Containers[i]))
+		out.NativeContainerJSON = append(out.NativeContainerJSON, ValueJSON(native))
 	}
 	return out
 }
 
-func mustJSON(v any) []byte {
+// ValueJSON encodes an API value as the patch carries it. The content's
+// prepared JSON and the values pkg/patch encodes per request both come
+// from here, so the two paths give the same bytes.
+func ValueJSON(v any) []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false) // "<" stays readable in the patch

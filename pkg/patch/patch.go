@@ -12,6 +12,7 @@ import (
 	jsonpatchv4 "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
@@ -64,7 +65,7 @@ func appendAll[T any](ops []Operation, path string, have int, items []T, prepare
 		if i < len(prepared) && prepared[i] != nil {
 			encoded[i] = prepared[i]
 		} else {
-			encoded[i] = mustJSON(items[i])
+			encoded[i] = catalog.ValueJSON(items[i])
 		}
 	}
 	if have == 0 {
@@ -83,16 +84,6 @@ func appendAll[T any](ops []Operation, path string, have int, items []T, prepare
 		ops = append(ops, jsonpatch.NewPatch("add", path+"/-", e))
 	}
 	return ops
-}
-
-func mustJSON(v any) json.RawMessage {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // "<" stays readable in the patch
-	if err := enc.Encode(v); err != nil {
-		panic(err) // API types always marshal
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // quote appends s as a JSON string, without reflection. Invalid UTF-8
