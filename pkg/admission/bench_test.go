@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -90,4 +92,41 @@ func BenchmarkReview(b *testing.B) {
 		b.Run(name+"/decode", func(b *testing.B) { decodeOnly(b, body) })
 		b.Run(name+"/handler", func(b *testing.B) { benchHandler(b, injector(b), body) })
 	}
+}
+
+// BenchmarkView compares the walker with reflecting over the same view,
+// and with a bare scan of the review that keeps nothing: the least any
+// JSON decoder does.
+func BenchmarkView(b *testing.B) {
+	body := typicalReview(b)
+	b.Run("scan", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			dec := jsontext.NewDecoder(bytes.NewReader(body))
+			if _, err := dec.ReadValue(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reflect", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var r podReview
+			if err := jsonv2.Unmarshal(body, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("walk", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var r podReview
+			if err := unmarshalReview(body, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,12 +16,13 @@ import (
 // decoded straight into a Pod: one pass over the body instead of a pass
 // that copies the object out and a second that decodes it.
 //
-// It is decoded with encoding/json v2 semantics (go-json-experiment/json,
-// the module the standard library's json/v2 comes from), which match
-// those of the API server's own decoder where it matters here: member
-// names are case-sensitive, and duplicate names are an error rather than
-// last-one-wins. Reflection over the view costs 20% less than with v1
-// semantics, whether or not the binary is built with GOEXPERIMENT=jsonv2.
+// It is decoded by unmarshalReview (walk.go) with the semantics of
+// encoding/json v2 (go-json-experiment/json, the module the standard
+// library's json/v2 comes from) into these types, which match those of
+// the API server's own decoder where it matters here: member names are
+// case-sensitive, and duplicate names are an error rather than
+// last-one-wins. The json tags say what each field is read from; FuzzWalk
+// checks the walker against jsonv2.Unmarshal over them.
 type podReview struct {
 	metav1.TypeMeta `json:",inline"`
 	Request         *podRequest `json:"request,omitempty"`
@@ -50,20 +50,24 @@ type podRequest struct {
 // TestInjectMatchesTheServer (pkg/workload) holds this list to the engine:
 // the offline tool decodes whole Pods and must get the same bytes.
 type podView struct {
-	Metadata *struct {
-		Name         string            `json:"name"`
-		GenerateName string            `json:"generateName"`
-		Annotations  map[string]string `json:"annotations"`
-	} `json:"metadata"`
-	Spec *struct {
-		Containers          []*containerView              `json:"containers"`
-		InitContainers      []*containerView              `json:"initContainers"`
-		EphemeralContainers []named                       `json:"ephemeralContainers"`
-		Volumes             []corev1.Volume               `json:"volumes"`
-		ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
-		RestartPolicy       corev1.RestartPolicy          `json:"restartPolicy"`
-		SecurityContext     *corev1.PodSecurityContext    `json:"securityContext"`
-	} `json:"spec"`
+	Metadata *podMeta `json:"metadata"`
+	Spec     *podSpec `json:"spec"`
+}
+
+type podMeta struct {
+	Name         string            `json:"name"`
+	GenerateName string            `json:"generateName"`
+	Annotations  map[string]string `json:"annotations"`
+}
+
+type podSpec struct {
+	Containers          []*containerView              `json:"containers"`
+	InitContainers      []*containerView              `json:"initContainers"`
+	EphemeralContainers []named                       `json:"ephemeralContainers"`
+	Volumes             []corev1.Volume               `json:"volumes"`
+	ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
+	RestartPolicy       corev1.RestartPolicy          `json:"restartPolicy"`
+	SecurityContext     *corev1.PodSecurityContext    `json:"securityContext"`
 }
 
 type containerView struct {
@@ -134,7 +138,7 @@ func containers(field string, views []*containerView) ([]corev1.Container, error
 // an error for the user; a.uid and a.req are set as soon as they are known.
 func decode(body []byte, a *answer) (*podRequest, int, error) {
 	review := &podReview{}
-	fast := jsonv2.Unmarshal(body, review)
+	fast := unmarshalReview(body, review)
 	if fast != nil {
 		// The Pod part or the review is malformed: decode the review
 		// alone to keep the UID and say which.

@@ -1,0 +1,89 @@
+package admission
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/google/go-cmp/cmp"
+)
+
+// FuzzWalk holds the walker to jsonv2.Unmarshal over the same types: for
+// any input both fail, or both succeed with equal results. Run longer with
+//
+//	go test ./pkg/admission -run XXX -fuzz FuzzWalk -fuzztime 60s -fuzzminimizetime 1x
+func FuzzWalk(f *testing.F) {
+	typical := typicalReview(f)
+	f.Add(typical)
+	f.Add(hugeReview())
+	for _, r := range []struct{ old, new string }{
+		{`"containers":[`, `"containers":[null,`},
+		{`"containers":[`, `"containers":[7,`},
+		{`"containers":[`, `"initContainers":[],"ephemeralContainers":[{"name":"debug"},null],"containers":[`},
+		{`"name":"checkout"`, `"name":"checkout","name":"checkout"`},
+		{`"name":"checkout"`, `"Name":"other","name":"checkout"`},
+		{`"name":"checkout"`, `"n\u0061me":"check\u006fut","restartPolicy":"Always","securityContext":{"runAsUser":1000}`},
+		{`"restartPolicy":"Always"`, `"restartPolicy":null,"securityContext":{"fsGroup":2000},"imagePullSecrets":[{"name":"pull"}]`},
+		{`"annotations":{`, `"annotations":{"a":null,"b\"c":"d",`},
+		{`"annotations":{`, `"name":7,"annotations":{`},
+		{`"dryRun":false`, `"dryRun":true`},
+		{`"dryRun":false`, `"dryRun":"yes"`},
+		{`"metadata":{`, `"metadata":null,"x":{`},
+		{`"volumes":[`, `"volumes":null,"v":[`},
+		{`"env":[`, `"env":[null,{},`},
+		{`"containerPort":8080`, `"containerPort":8080.0`},
+		{`"containerPort":8080`, `"containerPort":-0,"hostPort":2147483647,"protocol":"TCP","hostIP":null`},
+		{`"containerPort":8080`, `"containerPort":2147483648`},
+		{`"containerPort":8080`, `"containerPort":-2147483648`},
+		{`"containerPort":8080`, `"containerPort":-2147483649`},
+		{`"containerPort":8080`, `"containerPort":99999999999999999999999`},
+		{`"containerPort":8080`, `"containerPort":1e3`},
+		{`"containerPort":8080`, `"containerPort":"8080"`},
+		{`"ports":[`, `"ports":[null,`},
+		{`"readOnly":true`, `"readOnly":null,"mountPropagation":"HostToContainer","recursiveReadOnly":null,"subPath":"a","subPathExpr":"b"`},
+		{`"readOnly":true`, `"readOnly":"true"`},
+	} {
+		seed := bytes.Replace(typical, []byte(r.old), []byte(r.new), 1)
+		if bytes.Equal(seed, typical) {
+			f.Fatalf("seed %s: the typical review has no %s", r.new, r.old)
+		}
+		f.Add(seed)
+	}
+	f.Add(append(bytes.Clone(typical), " {}"...))
+	f.Add(typical[:len(typical)-1])
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"request":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var walked, reflected podReview
+		errW := unmarshalReview(body, &walked)
+		errR := jsonv2.Unmarshal(body, &reflected)
+		if (errW == nil) != (errR == nil) {
+			t.Fatalf("walker error %v, jsonv2 error %v\nbody: %s", errW, errR, body)
+		}
+		if errW == nil && !reflect.DeepEqual(walked, reflected) {
+			t.Fatalf("walker and jsonv2 disagree (-walker +jsonv2):\n%s", cmp.Diff(walked, reflected))
+		}
+	})
+}
+
+func TestWalkErrorsSayWhere(t *testing.T) {
+	typical := typicalReview(t)
+	for _, c := range []struct{ old, new, want string }{
+		{`"containers":[`, `"containers":[7,`, "/request/object/spec/containers/0 is a number, want an object"},
+		{`"dryRun":false`, `"dryRun":"yes"`, "/request/dryRun is a string, want a boolean"},
+		{`"annotations":{`, `"annotations":{"a":[],`, "/request/object/metadata/annotations/a is an array, want a string"},
+	} {
+		var r podReview
+		err := unmarshalReview(bytes.Replace(typical, []byte(c.old), []byte(c.new), 1), &r)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got error %v, want %q", c.new, err, c.want)
+		}
+	}
+	var r podReview
+	if err := unmarshalReview([]byte(`[]`), &r); err == nil || !strings.Contains(err.Error(), "the review is an array, want an object") {
+		t.Errorf("a top-level array: got %v", err)
+	}
+}
