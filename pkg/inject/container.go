@@ -125,15 +125,3 @@ func runAs(c corev1.Container, u *user) corev1.Container {
 	c.SecurityContext = sc
 	return c
 }
-
-// String names the user in the status hash.
-func (u *user) String() string {
-	if u == nil {
-		return ""
-	}
-	s := fmt.Sprint(*u.uid)
-	if u.gid != nil {
-		s += ":" + fmt.Sprint(*u.gid)
-	}
-	return s
-}

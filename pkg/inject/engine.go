@@ -68,10 +68,39 @@ type builder struct {
 
 	targets       []int
 	apps          map[int]*AppAdditions
-	names         map[string]string // container name -> owner, for conflicts
+	names         map[string]owner  // container name -> owner, for conflicts
 	injectedNames map[string]bool   // containers of templates in the status
-	ports         map[string]string // "port/protocol" -> container
+	ports         map[portKey]owner // port and protocol -> container
 	complete      bool              // the Pod runs to completion
+}
+
+// owner is who holds a container name or a port; its text is built only
+// when a denial names it.
+type owner struct {
+	kind      string // "container", "init container", "ephemeral container"
+	container string
+	template  string // "" for the Pod's own containers
+}
+
+// port names the owner of a port: a Pod's container is "container "x"",
+// without "of the pod", as ports were always described.
+func (o owner) port() string {
+	if o.template == "" {
+		return "container " + strconv.Quote(o.container)
+	}
+	return o.String()
+}
+
+func (o owner) String() string {
+	if o.template == "" {
+		return o.kind + " " + strconv.Quote(o.container) + " of the pod"
+	}
+	return o.kind + " " + strconv.Quote(o.container) + " of template " + strconv.Quote(o.template)
+}
+
+type portKey struct {
+	port     int32
+	protocol corev1.Protocol
 }
 
 func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
@@ -80,9 +109,9 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 		cat:           cat,
 		plan:          &Plan{Status: Status{Templates: append([]Injected(nil), status.Templates...)}},
 		apps:          map[int]*AppAdditions{},
-		names:         map[string]string{},
+		names:         make(map[string]owner, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers)),
 		injectedNames: map[string]bool{},
-		ports:         map[string]string{},
+		ports:         map[portKey]owner{},
 		complete:      pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
 	}
 	for _, in := range status.Templates {
@@ -92,18 +121,20 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 			}
 		}
 	}
-	for _, c := range pod.Spec.InitContainers {
-		b.names[c.Name] = "init container " + strconv.Quote(c.Name) + " of the pod"
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		b.names[c.Name] = owner{kind: "init container", container: c.Name}
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			b.addPorts(c, "")
 		}
 	}
-	for _, c := range pod.Spec.Containers {
-		b.names[c.Name] = "container " + strconv.Quote(c.Name) + " of the pod"
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		b.names[c.Name] = owner{kind: "container", container: c.Name}
 		b.addPorts(c, "")
 	}
-	for _, c := range pod.Spec.EphemeralContainers {
-		b.names[c.Name] = "ephemeral container " + strconv.Quote(c.Name) + " of the pod"
+	for i := range pod.Spec.EphemeralContainers {
+		b.names[pod.Spec.EphemeralContainers[i].Name] = owner{kind: "ephemeral container", container: pod.Spec.EphemeralContainers[i].Name}
 	}
 	return b
 }
@@ -118,7 +149,7 @@ func (b *builder) present(t *catalog.Template) bool {
 	return true
 }
 
-func (b *builder) addPorts(c corev1.Container, template string) error {
+func (b *builder) addPorts(c *corev1.Container, template string) error {
 	for _, p := range c.Ports {
 		if err := b.claimPort(p.ContainerPort, p.Protocol, c.Name, template); err != nil {
 			return err
@@ -131,14 +162,11 @@ func (b *builder) claimPort(port int32, protocol corev1.Protocol, container, tem
 	if protocol == "" {
 		protocol = corev1.ProtocolTCP
 	}
-	key := fmt.Sprintf("%d/%s", port, protocol)
-	if owner, taken := b.ports[key]; taken && template != "" {
-		return deny("template %q: port %s of container %q is already used by %s; all containers of a Pod share one network namespace, so change the port (a template parameter) or the app's port", template, key, container, owner)
+	key := portKey{port, protocol}
+	if prior, taken := b.ports[key]; taken && template != "" {
+		return deny("template %q: port %d/%s of container %q is already used by %s; all containers of a Pod share one network namespace, so change the port (a template parameter) or the app's port", template, port, protocol, container, prior.port())
 	}
-	b.ports[key] = "container " + strconv.Quote(container)
-	if template != "" {
-		b.ports[key] += " of template " + strconv.Quote(template)
-	}
+	b.ports[key] = owner{kind: "container", container: container, template: template}
 	return nil
 }
 
@@ -179,15 +207,15 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 	var added []corev1.Container
 	for _, group := range [][]corev1.Container{content.InitContainers, content.Containers} {
 		for _, c := range group {
-			if owner, taken := b.names[c.Name]; taken {
-				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, owner)
+			if prior, taken := b.names[c.Name]; taken {
+				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, prior)
 			}
-			b.names[c.Name] = "container " + strconv.Quote(c.Name) + " of template " + strconv.Quote(t.Name)
+			b.names[c.Name] = owner{kind: "container", container: c.Name, template: t.Name}
 			added = append(added, runAs(c, appUser)) // a shallow copy: content is shared
 		}
 	}
-	for _, c := range added {
-		if err := b.addPorts(c, t.Name); err != nil {
+	for i := range added {
+		if err := b.addPorts(&added[i], t.Name); err != nil {
 			return err
 		}
 	}
@@ -264,7 +292,17 @@ func findVolume(list []corev1.Volume, name string) *corev1.Volume {
 // record adds the template to the status, with a hash of what it added:
 // the rendered content, the user it runs as and whether it runs native.
 func (b *builder) record(name, contentHash string, u *user, native bool) {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%t", contentHash, u, native)))
+	// The bytes hashed are "<content hash>|<uid>[:<gid>]|<native>".
+	var buf [128]byte
+	in := append(append(buf[:0], contentHash...), '|')
+	if u != nil {
+		in = strconv.AppendInt(in, *u.uid, 10)
+		if u.gid != nil {
+			in = strconv.AppendInt(append(in, ':'), *u.gid, 10)
+		}
+	}
+	in = strconv.AppendBool(append(in, '|'), native)
+	sum := sha256.Sum256(in)
 	entry := Injected{Name: name, Hash: hex.EncodeToString(sum[:8])}
 	for i := range b.plan.Status.Templates {
 		if b.plan.Status.Templates[i].Name == name {

@@ -27,7 +27,7 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 	if plan == nil {
 		return nil
 	}
-	var ops []Operation
+	ops := make([]Operation, 0, 8)
 	ops = appendAll(ops, "/spec/volumes", len(pod.Spec.Volumes), plan.Volumes, plan.VolumeJSON)
 	ops = appendAll(ops, "/spec/initContainers", len(pod.Spec.InitContainers), plan.InitContainers, plan.InitContainerJSON)
 	ops = appendAll(ops, "/spec/containers", len(pod.Spec.Containers), plan.Containers, plan.ContainerJSON)
@@ -60,28 +60,28 @@ func appendAll[T any](ops []Operation, path string, have int, items []T, prepare
 	if len(items) == 0 {
 		return ops
 	}
-	encoded := make([]json.RawMessage, len(items))
+	var first [4]json.RawMessage
+	encoded := first[:0]
+	size := 1
 	for i := range items {
 		if i < len(prepared) && prepared[i] != nil {
-			encoded[i] = prepared[i]
+			encoded = append(encoded, prepared[i])
 		} else {
-			encoded[i] = catalog.ValueJSON(items[i])
+			encoded = append(encoded, catalog.ValueJSON(items[i]))
 		}
+		size += len(encoded[i]) + 1
 	}
 	if have == 0 {
-		var b bytes.Buffer
-		b.WriteByte('[')
-		for i, e := range encoded {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.Write(e)
+		b := make([]byte, 0, size)
+		for _, e := range encoded {
+			b = append(append(b, ','), e...)
 		}
-		b.WriteByte(']')
-		return append(ops, jsonpatch.NewPatch("add", path, json.RawMessage(b.Bytes())))
+		b[0] = '['
+		return append(ops, jsonpatch.NewPatch("add", path, json.RawMessage(append(b, ']'))))
 	}
+	path += "/-"
 	for _, e := range encoded {
-		ops = append(ops, jsonpatch.NewPatch("add", path+"/-", e))
+		ops = append(ops, jsonpatch.NewPatch("add", path, e))
 	}
 	return ops
 }
@@ -98,28 +98,6 @@ var escaper = strings.NewReplacer("~", "~0", "/", "~1")
 // Escape escapes one RFC 6901 reference token.
 func Escape(token string) string { return escaper.Replace(token) }
 
-// writeString writes s as a JSON string.
-func writeString(enc *json.Encoder, buf *bytes.Buffer, s string) {
-	if plain(s) {
-		buf.WriteByte('"')
-		buf.WriteString(s)
-		buf.WriteByte('"')
-		return
-	}
-	_ = enc.Encode(s) // a string always encodes
-	buf.Truncate(buf.Len() - 1)
-}
-
-// plain reports whether s needs no escaping in JSON.
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // op is the wire form of an operation. jsonpatch's own MarshalJSON writes
 // the path with %s, without JSON escaping, so a key holding a quote or a
 // backslash would break the document.
@@ -131,33 +109,38 @@ type op struct {
 
 // Marshal serializes ops as a JSON array, escaping every string.
 func Marshal(ops []Operation) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(512 * (len(ops) + 1))
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	buf.WriteByte('[')
+	size := 2
+	for i := range ops {
+		if raw, ok := ops[i].Value.(json.RawMessage); ok {
+			size += len(raw)
+		}
+		size += 32 + len(ops[i].Path)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, '[')
 	for i := range ops {
 		if i > 0 {
-			buf.WriteByte(',')
+			b = append(b, ',')
 		}
 		if raw, ok := ops[i].Value.(json.RawMessage); ok {
 			// Encoded by ForPod; written as it is.
-			buf.WriteString(`{"op":`)
-			writeString(enc, &buf, ops[i].Operation)
-			buf.WriteString(`,"path":`)
-			writeString(enc, &buf, ops[i].Path)
-			buf.WriteString(`,"value":`)
-			buf.Write(raw)
-			buf.WriteByte('}')
+			b = append(b, `{"op":`...)
+			b = quote(b, ops[i].Operation)
+			b = append(b, `,"path":`...)
+			b = quote(b, ops[i].Path)
+			b = append(b, `,"value":`...)
+			b = append(append(b, raw...), '}')
 			continue
 		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
 		if err := enc.Encode(op{ops[i].Operation, ops[i].Path, ops[i].Value}); err != nil {
 			return nil, err
 		}
-		buf.Truncate(buf.Len() - 1) // Encode's newline
+		b = append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...) // Encode's newline
 	}
-	buf.WriteByte(']')
-	return buf.Bytes(), nil
+	return append(b, ']'), nil
 }
 
 // Apply applies ops to a JSON document with the library the API server
