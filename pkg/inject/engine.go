@@ -82,8 +82,8 @@ type owner struct {
 	template  string // "" for the Pod's own containers
 }
 
-// port names the owner of a port: a Pod's container is "container "x"",
-// without "of the pod", as ports were always described.
+// port describes the owner in a port denial, which names a Pod's own
+// container without "of the pod".
 func (o owner) port() string {
 	if o.template == "" {
 		return "container " + strconv.Quote(o.container)
@@ -133,8 +133,8 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 		b.names[c.Name] = owner{kind: "container", container: c.Name}
 		b.addPorts(c, "")
 	}
-	for i := range pod.Spec.EphemeralContainers {
-		b.names[pod.Spec.EphemeralContainers[i].Name] = owner{kind: "ephemeral container", container: pod.Spec.EphemeralContainers[i].Name}
+	for _, c := range pod.Spec.EphemeralContainers {
+		b.names[c.Name] = owner{kind: "ephemeral container", container: c.Name}
 	}
 	return b
 }
