@@ -133,9 +133,9 @@ func (w *walker) metadata(m *podMeta) error {
 				m.Annotations = map[string]string{}
 			}
 			return w.object(func(key []byte) error {
-				var v string
+				k, v := string(key), "" // key is valid only until the next read
 				err := w.str(&v)
-				m.Annotations[string(key)] = v
+				m.Annotations[k] = v
 				return err
 			})
 		}
