@@ -1,10 +1,14 @@
 package admission
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -64,7 +68,7 @@ type podSpec struct {
 	Containers          []*containerView              `json:"containers"`
 	InitContainers      []*containerView              `json:"initContainers"`
 	EphemeralContainers []named                       `json:"ephemeralContainers"`
-	Volumes             []corev1.Volume               `json:"volumes"`
+	Volumes             []volumeView                  `json:"volumes"`
 	ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
 	RestartPolicy       corev1.RestartPolicy          `json:"restartPolicy"`
 	SecurityContext     *corev1.PodSecurityContext    `json:"securityContext"`
@@ -84,7 +88,49 @@ type named struct {
 	Name string `json:"name"`
 }
 
-// pod is the view as a Pod holding just those fields. A Pod without
+// volumeView is a volume of which only the name is read; the rest is kept
+// as it came and decoded only when a template adds a volume of the same
+// name, for the engine to compare the two. Decoding every Pod's projected
+// service-account volume was a quarter of the review's decode.
+//
+// JSON is checked to be well-formed but not to fit corev1.Volume until
+// it is decoded; the scanner leaves it pointing into the request body.
+type volumeView struct {
+	Name string
+	JSON jsontext.Value
+}
+
+// UnmarshalJSONFrom is how jsonv2, and so the walker, read a volumeView.
+func (v *volumeView) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	var n named
+	if err := jsonv2.Unmarshal(raw, &n); err != nil {
+		return err
+	}
+	v.Name, v.JSON = n.Name, bytes.Clone(raw)
+	return nil
+}
+
+// volume decodes the Pod's volume i in full, for inject.PodNamedVolumes.
+func (v *podView) volume(i int) (*corev1.Volume, error) {
+	vol := &corev1.Volume{}
+	if err := jsonv2.Unmarshal(v.Spec.Volumes[i].JSON, vol); err != nil {
+		return nil, malformedPod{fmt.Errorf("spec.volumes[%d]: %w", i, err)}
+	}
+	return vol, nil
+}
+
+// malformedPod is a part of the Pod, decoded late, that does not fit its
+// type: the request's fault, not the webhook's.
+type malformedPod struct{ error }
+
+func (e malformedPod) Unwrap() error { return e.error }
+
+// pod is the view as a Pod holding just those fields; its volumes carry
+// only their names (see volume). A Pod without
 // metadata or spec, or with a null container, is refused: the patch could
 // not address into them. (The API server never sends such a Pod; it
 // decodes and re-encodes every object first.)
@@ -108,7 +154,13 @@ func (v *podView) pod() (*corev1.Pod, error) {
 	for _, e := range v.Spec.EphemeralContainers {
 		s.EphemeralContainers = append(s.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: e.Name}})
 	}
-	s.Volumes, s.ImagePullSecrets = v.Spec.Volumes, v.Spec.ImagePullSecrets
+	if v.Spec.Volumes != nil {
+		s.Volumes = make([]corev1.Volume, len(v.Spec.Volumes))
+		for i, vol := range v.Spec.Volumes {
+			s.Volumes[i].Name = vol.Name
+		}
+	}
+	s.ImagePullSecrets = v.Spec.ImagePullSecrets
 	s.RestartPolicy, s.SecurityContext = v.Spec.RestartPolicy, v.Spec.SecurityContext
 	return p, nil
 }

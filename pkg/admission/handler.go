@@ -134,12 +134,16 @@ func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 	if h.Namespaces != nil {
 		labels = h.Namespaces.Labels(req.Namespace)
 	}
-	res, err := inject.Pod(pod, labels, h.Catalog())
+	res, err := inject.PodNamedVolumes(pod, req.Object.volume, labels, h.Catalog())
 	var denial *inject.Denial
+	var malformed malformedPod
 	switch {
 	case errors.As(err, &denial):
 		a.outcome = Denied
 		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
+		return
+	case errors.As(err, &malformed):
+		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
 		return
 	case err != nil:
 		a.fail(http.StatusInternalServerError, err)

@@ -128,15 +128,16 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 		"an oversized body is refused with 413": {
 			"application/json", append(append([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{"x":"`), bytes.Repeat([]byte("a"), 70<<10)...), []byte(`"}}}`)...),
 			413, "", "over the limit of 65536 bytes"},
-		"broken JSON is refused with 400":            {"application/json", []byte(`{"apiVersion": "admission.k8s.io/v1", "request": {`), 400, "", "decoding AdmissionReview"},
-		"the wrong content type is refused with 415": {"text/plain", pod, 415, "", `content type "text/plain" not supported`},
-		"a review with no request is refused":        {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "", "has no request"},
-		"an unknown review version keeps the UID":    {"application/json", bytes.Replace(pod, []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1), 200, "uid-7", `unsupported AdmissionReview "admission.k8s.io/v1beta1"`},
-		"a non-Pod object keeps the UID":             {"application/json", bytes.Replace(pod, []byte(`"kind":"Pod"`), []byte(`"kind":"Deployment"`), 1), 200, "uid-7", "this webhook handles Pods"},
-		"an undecodable pod keeps the UID":           {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[7,`), 1), 200, "uid-7", "decoding Pod"},
-		"a null container is refused":                {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[null,`), 1), 200, "uid-7", "decoding Pod: spec.containers[0] is null"},
-		"a Pod without a spec is refused":            {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{}}}}`), 200, "u", "decoding Pod: the Pod has no spec"},
-		"a duplicate member name is refused":         {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"restartPolicy":"Always","restartPolicy":"Never","containers":[`), 1), 200, "uid-7", `duplicate object member name "restartPolicy"`},
+		"broken JSON is refused with 400":                 {"application/json", []byte(`{"apiVersion": "admission.k8s.io/v1", "request": {`), 400, "", "decoding AdmissionReview"},
+		"the wrong content type is refused with 415":      {"text/plain", pod, 415, "", `content type "text/plain" not supported`},
+		"a review with no request is refused":             {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "", "has no request"},
+		"an unknown review version keeps the UID":         {"application/json", bytes.Replace(pod, []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1), 200, "uid-7", `unsupported AdmissionReview "admission.k8s.io/v1beta1"`},
+		"a non-Pod object keeps the UID":                  {"application/json", bytes.Replace(pod, []byte(`"kind":"Pod"`), []byte(`"kind":"Deployment"`), 1), 200, "uid-7", "this webhook handles Pods"},
+		"an undecodable pod keeps the UID":                {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[7,`), 1), 200, "uid-7", "decoding Pod"},
+		"a null container is refused":                     {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[null,`), 1), 200, "uid-7", "decoding Pod: spec.containers[0] is null"},
+		"a Pod without a spec is refused":                 {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{}}}}`), 200, "u", "decoding Pod: the Pod has no spec"},
+		"a malformed volume a template shares is refused": {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"volumes":[{"name":"shared-content","emptyDir":7}],"containers":[`), 1), 200, "uid-7", "decoding Pod: spec.volumes[0]: "},
+		"a duplicate member name is refused":              {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"restartPolicy":"Always","restartPolicy":"Never","containers":[`), 1), 200, "uid-7", `duplicate object member name "restartPolicy"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out := post(t, srv, tc.contentType, bytes.NewReader(tc.body))

@@ -31,8 +31,19 @@ type walker struct {
 
 var walkers = sync.Pool{New: func() any { return new(walker) }}
 
-// unmarshalReview decodes body, one JSON object, into r.
+// unmarshalReview decodes body, one JSON object, into r: valid JSON is
+// read by the scanner (scan.go); what the scanner gives up on, and JSON
+// that is not valid, by the walker, which says what is wrong and where.
 func unmarshalReview(body []byte, r *podReview) error {
+	if jsontext.Value(body).IsValid() && scanReview(body, r) {
+		return nil
+	}
+	*r = podReview{}
+	return walkReview(body, r)
+}
+
+// walkReview decodes body into r with the walker.
+func walkReview(body []byte, r *podReview) error {
 	w := walkers.Get().(*walker)
 	defer walkers.Put(w)
 	// A bytes.Buffer is read in place, without a copy.

@@ -7,11 +7,15 @@ import (
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/go-cmp/cmp"
 )
 
-// FuzzWalk holds the walker to jsonv2.Unmarshal over the same types: for
-// any input both fail, or both succeed with equal results. Run longer with
+// FuzzWalk holds both ways of reading a review, the scanner and the
+// walker, to jsonv2.Unmarshal over the same types: for any input the
+// walker and jsonv2 both fail, or both succeed with equal results; on
+// valid JSON the scanner succeeds exactly when jsonv2 does, with the same
+// result, so it never sends a good review the slow way. Run longer with
 //
 //	go test ./pkg/admission -run XXX -fuzz FuzzWalk -fuzztime 60s -fuzzminimizetime 1x
 func FuzzWalk(f *testing.F) {
@@ -32,6 +36,10 @@ func FuzzWalk(f *testing.F) {
 		{`"dryRun":false`, `"dryRun":"yes"`},
 		{`"metadata":{`, `"metadata":null,"x":{`},
 		{`"volumes":[`, `"volumes":null,"v":[`},
+		{`"volumes":[`, `"volumes":[null,{"emptyDir":{}},{ "name" : "spaced" , "emptyDir" : { } },`},
+		{`"volumes":[`, `"volumes":[{"name":7},`},
+		{`"volumes":[`, `"volumes":[[],`},
+		{`"defaultMode":420`, `"defaultMode":"420"`},
 		{`"env":[`, `"env":[null,{},`},
 		{`"containerPort":8080`, `"containerPort":8080.0`},
 		{`"containerPort":8080`, `"containerPort":-0,"hostPort":2147483647,"protocol":"TCP","hostIP":null`},
@@ -51,20 +59,33 @@ func FuzzWalk(f *testing.F) {
 		}
 		f.Add(seed)
 	}
+	indented := jsontext.Value(bytes.Clone(typical))
+	if err := indented.Indent(); err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(indented))
 	f.Add(append(bytes.Clone(typical), " {}"...))
 	f.Add(typical[:len(typical)-1])
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"request":null}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var walked, reflected podReview
-		errW := unmarshalReview(body, &walked)
+		var walked, scanned, reflected podReview
+		errW := walkReview(body, &walked)
 		errR := jsonv2.Unmarshal(body, &reflected)
 		if (errW == nil) != (errR == nil) {
 			t.Fatalf("walker error %v, jsonv2 error %v\nbody: %s", errW, errR, body)
 		}
 		if errW == nil && !reflect.DeepEqual(walked, reflected) {
 			t.Fatalf("walker and jsonv2 disagree (-walker +jsonv2):\n%s", cmp.Diff(walked, reflected))
+		}
+		if !jsontext.Value(body).IsValid() {
+			return
+		}
+		if ok := scanReview(body, &scanned); ok != (errR == nil) {
+			t.Fatalf("scanner ok %v, jsonv2 error %v\nbody: %s", ok, errR, body)
+		} else if ok && !reflect.DeepEqual(scanned, reflected) {
+			t.Fatalf("scanner and jsonv2 disagree (-scanner +jsonv2):\n%s", cmp.Diff(scanned, reflected))
 		}
 	})
 }

@@ -16,6 +16,18 @@ import (
 // Plan when nothing is to be added), or a *Denial for the user's mistakes.
 // pod is not modified.
 func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
+	return PodNamedVolumes(pod, nil, nsLabels, cat)
+}
+
+// VolumeFunc returns the Pod's volume at index i in full.
+type VolumeFunc func(i int) (*corev1.Volume, error)
+
+// PodNamedVolumes is Pod for a Pod whose spec.volumes may carry only
+// their names, as the webhook reads them: volume returns one in full, and
+// is called only for a volume that a template adds under the same name,
+// to compare the two. Its errors are returned as they are. A nil volume
+// means the Pod's volumes are complete.
+func PodNamedVolumes(pod *corev1.Pod, volume VolumeFunc, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
 	policies := cat.Policies(nsLabels)
 	names, err := requested(pod, policies)
 	if err != nil {
@@ -32,6 +44,7 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	}
 
 	b := newBuilder(pod, cat, status)
+	b.volume = volume
 	var todo []*catalog.Template
 	for _, name := range names {
 		t := cat.Template(name)
@@ -62,6 +75,7 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 // and against what earlier templates added.
 type builder struct {
 	pod      *corev1.Pod
+	volume   VolumeFunc // nil when the Pod's volumes are complete
 	cat      *catalog.Catalog
 	plan     *Plan
 	warnings []string
@@ -264,7 +278,11 @@ func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference
 
 func (b *builder) addVolumes(t *catalog.Template, volumes *catalog.Content) error {
 	for i, v := range volumes.Volumes {
-		existing, where := findVolume(b.pod.Spec.Volumes, v.Name), "the pod"
+		existing, err := b.podVolume(v.Name)
+		if err != nil {
+			return err
+		}
+		where := "the pod"
 		if existing == nil {
 			existing, where = findVolume(b.plan.Volumes, v.Name), "an earlier template"
 		}
@@ -278,6 +296,20 @@ func (b *builder) addVolumes(t *catalog.Template, volumes *catalog.Content) erro
 		}
 	}
 	return nil
+}
+
+// podVolume returns the Pod's volume called name in full, or nil.
+func (b *builder) podVolume(name string) (*corev1.Volume, error) {
+	for i := range b.pod.Spec.Volumes {
+		if b.pod.Spec.Volumes[i].Name != name {
+			continue
+		}
+		if b.volume == nil {
+			return &b.pod.Spec.Volumes[i], nil
+		}
+		return b.volume(i)
+	}
+	return nil, nil
 }
 
 func findVolume(list []corev1.Volume, name string) *corev1.Volume {
