@@ -1,34 +1,46 @@
 package admission
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math"
+	"sync"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// scanner is the fast path of unmarshalReview: it reads a review that
-// jsontext has already found valid (RFC 7493: well-formed, UTF-8, unique
-// names) straight from its bytes, with none of the bookkeeping a
-// validating decoder carries per token. It fills the same podReview as
-// the walker, and whenever a value is not what it expects (a wrong kind,
-// a fraction, an integer out of range) it gives up; the walker then
-// reads the review again and says where the problem is. Giving up is
-// never an answer, so the two agree on every input the walker accepts,
-// and FuzzWalk holds both to jsonv2.Unmarshal.
+// scanner is the fast path of unmarshalReview: it reads the review
+// straight from its bytes, checking the JSON as it goes (RFC 7493 as
+// jsontext does: the grammar, UTF-8, escapes, unique names, nesting
+// depth) without the bookkeeping a general tokenizer carries per token.
+// It fills the same podReview as the walker. Whenever anything is not as
+// expected, invalid JSON or a value of the wrong kind, it gives up, and
+// the walker reads the review again and says what is wrong and where.
+// Giving up is never an answer, so the two agree on every input the
+// walker accepts; FuzzWalk holds both to jsonv2.Unmarshal.
 type scanner struct {
-	b    []byte
-	i    int
-	name []byte // a member name that needed unescaping
+	b     []byte
+	i     int
+	depth int
+	names [][]byte // member names of the objects being read, innermost last
+	unq   []byte   // the last string that had escapes, unquoted
 }
 
 // scanReview reads body into r; false means r is unusable and the walker
-// must read body instead. body must be valid JSON.
+// must read body instead.
 func scanReview(body []byte, r *podReview) bool {
-	s := scanner{b: body}
-	return s.review(r)
+	s := scanners.Get().(*scanner)
+	defer scanners.Put(s)
+	*s = scanner{b: body, names: s.names[:0], unq: s.unq[:0]}
+	defer func() { s.b = nil }()
+	return s.review(r) && s.peek() == 0 && s.i == len(s.b)
 }
+
+// Scanners are pooled for the buffers they grow.
+var scanners = sync.Pool{New: func() any { return new(scanner) }}
 
 func (s *scanner) review(r *podReview) bool {
 	return s.object(func(name []byte) bool {
@@ -244,55 +256,106 @@ func (s *scanner) unmarshal(v any) bool {
 
 // object reads an object, calling member with each name to read its
 // value; the name is valid only during the call. null reads as no
-// members.
+// members. A name seen twice in one object fails, as in jsonv2.
 func (s *scanner) object(member func(name []byte) bool) bool {
-	if s.null() {
-		return true
+	switch s.peek() {
+	case 'n':
+		return s.literal("null")
+	case '{':
+	default:
+		return false
 	}
-	if s.b[s.ws()] != '{' {
+	if !s.enter() {
 		return false
 	}
 	s.i++
-	if s.b[s.ws()] == '}' {
+	base := len(s.names)
+	var seen map[string]struct{} // the names, once there are many
+	defer func() { s.names = s.names[:base] }()
+	if s.peek() == '}' {
 		s.i++
+		s.depth--
 		return true
 	}
 	for {
-		s.ws()
-		start := s.i
-		escaped := s.skipString()
-		name := s.b[start+1 : s.i-1]
-		if escaped {
-			s.name, _ = jsontext.AppendUnquote(s.name[:0], s.b[start:s.i])
-			name = s.name
+		if s.peek() != '"' {
+			return false
 		}
-		s.ws()
-		s.i++ // ':'
+		name, copied, ok := s.string()
+		if !ok {
+			return false
+		}
+		if name, ok = s.unique(base, name, copied, &seen); !ok || s.peek() != ':' {
+			return false
+		}
+		s.i++
 		if !member(name) {
 			return false
 		}
-		c := s.b[s.ws()]
-		s.i++
-		if c == '}' {
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			s.depth--
 			return true
+		default:
+			return false
 		}
 	}
+}
+
+// unique adds name to the names of the object whose names start at
+// s.names[base], failing if it is there already, and returns the name as
+// kept. Small objects are searched; past 32 names *seen is built, so a
+// large object costs no more than it does jsontext.
+func (s *scanner) unique(base int, name []byte, copied bool, seen *map[string]struct{}) ([]byte, bool) {
+	if copied {
+		name = bytes.Clone(name) // s.unq is reused by the next string
+	}
+	names := s.names[base:]
+	if *seen == nil && len(names) >= 32 {
+		*seen = make(map[string]struct{}, 2*len(names))
+		for _, n := range names {
+			(*seen)[string(n)] = struct{}{}
+		}
+	}
+	if *seen != nil {
+		if _, dup := (*seen)[string(name)]; dup {
+			return nil, false
+		}
+		(*seen)[string(name)] = struct{}{}
+	} else {
+		for _, n := range names {
+			if bytes.Equal(n, name) {
+				return nil, false
+			}
+		}
+	}
+	s.names = append(s.names, name)
+	return name, true
 }
 
 // scanArray reads an array into *a; null reads as a nil slice, [] as an
 // empty one.
 func scanArray[T any](s *scanner, a *[]T, read func() (T, bool)) bool {
-	if s.null() {
+	switch s.peek() {
+	case 'n':
 		*a = nil
-		return true
+		return s.literal("null")
+	case '[':
+	default:
+		return false
 	}
-	if s.b[s.ws()] != '[' {
+	if !s.enter() {
 		return false
 	}
 	s.i++
+	// Elements gather on the stack, then move to a slice of their exact
+	// length, as in the walker.
 	var first [8]T
 	out := first[:0]
-	if s.b[s.ws()] == ']' {
+	if s.peek() == ']' {
 		s.i++
 	} else {
 		for {
@@ -301,22 +364,26 @@ func scanArray[T any](s *scanner, a *[]T, read func() (T, bool)) bool {
 				return false
 			}
 			out = append(out, v)
-			c := s.b[s.ws()]
+			c := s.peek()
 			s.i++
 			if c == ']' {
 				break
 			}
+			if c != ',' {
+				return false
+			}
 		}
 	}
+	s.depth--
 	*a = append(make([]T, 0, len(out)), out...)
 	return true
 }
 
 // scanPtr reads a value into a new *p, or sets *p to nil on null.
 func scanPtr[T any](s *scanner, p **T, read func(*T) bool) bool {
-	if s.null() {
+	if s.peek() == 'n' {
 		*p = nil
-		return true
+		return s.literal("null")
 	}
 	if *p == nil {
 		*p = new(T)
@@ -326,65 +393,61 @@ func scanPtr[T any](s *scanner, p **T, read func(*T) bool) bool {
 
 // str reads a string; null reads as "".
 func (s *scanner) str(v *string) bool {
-	switch s.b[s.ws()] {
+	switch s.peek() {
 	case 'n':
-		s.i += len("null")
 		*v = ""
-		return true
+		return s.literal("null")
 	case '"':
-	default:
-		return false
+		b, _, ok := s.string()
+		*v = string(b)
+		return ok
 	}
-	start := s.i
-	if s.skipString() {
-		u, err := jsontext.AppendUnquote(nil, s.b[start:s.i])
-		*v = string(u)
-		return err == nil
-	}
-	*v = string(s.b[start+1 : s.i-1])
-	return true
+	return false
 }
 
 // boolean reads true or false; null reads as false.
 func (s *scanner) boolean(b *bool) bool {
-	switch s.b[s.ws()] {
+	switch s.peek() {
 	case 'n':
-		s.i += len("null")
 		*b = false
+		return s.literal("null")
 	case 't':
-		s.i += len("true")
 		*b = true
+		return s.literal("true")
 	case 'f':
-		s.i += len("false")
 		*b = false
-	default:
-		return false
+		return s.literal("false")
 	}
-	return true
+	return false
 }
 
 // int32 reads an integer that fits in 32 bits, with no fraction or
 // exponent; null reads as 0. Anything else goes to the walker.
 func (s *scanner) int32(n *int32) bool {
-	c := s.b[s.ws()]
-	if c == 'n' {
-		s.i += len("null")
+	switch c := s.peek(); {
+	case c == 'n':
 		*n = 0
-		return true
+		return s.literal("null")
+	case c != '-' && (c < '0' || c > '9'):
+		return false
 	}
-	neg := c == '-'
+	start := s.i
+	if !s.number() {
+		return false
+	}
+	digits := s.b[start:s.i]
+	neg := digits[0] == '-'
 	if neg {
-		s.i++
+		digits = digits[1:]
 	}
 	var v int64
-	start := s.i
-	for ; s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9'; s.i++ {
-		if v = v*10 + int64(s.b[s.i]-'0'); v > math.MaxInt32+1 {
+	for _, c := range digits {
+		if c < '0' || c > '9' { // a fraction or an exponent
 			return false
 		}
-	}
-	if s.i == start || s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		return false
+		if v = v*10 + int64(c-'0'); v > math.MaxInt32+1 {
+			return false
+		}
 	}
 	if neg {
 		v = -v
@@ -398,69 +461,157 @@ func (s *scanner) int32(n *int32) bool {
 
 // null reads a null if one comes next.
 func (s *scanner) null() bool {
-	if s.b[s.ws()] != 'n' {
+	return s.peek() == 'n' && s.literal("null")
+}
+
+// skip steps over the next value, checking it.
+func (s *scanner) skip() bool {
+	switch c := s.peek(); {
+	case c == '"':
+		_, _, ok := s.string()
+		return ok
+	case c == '{':
+		return s.object(func([]byte) bool { return s.skip() })
+	case c == '[':
+		var none []struct{}
+		return scanArray(s, &none, func() (struct{}, bool) { return struct{}{}, s.skip() })
+	case c == 'n':
+		return s.literal("null")
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == '-' || '0' <= c && c <= '9':
+		return s.number()
+	}
+	return false
+}
+
+// string reads the string at s.i and returns what it holds: a slice of
+// the body when it has no escapes, else (copied) of s.unq, valid until
+// the next string is read.
+func (s *scanner) string() (v []byte, copied, ok bool) {
+	b, start := s.b, s.i
+	escaped, ascii := false, true
+	for i := start + 1; i < len(b); i++ {
+		for i+8 < len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		for i < len(b)-1 && plain[b[i]] {
+			i++
+		}
+		switch c := b[i]; {
+		case c == '"':
+			s.i = i + 1
+			if escaped {
+				var err error
+				s.unq, err = jsontext.AppendUnquote(s.unq[:0], b[start:s.i])
+				return s.unq, true, err == nil
+			}
+			v = b[start+1 : i]
+			return v, false, ascii || utf8.Valid(v)
+		case c == '\\':
+			escaped = true
+			i++ // the escaped character, which AppendUnquote checks
+		case c < ' ':
+			return nil, false, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, false, false
+}
+
+// plain marks the bytes a string holds as they are: not a quote, a
+// backslash, a control character or part of a multi-byte character.
+var plain = func() (t [256]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plain8 reports whether all eight bytes of x are plain, eight at a time
+// (the tests from Bit Twiddling Hacks: a byte equal to '"' or '\\', a byte
+// under ' ', a byte with the high bit set).
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote, backslash := x^(ones*'"'), x^(ones*'\\')
+	special := (quote-ones)&^quote | (backslash-ones)&^backslash | (x-ones*' ')&^x | x
+	return special&highs == 0
+}
+
+// number steps over a number, checking its grammar.
+func (s *scanner) number() bool {
+	b, i := s.b, s.i
+	digits := func() bool {
+		start := i
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case !digits():
 		return false
 	}
-	s.i += len("null")
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	s.i = i
 	return true
 }
 
-// skip steps over the next value.
-func (s *scanner) skip() bool {
-	switch s.b[s.ws()] {
-	case '"':
-		s.skipString()
-	case '{', '[':
-		depth := 0
-		for {
-			switch s.b[s.i] {
-			case '"':
-				s.skipString()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					s.i++
-					return true
-				}
-			}
-			s.i++
-		}
-	default: // a number or a literal
-		for s.i < len(s.b) && !delimiter[s.b[s.i]] {
-			s.i++
-		}
+// literal steps over lit, which must come next.
+func (s *scanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
 	}
+	s.i += len(lit)
 	return true
 }
 
-// skipString steps over the string at s.i and says whether it has
-// escapes.
-func (s *scanner) skipString() (escaped bool) {
-	for s.i++; ; s.i++ {
-		switch s.b[s.i] {
-		case '"':
-			s.i++
-			return escaped
-		case '\\':
-			escaped = true
-			s.i++ // the escaped character
+// enter counts one more level of nesting, within jsontext's limit.
+func (s *scanner) enter() bool {
+	s.depth++
+	return s.depth <= maxDepth
+}
+
+// maxDepth is jsontext's limit on nesting.
+const maxDepth = 10000
+
+// peek skips whitespace and returns the byte that follows, or 0 at the
+// end of the body.
+func (s *scanner) peek() byte {
+	for ; s.i < len(s.b); s.i++ {
+		switch c := s.b[s.i]; c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return c
 		}
 	}
+	return 0
 }
 
 // ws skips whitespace and returns the index of what follows it.
 func (s *scanner) ws() int {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-			continue
-		}
-		break
-	}
+	s.peek()
 	return s.i
 }
-
-var delimiter = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\n': true, '\r': true}

@@ -31,11 +31,11 @@ type walker struct {
 
 var walkers = sync.Pool{New: func() any { return new(walker) }}
 
-// unmarshalReview decodes body, one JSON object, into r: valid JSON is
-// read by the scanner (scan.go); what the scanner gives up on, and JSON
-// that is not valid, by the walker, which says what is wrong and where.
+// unmarshalReview decodes body, one JSON object, into r: the scanner
+// (scan.go) reads it, and what the scanner gives up on the walker reads
+// again, to say what is wrong and where.
 func unmarshalReview(body []byte, r *podReview) error {
-	if jsontext.Value(body).IsValid() && scanReview(body, r) {
+	if scanReview(body, r) {
 		return nil
 	}
 	*r = podReview{}
