@@ -18,6 +18,9 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q: the Pod has no app container to receive its mounts and env", t.Name))
 		return nil
 	}
+	if b.apps == nil {
+		b.apps = make([]*AppAdditions, len(b.pod.Spec.Containers))
+	}
 	for _, i := range b.targets {
 		app := &b.pod.Spec.Containers[i]
 		add := b.apps[i]
@@ -52,8 +55,8 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 	}
 	// Keep Apps in spec.containers order, whatever order targets came in.
 	b.plan.Apps = b.plan.Apps[:0]
-	for i := range b.pod.Spec.Containers {
-		if add := b.apps[i]; add != nil {
+	for _, add := range b.apps {
+		if add != nil {
 			b.plan.Apps = append(b.plan.Apps, *add)
 		}
 	}

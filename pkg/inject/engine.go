@@ -81,9 +81,9 @@ type builder struct {
 	warnings []string
 
 	targets       []int
-	apps          map[int]*AppAdditions
+	apps          []*AppAdditions   // by container index, made when first needed
 	names         map[string]owner  // container name -> owner, for conflicts
-	injectedNames map[string]bool   // containers of templates in the status
+	injectedNames map[string]bool   // containers of templates in the status; nil if none
 	ports         map[portKey]owner // port and protocol -> container
 	complete      bool              // the Pod runs to completion
 }
@@ -119,19 +119,22 @@ type portKey struct {
 
 func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 	b := &builder{
-		pod:           pod,
-		cat:           cat,
-		plan:          &Plan{Status: Status{Templates: append([]Injected(nil), status.Templates...)}},
-		apps:          map[int]*AppAdditions{},
-		names:         make(map[string]owner, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers)),
-		injectedNames: map[string]bool{},
-		ports:         map[portKey]owner{},
-		complete:      pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
+		pod:      pod,
+		cat:      cat,
+		plan:     &Plan{Status: Status{Templates: append([]Injected(nil), status.Templates...)}},
+		names:    make(map[string]owner, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers)),
+		ports:    map[portKey]owner{},
+		complete: pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
 	}
 	for _, in := range status.Templates {
 		if t := cat.Template(in.Name); t != nil {
-			for _, c := range append(t.InitContainers, t.Containers...) {
-				b.injectedNames[c.Name] = true
+			for _, group := range [][]corev1.Container{t.InitContainers, t.Containers} {
+				for _, c := range group {
+					if b.injectedNames == nil {
+						b.injectedNames = map[string]bool{}
+					}
+					b.injectedNames[c.Name] = true
+				}
 			}
 		}
 	}
