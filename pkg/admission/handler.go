@@ -91,9 +91,13 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 		a.fail(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; send POST", r.Method))
 		return
 	}
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-		a.fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported; send application/json", r.Header.Get("Content-Type")))
-		return
+	// The API server sends exactly "application/json"; anything else is
+	// parsed for parameters such as a charset.
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+			a.fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported; send application/json", ct))
+			return
+		}
 	}
 	limit := h.MaxRequestBytes
 	if limit <= 0 {

@@ -163,6 +163,16 @@ func TestNonCreateIsAllowedUntouched(t *testing.T) {
 	}
 }
 
+func TestContentTypeParametersAreAccepted(t *testing.T) {
+	srv := newTestServer(t, &Handler{})
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON"} {
+		code, out := post(t, srv, ct, bytes.NewReader(review(t, "u5", "CREATE", nginxPod)))
+		if code != http.StatusOK || !out.Response.Allowed || out.Response.Patch == nil {
+			t.Errorf("%s: HTTP %d, %+v", ct, code, out.Response)
+		}
+	}
+}
+
 func TestDryRunGetsTheSameAnswer(t *testing.T) {
 	srv := newTestServer(t, &Handler{})
 	body := review(t, "u3", "CREATE", nginxPod)
