@@ -33,9 +33,20 @@ type scanner struct {
 // must read body instead.
 func scanReview(body []byte, r *podReview) bool {
 	s := scanners.Get().(*scanner)
-	defer scanners.Put(s)
 	*s = scanner{b: body, names: s.names[:0], unq: s.unq[:0]}
-	defer func() { s.b = nil }()
+	defer func() {
+		// Keep no references into the body, and no buffer a huge review
+		// grew.
+		clear(s.names[:cap(s.names)])
+		if cap(s.names) > 1024 {
+			s.names = nil
+		}
+		if cap(s.unq) > 64<<10 {
+			s.unq = nil
+		}
+		s.b = nil
+		scanners.Put(s)
+	}()
 	return s.review(r) && s.peek() == 0 && s.i == len(s.b)
 }
 
