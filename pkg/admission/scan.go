@@ -27,13 +27,18 @@ type scanner struct {
 	depth int
 	names [][]byte // member names of the objects being read, innermost last
 	unq   []byte   // the last string that had escapes, unquoted
+
+	// strs holds short strings read before, kept across reviews: kinds,
+	// versions, names and protocols repeat from one review to the next,
+	// and a string found here costs no allocation.
+	strs [256]string
 }
 
 // scanReview reads body into r; false means r is unusable and the walker
 // must read body instead.
 func scanReview(body []byte, r *podReview) bool {
 	s := scanners.Get().(*scanner)
-	*s = scanner{b: body, names: s.names[:0], unq: s.unq[:0]}
+	s.b, s.i, s.depth, s.names, s.unq = body, 0, 0, s.names[:0], s.unq[:0]
 	defer func() {
 		// Keep no references into the body, and no buffer a huge review
 		// grew.
@@ -134,7 +139,7 @@ func (s *scanner) metadata(m *podMeta) bool {
 				m.Annotations = map[string]string{}
 			}
 			return s.object(func(key []byte) bool {
-				k, v := string(key), ""
+				k, v := s.intern(key), ""
 				ok := s.str(&v)
 				m.Annotations[k] = v
 				return ok
@@ -410,10 +415,26 @@ func (s *scanner) str(v *string) bool {
 		return s.literal("null")
 	case '"':
 		b, _, ok := s.string()
-		*v = string(b)
+		*v = s.intern(b)
 		return ok
 	}
 	return false
+}
+
+// intern returns b as a string, from s.strs when it is short.
+func (s *scanner) intern(b []byte) string {
+	if len(b) == 0 || len(b) > 32 {
+		return string(b)
+	}
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	slot := &s.strs[h%uint32(len(s.strs))]
+	if *slot != string(b) {
+		*slot = string(b)
+	}
+	return *slot
 }
 
 // boolean reads true or false; null reads as false.
