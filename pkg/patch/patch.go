@@ -49,8 +49,14 @@ func SetAnnotation(ops []Operation, annotations map[string]string, key, value st
 		b = append(quote(b, value), '}')
 		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", json.RawMessage(b)))
 	}
-	return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), json.RawMessage(quote(nil, value))))
+	path := statusPath // every injection sets it
+	if key != inject.StatusAnnotation {
+		path = "/metadata/annotations/" + Escape(key)
+	}
+	return append(ops, jsonpatch.NewPatch("add", path, json.RawMessage(quote(nil, value))))
 }
+
+var statusPath = "/metadata/annotations/" + Escape(inject.StatusAnnotation)
 
 // appendAll appends items to the array at path, which holds have elements:
 // one "add" of the whole array when it is empty or missing (an add on an
