@@ -20,13 +20,13 @@ import (
 // decoded straight into a Pod: one pass over the body instead of a pass
 // that copies the object out and a second that decodes it.
 //
-// It is decoded by unmarshalReview (walk.go) with the semantics of
+// It is decoded by unmarshalReview (scan.go) with the semantics of
 // encoding/json v2 (go-json-experiment/json, the module the standard
 // library's json/v2 comes from) into these types, which match those of
 // the API server's own decoder where it matters here: member names are
 // case-sensitive, and duplicate names are an error rather than
-// last-one-wins. The json tags say what each field is read from; FuzzWalk
-// checks the walker against jsonv2.Unmarshal over them.
+// last-one-wins. The json tags say what each field is read from; FuzzScan
+// checks the scanner against jsonv2.Unmarshal over them.
 type podReview struct {
 	metav1.TypeMeta `json:",inline"`
 	Request         *podRequest `json:"request,omitempty"`
@@ -100,7 +100,7 @@ type volumeView struct {
 	JSON jsontext.Value
 }
 
-// UnmarshalJSONFrom is how jsonv2, and so the walker, read a volumeView.
+// UnmarshalJSONFrom is how jsonv2 reads a volumeView.
 func (v *volumeView) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	raw, err := dec.ReadValue()
 	if err != nil {

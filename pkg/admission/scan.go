@@ -3,7 +3,10 @@ package admission
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
+	"reflect"
 	"sync"
 	"unicode/utf8"
 
@@ -12,15 +15,68 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
+// unmarshalReview decodes body into r, with the semantics of
+// jsonv2.Unmarshal into the view types (see podReview). The scanner reads
+// every good review; whatever it gives up on, jsonv2 reads again, for its
+// error, which describe words for the user.
+func unmarshalReview(body []byte, r *podReview) error {
+	if scanReview(body, r) {
+		return nil
+	}
+	*r = podReview{}
+	return describe(jsonv2.Unmarshal(body, r))
+}
+
+// describe says where in the review a value of the wrong kind is, as a
+// JSON pointer, what it is and what was wanted; jsontext's syntax errors
+// say where already.
+func describe(err error) error {
+	var se *jsonv2.SemanticError
+	if !errors.As(err, &se) || se.JSONKind == 0 || se.GoType == nil {
+		return err
+	}
+	where := string(se.JSONPointer)
+	if where == "" {
+		where = "the review"
+	}
+	msg := fmt.Sprintf("%s is %s, want %s", where, kinds[se.JSONKind], wants(se.GoType))
+	var inner *jsonv2.SemanticError
+	if se.Err != nil && !errors.As(se.Err, &inner) {
+		msg += ": " + se.Err.Error()
+	}
+	return errors.New(msg)
+}
+
+var kinds = map[jsontext.Kind]string{'n': "null", 't': "a boolean", 'f': "a boolean", '"': "a string", '0': "a number", '{': "an object", '[': "an array"}
+
+// wants names the JSON a Go type is read from.
+func wants(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	}
+	return t.String()
+}
+
 // scanner is the fast path of unmarshalReview: it reads the review
 // straight from its bytes, checking the JSON as it goes (RFC 7493 as
 // jsontext does: the grammar, UTF-8, escapes, unique names, nesting
 // depth) without the bookkeeping a general tokenizer carries per token.
-// It fills the same podReview as the walker. Whenever anything is not as
-// expected, invalid JSON or a value of the wrong kind, it gives up, and
-// the walker reads the review again and says what is wrong and where.
-// Giving up is never an answer, so the two agree on every input the
-// walker accepts; FuzzWalk holds both to jsonv2.Unmarshal.
+// Whenever anything is not as expected, invalid JSON or a value of the
+// wrong kind, it gives up, and jsonv2 reads the review again. Giving up
+// is never an answer, so the scanner's results are jsonv2's; FuzzScan
+// holds it to jsonv2.Unmarshal on any input.
 type scanner struct {
 	b     []byte
 	i     int
@@ -34,8 +90,8 @@ type scanner struct {
 	strs [256]string
 }
 
-// scanReview reads body into r; false means r is unusable and the walker
-// must read body instead.
+// scanReview reads body into r; false means r is unusable and body must
+// be read by jsonv2.
 func scanReview(body []byte, r *podReview) bool {
 	s := scanners.Get().(*scanner)
 	s.b, s.i, s.depth, s.names, s.unq = body, 0, 0, s.names[:0], s.unq[:0]
@@ -260,8 +316,8 @@ func (s *scanner) named() (named, bool) {
 	})
 }
 
-// unmarshal leaves the next value to jsonv2; any error sends the review
-// to the walker, which reports it.
+// unmarshal leaves the next value to jsonv2; on any error the whole
+// review goes to jsonv2, which reports it.
 func (s *scanner) unmarshal(v any) bool {
 	start := s.ws()
 	if !s.skip() {
@@ -368,7 +424,7 @@ func scanArray[T any](s *scanner, a *[]T, read func() (T, bool)) bool {
 	}
 	s.i++
 	// Elements gather on the stack, then move to a slice of their exact
-	// length, as in the walker.
+	// length: one allocation per array instead of one per doubling.
 	var first [8]T
 	out := first[:0]
 	if s.peek() == ']' {
@@ -454,7 +510,7 @@ func (s *scanner) boolean(b *bool) bool {
 }
 
 // int32 reads an integer that fits in 32 bits, with no fraction or
-// exponent; null reads as 0. Anything else goes to the walker.
+// exponent; null reads as 0. Anything else goes to jsonv2.
 func (s *scanner) int32(n *int32) bool {
 	switch c := s.peek(); {
 	case c == 'n':
