@@ -9,7 +9,6 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,7 +90,7 @@ type named struct {
 // volumeView is a volume of which only the name is read; the rest is kept
 // as it came and decoded only when a template adds a volume of the same
 // name, for the engine to compare the two. Decoding every Pod's projected
-// service-account volume was a quarter of the review's decode.
+// service-account volume was a third of the review's decode.
 //
 // JSON is checked to be well-formed but not to fit corev1.Volume until
 // it is decoded; the scanner leaves it pointing into the request body.
@@ -130,9 +129,8 @@ type malformedPod struct{ error }
 func (e malformedPod) Unwrap() error { return e.error }
 
 // pod is the view as a Pod holding just those fields; its volumes carry
-// only their names (see volume). A Pod without
-// metadata or spec, or with a null container, is refused: the patch could
-// not address into them. (The API server never sends such a Pod; it
+// only their names (see volume). A Pod without metadata or spec, or with
+// a null container, is refused: the patch could not address into them. (The API server never sends such a Pod; it
 // decodes and re-encodes every object first.)
 func (v *podView) pod() (*corev1.Pod, error) {
 	switch {

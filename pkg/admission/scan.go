@@ -111,7 +111,7 @@ func scanReview(body []byte, r *podReview) bool {
 	return s.review(r) && s.peek() == 0 && s.i == len(s.b)
 }
 
-// Scanners are pooled for the buffers they grow.
+// Scanners are pooled for the buffers they grow and the strings they keep.
 var scanners = sync.Pool{New: func() any { return new(scanner) }}
 
 func (s *scanner) review(r *podReview) bool {

@@ -126,13 +126,13 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 		ports:    map[portKey]owner{},
 		complete: pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
 	}
+	if len(status.Templates) > 0 {
+		b.injectedNames = map[string]bool{}
+	}
 	for _, in := range status.Templates {
 		if t := cat.Template(in.Name); t != nil {
 			for _, group := range [][]corev1.Container{t.InitContainers, t.Containers} {
 				for _, c := range group {
-					if b.injectedNames == nil {
-						b.injectedNames = map[string]bool{}
-					}
 					b.injectedNames[c.Name] = true
 				}
 			}
