@@ -81,11 +81,11 @@ type builder struct {
 	warnings []string
 
 	targets       []int
-	apps          []*AppAdditions   // by container index, made when first needed
-	names         map[string]owner  // container name -> owner, for conflicts
-	injectedNames map[string]bool   // containers of templates in the status; nil if none
-	ports         map[portKey]owner // port and protocol -> container
-	complete      bool              // the Pod runs to completion
+	apps          []*AppAdditions // by container index, made when first needed
+	names         claims[string]  // container names, for conflicts
+	injectedNames map[string]bool // containers of templates in the status; nil if none
+	ports         claims[portKey] // ports and protocols
+	complete      bool            // the Pod runs to completion
 }
 
 // owner is who holds a container name or a port; its text is built only
@@ -112,6 +112,27 @@ func (o owner) String() string {
 	return o.kind + " " + strconv.Quote(o.container) + " of template " + strconv.Quote(o.template)
 }
 
+// claims records who holds what: a list rather than a map, since a Pod
+// has few containers and ports, and building a map was most of the
+// builder's cost. A later claim of the same key hides an earlier one.
+type claims[K comparable] []claim[K]
+
+type claim[K comparable] struct {
+	key   K
+	owner owner
+}
+
+func (c *claims[K]) add(key K, o owner) { *c = append(*c, claim[K]{key, o}) }
+
+func (c claims[K]) find(key K) (owner, bool) {
+	for i := len(c) - 1; i >= 0; i-- {
+		if c[i].key == key {
+			return c[i].owner, true
+		}
+	}
+	return owner{}, false
+}
+
 type portKey struct {
 	port     int32
 	protocol corev1.Protocol
@@ -122,8 +143,7 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 		pod:      pod,
 		cat:      cat,
 		plan:     &Plan{Status: Status{Templates: append([]Injected(nil), status.Templates...)}},
-		names:    make(map[string]owner, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers)),
-		ports:    map[portKey]owner{},
+		names:    make(claims[string], 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers)+2),
 		complete: pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
 	}
 	if len(status.Templates) > 0 {
@@ -140,27 +160,29 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 	}
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		b.names[c.Name] = owner{kind: "init container", container: c.Name}
+		b.names.add(c.Name, owner{kind: "init container", container: c.Name})
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			b.addPorts(c, "")
 		}
 	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		b.names[c.Name] = owner{kind: "container", container: c.Name}
+		b.names.add(c.Name, owner{kind: "container", container: c.Name})
 		b.addPorts(c, "")
 	}
 	for _, c := range pod.Spec.EphemeralContainers {
-		b.names[c.Name] = owner{kind: "ephemeral container", container: c.Name}
+		b.names.add(c.Name, owner{kind: "ephemeral container", container: c.Name})
 	}
 	return b
 }
 
 // present reports whether every container of t is in the Pod.
 func (b *builder) present(t *catalog.Template) bool {
-	for _, c := range append(t.InitContainers, t.Containers...) {
-		if _, ok := b.names[c.Name]; !ok {
-			return false
+	for _, group := range [][]corev1.Container{t.InitContainers, t.Containers} {
+		for _, c := range group {
+			if _, ok := b.names.find(c.Name); !ok {
+				return false
+			}
 		}
 	}
 	return true
@@ -180,10 +202,10 @@ func (b *builder) claimPort(port int32, protocol corev1.Protocol, container, tem
 		protocol = corev1.ProtocolTCP
 	}
 	key := portKey{port, protocol}
-	if prior, taken := b.ports[key]; taken && template != "" {
+	if prior, taken := b.ports.find(key); taken && template != "" {
 		return deny("template %q: port %d/%s of container %q is already used by %s; all containers of a Pod share one network namespace, so change the port (a template parameter) or the app's port", template, port, protocol, container, prior.port())
 	}
-	b.ports[key] = owner{kind: "container", container: container, template: template}
+	b.ports.add(key, owner{kind: "container", container: container, template: template})
 	return nil
 }
 
@@ -224,10 +246,10 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 	var added []corev1.Container
 	for _, group := range [][]corev1.Container{content.InitContainers, content.Containers} {
 		for _, c := range group {
-			if prior, taken := b.names[c.Name]; taken {
+			if prior, taken := b.names.find(c.Name); taken {
 				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, prior)
 			}
-			b.names[c.Name] = owner{kind: "container", container: c.Name, template: t.Name}
+			b.names.add(c.Name, owner{kind: "container", container: c.Name, template: t.Name})
 			added = append(added, runAs(c, appUser)) // a shallow copy: content is shared
 		}
 	}
