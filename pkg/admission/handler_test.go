@@ -163,12 +163,20 @@ func TestNonCreateIsAllowedUntouched(t *testing.T) {
 	}
 }
 
+// A content type with parameters or in another case gets the same patch
+// as plain application/json (whose Pod TestInjectedPodMatchesGolden
+// checks).
 func TestContentTypeParametersAreAccepted(t *testing.T) {
 	srv := newTestServer(t, &Handler{})
-	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON"} {
-		code, out := post(t, srv, ct, bytes.NewReader(review(t, "u5", "CREATE", nginxPod)))
-		if code != http.StatusOK || !out.Response.Allowed || out.Response.Patch == nil {
-			t.Errorf("%s: HTTP %d, %+v", ct, code, out.Response)
+	body := review(t, "u5", "CREATE", nginxPod)
+	_, plain := post(t, srv, "application/json", bytes.NewReader(body))
+	if len(plain.Response.Patch) == 0 {
+		t.Fatalf("no patch for application/json: %+v", plain.Response)
+	}
+	for _, ct := range []string{"application/json; charset=utf-8", "Application/JSON"} {
+		code, out := post(t, srv, ct, bytes.NewReader(body))
+		if code != http.StatusOK || !out.Response.Allowed || !bytes.Equal(out.Response.Patch, plain.Response.Patch) {
+			t.Errorf("%s: HTTP %d, patch %s, want %s", ct, code, out.Response.Patch, plain.Response.Patch)
 		}
 	}
 }
