@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"reflect"
 	"sync"
 	"unicode/utf8"
@@ -582,11 +583,21 @@ func (s *scanner) string() (v []byte, copied, ok bool) {
 	b, start := s.b, s.i
 	escaped, ascii := false, true
 	for i := start + 1; i < len(b); i++ {
-		for i+8 < len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+		// Eight bytes at a time while they are plain; the first byte
+		// that is not is found from the mask, not by stepping to it.
+		for i+8 <= len(b) {
+			m := special8(binary.LittleEndian.Uint64(b[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
 			i += 8
 		}
-		for i < len(b)-1 && plain[b[i]] {
+		for i < len(b) && plain[b[i]] {
 			i++
+		}
+		if i == len(b) {
+			break // no closing quote
 		}
 		switch c := b[i]; {
 		case c == '"':
@@ -619,14 +630,15 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// plain8 reports whether all eight bytes of x are plain, eight at a time
-// (the tests from Bit Twiddling Hacks: a byte equal to '"' or '\\', a byte
-// under ' ', a byte with the high bit set).
-func plain8(x uint64) bool {
+// special8 marks, with its high bit, each of the eight bytes of x that is
+// not plain (the tests from Bit Twiddling Hacks: a byte equal to '"' or
+// '\\', a byte under ' ', a byte with the high bit set). A borrow can
+// mark a byte above one that is marked rightly, never below, so the
+// lowest mark is exact.
+func special8(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote, backslash := x^(ones*'"'), x^(ones*'\\')
-	special := (quote-ones)&^quote | (backslash-ones)&^backslash | (x-ones*' ')&^x | x
-	return special&highs == 0
+	return ((quote-ones)&^quote | (backslash-ones)&^backslash | (x-ones*' ')&^x | x) & highs
 }
 
 // number steps over a number, checking its grammar.
@@ -688,6 +700,9 @@ const maxDepth = 10000
 // peek skips whitespace and returns the byte that follows, or 0 at the
 // end of the body.
 func (s *scanner) peek() byte {
+	if s.i < len(s.b) && s.b[s.i] > ' ' { // compact JSON: no whitespace
+		return s.b[s.i]
+	}
 	for ; s.i < len(s.b); s.i++ {
 		switch c := s.b[s.i]; c {
 		case ' ', '\t', '\n', '\r':

@@ -3,6 +3,7 @@ package admission
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"reflect"
 	"strings"
 	"testing"
@@ -138,14 +139,32 @@ func TestDecodeErrorsSayWhere(t *testing.T) {
 	}
 }
 
-// plain8 must agree with plain on every byte in every position.
-func TestPlain8(t *testing.T) {
+// special8 must agree with plain on every byte in every position, and
+// its lowest mark must be the first byte that is not plain whatever
+// follows it (a borrow from a marked byte must not move it).
+func TestSpecial8(t *testing.T) {
+	first := func(word []byte) int {
+		if m := special8(binary.LittleEndian.Uint64(word)); m != 0 {
+			return bits.TrailingZeros64(m) / 8
+		}
+		return 8
+	}
 	for c := 0; c < 256; c++ {
 		for pos := 0; pos < 8; pos++ {
 			word := bytes.Repeat([]byte("a"), 8)
 			word[pos] = byte(c)
-			if got := plain8(binary.LittleEndian.Uint64(word)); got != plain[c] {
-				t.Fatalf("byte %#x at %d: plain8 %v, plain %v", c, pos, got, plain[c])
+			want := 8
+			if !plain[c] {
+				want = pos
+			}
+			if got := first(word); got != want {
+				t.Fatalf("byte %#x at %d in plain bytes: first mark at %d, want %d", c, pos, got, want)
+			}
+			for d := 0; d < 256 && pos < 7; d++ {
+				word[pos+1] = byte(d) // anything after it
+				if !plain[c] && first(word) != pos {
+					t.Fatalf("byte %#x at %d followed by %#x: first mark at %d", c, pos, d, first(word))
+				}
 			}
 		}
 	}
