@@ -21,6 +21,19 @@ type Metrics struct {
 	Injections *prometheus.CounterVec
 	Duration   prometheus.Histogram
 	InFlight   prometheus.Gauge
+
+	// outcomes holds Requests' counter for each outcome, looked up once
+	// here rather than by label on every request.
+	outcomes map[Outcome]prometheus.Counter
+}
+
+// count counts one request with outcome o.
+func (m *Metrics) count(o Outcome) {
+	c, ok := m.outcomes[o]
+	if !ok {
+		c = m.Requests.WithLabelValues(string(o))
+	}
+	c.Inc()
 }
 
 // durationBuckets line up with the API server's
@@ -49,8 +62,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Admission requests being handled now.",
 		}),
 	}
+	m.outcomes = map[Outcome]prometheus.Counter{}
 	for _, o := range []Outcome{Injected, Skipped, Denied, Error} {
-		m.Requests.WithLabelValues(string(o)) // export zeros
+		m.outcomes[o] = m.Requests.WithLabelValues(string(o)) // exported as zeros from the start
 	}
 	reg.MustRegister(m.Requests, m.Injections, m.Duration, m.InFlight)
 	return m

@@ -51,7 +51,11 @@ type Injected struct {
 
 // String returns the annotation value, as encoding/json writes it.
 func (s Status) String() string {
-	b := make([]byte, 0, 16+48*len(s.Templates))
+	return string(s.AppendJSON(make([]byte, 0, 16+48*len(s.Templates))))
+}
+
+// AppendJSON appends the annotation value to b.
+func (s Status) AppendJSON(b []byte) []byte {
 	b = append(b, `{"templates":[`...)
 	for i, t := range s.Templates {
 		if i > 0 {
@@ -63,7 +67,7 @@ func (s Status) String() string {
 		b = strconv.AppendQuote(b, t.Hash) // hex
 		b = append(b, '}')
 	}
-	return string(append(b, "]}"...))
+	return append(b, "]}"...)
 }
 
 // Result is the engine's answer for an admitted Pod.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,82 +20,150 @@ import (
 // Operation is one JSON Patch operation.
 type Operation = jsonpatch.JsonPatchOperation
 
-// ForPod returns the operations that apply plan to pod, in a fixed order:
-// volumes, init containers, containers, app mounts and env, image pull
-// secrets, then the status annotation. pod must be the Pod the plan was
-// made for; only whether its arrays and maps exist is read.
+// AppendPod appends to b the JSON Patch that applies plan to pod, as a
+// JSON array of operations in a fixed order: volumes, init containers,
+// containers, app mounts and env, image pull secrets, then the status
+// annotation. pod must be the Pod the plan was made for; only whether its
+// arrays and maps exist is read. Values the catalog prepared are copied
+// as they are; the webhook writes its patch this way, building no
+// operations.
+func AppendPod(b []byte, pod *corev1.Pod, plan *inject.Plan) []byte {
+	w := writer{b: append(slices.Grow(b, size(plan)), '[')}
+	appendAll(&w, "/spec/volumes", len(pod.Spec.Volumes), plan.Volumes, plan.VolumeJSON)
+	appendAll(&w, "/spec/initContainers", len(pod.Spec.InitContainers), plan.InitContainers, plan.InitContainerJSON)
+	appendAll(&w, "/spec/containers", len(pod.Spec.Containers), plan.Containers, plan.ContainerJSON)
+	for _, app := range plan.Apps {
+		c := &pod.Spec.Containers[app.Index]
+		base := "/spec/containers/" + strconv.Itoa(app.Index)
+		appendAll(&w, base+"/volumeMounts", len(c.VolumeMounts), app.VolumeMounts, app.VolumeMountJSON)
+		appendAll(&w, base+"/env", len(c.Env), app.Env, app.EnvJSON)
+	}
+	appendAll(&w, "/spec/imagePullSecrets", len(pod.Spec.ImagePullSecrets), plan.ImagePullSecrets, nil)
+	var status [256]byte
+	w.annotation(pod.Annotations, inject.StatusAnnotation, plan.Status.AppendJSON(status[:0]))
+	return append(w.b, ']')
+}
+
+// size is about the length of plan's patch, for one allocation.
+func size(plan *inject.Plan) int {
+	n := 256
+	for _, list := range [][][]byte{plan.VolumeJSON, plan.InitContainerJSON, plan.ContainerJSON} {
+		for _, v := range list {
+			n += len(v) + 64
+		}
+	}
+	for _, app := range plan.Apps {
+		for _, list := range [][][]byte{app.VolumeMountJSON, app.EnvJSON} {
+			for _, v := range list {
+				n += len(v) + 64
+			}
+		}
+	}
+	return n
+}
+
+// ForPod returns AppendPod's operations, for the offline tools to apply,
+// show or prefix; Marshal gives back the same bytes.
 func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 	if plan == nil {
 		return nil
 	}
-	ops := make([]Operation, 0, 8)
-	ops = appendAll(ops, "/spec/volumes", len(pod.Spec.Volumes), plan.Volumes, plan.VolumeJSON)
-	ops = appendAll(ops, "/spec/initContainers", len(pod.Spec.InitContainers), plan.InitContainers, plan.InitContainerJSON)
-	ops = appendAll(ops, "/spec/containers", len(pod.Spec.Containers), plan.Containers, plan.ContainerJSON)
-	for _, app := range plan.Apps {
-		c := &pod.Spec.Containers[app.Index]
-		base := "/spec/containers/" + strconv.Itoa(app.Index)
-		ops = appendAll(ops, base+"/volumeMounts", len(c.VolumeMounts), app.VolumeMounts, app.VolumeMountJSON)
-		ops = appendAll(ops, base+"/env", len(c.Env), app.Env, app.EnvJSON)
+	var wire []struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		Value json.RawMessage `json:"value"`
 	}
-	ops = appendAll(ops, "/spec/imagePullSecrets", len(pod.Spec.ImagePullSecrets), plan.ImagePullSecrets, nil)
-	return SetAnnotation(ops, pod.Annotations, inject.StatusAnnotation, plan.Status.String())
+	if err := json.Unmarshal(AppendPod(nil, pod, plan), &wire); err != nil {
+		panic(fmt.Sprintf("patch: AppendPod wrote invalid JSON: %v", err))
+	}
+	ops := make([]Operation, len(wire))
+	for i, o := range wire {
+		ops[i] = jsonpatch.NewPatch(o.Op, o.Path, o.Value)
+	}
+	return ops
 }
 
-// SetAnnotation adds an operation that sets one annotation, creating the
-// map when the object has none.
-func SetAnnotation(ops []Operation, annotations map[string]string, key, value string) []Operation {
+// writer appends "add" operations to a JSON array.
+type writer struct {
+	b []byte
+	n int // operations written
+}
+
+// begin opens an operation up to its value; with appending, path gets
+// "/-" (append to the array).
+func (w *writer) begin(path string, appending bool) {
+	if w.n > 0 {
+		w.b = append(w.b, ',')
+	}
+	w.n++
+	w.b = append(w.b, `{"op":"add","path":`...)
+	w.b = quote(w.b, path)
+	if appending {
+		w.b = append(w.b[:len(w.b)-1], `/-"`...)
+	}
+	w.b = append(w.b, `,"value":`...)
+}
+
+func (w *writer) end() { w.b = append(w.b, '}') }
+
+// annotation sets one annotation to value, creating the map when the
+// object has none.
+func (w *writer) annotation(annotations map[string]string, key string, value []byte) {
 	if annotations == nil {
-		b := append(quote([]byte{'{'}, key), ':')
-		b = append(quote(b, value), '}')
-		return append(ops, jsonpatch.NewPatch("add", "/metadata/annotations", json.RawMessage(b)))
+		w.begin("/metadata/annotations", false)
+		w.b = append(quote(append(w.b, '{'), key), ':')
+		w.b = append(quote(w.b, value), '}')
+		w.end()
+		return
 	}
 	path := statusPath // every injection sets it
 	if key != inject.StatusAnnotation {
 		path = "/metadata/annotations/" + Escape(key)
 	}
-	return append(ops, jsonpatch.NewPatch("add", path, json.RawMessage(quote(nil, value))))
+	w.begin(path, false)
+	w.b = quote(w.b, value)
+	w.end()
 }
 
 var statusPath = "/metadata/annotations/" + Escape(inject.StatusAnnotation)
 
-// appendAll appends items to the array at path, which holds have elements:
+// appendAll adds items to the array at path, which holds have elements:
 // one "add" of the whole array when it is empty or missing (an add on an
 // existing member replaces it), else one "/-" append per item. Values are
 // encoded here, using prepared[i] where it is not nil.
-func appendAll[T any](ops []Operation, path string, have int, items []T, prepared [][]byte) []Operation {
+func appendAll[T any](w *writer, path string, have int, items []T, prepared [][]byte) {
 	if len(items) == 0 {
-		return ops
+		return
 	}
-	var first [4]json.RawMessage
-	encoded := first[:0]
-	size := 1
-	for i := range items {
+	value := func(i int) []byte {
 		if i < len(prepared) && prepared[i] != nil {
-			encoded = append(encoded, prepared[i])
-		} else {
-			encoded = append(encoded, catalog.ValueJSON(items[i]))
+			return prepared[i]
 		}
-		size += len(encoded[i]) + 1
+		return catalog.ValueJSON(items[i])
 	}
 	if have == 0 {
-		b := make([]byte, 0, size)
-		for _, e := range encoded {
-			b = append(append(b, ','), e...)
+		w.begin(path, false)
+		w.b = append(w.b, '[')
+		for i := range items {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.b = append(w.b, value(i)...)
 		}
-		b[0] = '['
-		return append(ops, jsonpatch.NewPatch("add", path, json.RawMessage(append(b, ']'))))
+		w.b = append(w.b, ']')
+		w.end()
+		return
 	}
-	path += "/-"
-	for _, e := range encoded {
-		ops = append(ops, jsonpatch.NewPatch("add", path, e))
+	for i := range items {
+		w.begin(path, true)
+		w.b = append(w.b, value(i)...)
+		w.end()
 	}
-	return ops
 }
 
 // quote appends s as a JSON string, without reflection. Invalid UTF-8
 // becomes U+FFFD, as encoding/json does.
-func quote(b []byte, s string) []byte {
+func quote[S ~string | ~[]byte](b []byte, s S) []byte {
 	b, _ = jsontext.AppendQuote(b, s)
 	return b
 }

@@ -1,12 +1,29 @@
 package patch
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
 
-func TestMarshalEscapesPathsAndValues(t *testing.T) {
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// annotationPatch is the patch that sets one annotation.
+func annotationPatch(annotations map[string]string, key, value string) []Operation {
+	w := writer{b: []byte{'['}}
+	w.annotation(annotations, key, []byte(value))
+	var ops []Operation
+	if err := json.Unmarshal(append(w.b, ']'), &ops); err != nil {
+		panic(err)
+	}
+	return ops
+}
+
+func TestPathsAndValuesAreEscaped(t *testing.T) {
 	doc := []byte(`{"metadata":{"annotations":{"keep":"me"}}}`)
 	key := `odd/"key"\with~all`
-	ops := SetAnnotation(nil, map[string]string{"keep": "me"}, key, `{"v":"\"quoted\""}`)
-	out, err := Apply(doc, ops)
+	out, err := Apply(doc, annotationPatch(map[string]string{"keep": "me"}, key, `{"v":"\"quoted\""}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -16,8 +33,8 @@ func TestMarshalEscapesPathsAndValues(t *testing.T) {
 	}
 }
 
-func TestSetAnnotationCreatesTheMap(t *testing.T) {
-	out, err := Apply([]byte(`{"metadata":{"name":"x"}}`), SetAnnotation(nil, nil, "a/b", "c"))
+func TestAnnotationCreatesTheMap(t *testing.T) {
+	out, err := Apply([]byte(`{"metadata":{"name":"x"}}`), annotationPatch(nil, "a/b", "c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,5 +47,64 @@ func TestMarshalEmpty(t *testing.T) {
 	data, err := Marshal(nil)
 	if err != nil || string(data) != "[]" {
 		t.Errorf("got %q, %v", data, err)
+	}
+}
+
+// The offline tools' operations marshal to the webhook's bytes, and the
+// patch does what the plan says: whole arrays where the Pod has none,
+// appends where it has some, values encoded where none were prepared.
+func TestForPodIsAppendPod(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{{Name: "A", Value: "1"}}}},
+		Volumes:    []corev1.Volume{{Name: "data"}},
+	}}
+	plan := &inject.Plan{
+		Volumes:           []corev1.Volume{{Name: "logs"}},
+		InitContainers:    []corev1.Container{{Name: "init"}},
+		InitContainerJSON: [][]byte{[]byte(`{"name":"init","image":"prepared"}`)},
+		Containers:        []corev1.Container{{Name: "side"}},
+		Apps: []inject.AppAdditions{{Index: 0,
+			VolumeMounts: []corev1.VolumeMount{{Name: "logs", MountPath: "/logs"}},
+			Env:          []corev1.EnvVar{{Name: "B", Value: "2"}, {Name: "C", Value: `"3"`}}}},
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}},
+		Status:           inject.Status{Templates: []inject.Injected{{Name: "t", Hash: "0123"}}},
+	}
+	doc, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := AppendPod([]byte("prefix"), pod, plan)
+	ops := ForPod(pod, plan)
+	marshalled, err := Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(direct[len("prefix"):]) != string(marshalled) || string(direct[:len("prefix")]) != "prefix" {
+		t.Fatalf("AppendPod and Marshal(ForPod) differ:\n%s\n%s", direct, marshalled)
+	}
+	out, err := Apply(doc, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	s, app := got.Spec, got.Spec.Containers[0]
+	switch {
+	case len(s.Volumes) != 2 || s.Volumes[1].Name != "logs":
+		t.Errorf("volumes %+v", s.Volumes)
+	case len(s.InitContainers) != 1 || s.InitContainers[0].Image != "prepared":
+		t.Errorf("init containers %+v: the prepared JSON is not used", s.InitContainers)
+	case len(s.Containers) != 2 || s.Containers[1].Name != "side":
+		t.Errorf("containers %+v", s.Containers)
+	case len(app.VolumeMounts) != 1 || app.VolumeMounts[0].MountPath != "/logs":
+		t.Errorf("app mounts %+v", app.VolumeMounts)
+	case len(app.Env) != 3 || app.Env[1].Name != "B" || app.Env[2].Value != `"3"`:
+		t.Errorf("app env %+v", app.Env)
+	case len(s.ImagePullSecrets) != 1 || s.ImagePullSecrets[0].Name != "pull":
+		t.Errorf("image pull secrets %+v", s.ImagePullSecrets)
+	case got.Annotations[inject.StatusAnnotation] != plan.Status.String():
+		t.Errorf("status annotation %q, want %q", got.Annotations[inject.StatusAnnotation], plan.Status.String())
 	}
 }

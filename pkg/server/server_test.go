@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/admission"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
 	"github.com/podpatterns/sidecar-injector/test/fixtures"
@@ -356,6 +357,16 @@ func TestMetricsCountEachOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// Only the webhook's path is served, and nothing else is counted.
+	other := strings.TrimSuffix(s.url(), admission.Path) + "/mutate-pods/x"
+	resp, err = s.client.Post(other, "application/json", bytes.NewReader(reviewFor("m", "content-filler")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST %s: HTTP %d, want 404", other, resp.StatusCode)
+	}
 	text := s.scrape(t)
 	for _, want := range []string{
 		`sidecar_injector_requests_total{outcome="injected"} 1`,
