@@ -76,3 +76,19 @@ func TestCPUTimes(t *testing.T) {
 		t.Fatalf("machineCPU: steal %d of %d", steal, total)
 	}
 }
+
+// Ratios pair the runs of one round and take the median over rounds, so
+// one bad round does not move the figure.
+func TestRatiosPairRounds(t *testing.T) {
+	run := func(requests int64) result { return result{requests: requests, elapsed: time.Second} }
+	results := map[string][]result{
+		"webhook max": {run(600), run(100), run(700)},
+		"floor max":   {run(1000), run(1000), run(1000)},
+	}
+	if got, want := ratios(results, "webhook max", "floor max", result.rps), "0.60 (rounds 0.60 0.10 0.70)"; got != want {
+		t.Errorf("ratios: %q, want %q", got, want)
+	}
+	if got := ratios(results, "webhook max", "baseline max", result.rps); got != "n/a" {
+		t.Errorf("ratios against runs that do not exist: %q", got)
+	}
+}

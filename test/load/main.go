@@ -3,12 +3,15 @@
 // `sidecar-injector serve`; a floor server that only reads the body and
 // answers a fixed "allowed"; and a decode-only server, the floor plus
 // decoding the review and its full Pod with encoding/json. It then
-// alternates between them: N connections as fast as they go for a
-// duration, and an open-loop run paced at a fixed rate. For each run it
-// reports req/s, p50/p99/max latency, errors, the CPU time the server and
-// the load generator spent per request and the CPU time the hypervisor
-// stole; then the servers' peak RSS and the ratios webhook/floor, which
-// are what to compare across runs on a shared, noisy machine.
+// alternates between them, round after round: each server with N
+// connections as fast as they go for a duration, back to back, then each
+// in an open-loop run paced at a fixed rate. For each run it reports
+// req/s, p50/p99/max latency, errors, the CPU time the server and the load
+// generator spent per request and the CPU time the hypervisor stole; then
+// the servers' peak RSS and the ratios webhook/floor, each the median of
+// the rounds' ratios, which are what to compare across runs on a shared,
+// noisy machine. With -baseline it also measures a second webhook binary,
+// to compare two versions in one run.
 package main
 
 import (
@@ -51,6 +54,7 @@ type config struct {
 	rounds   int
 	profile  string
 	env      string
+	baseline string
 }
 
 func main() {
@@ -70,6 +74,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 2, "how many times each server is measured, alternating")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write the webhook's CPU profile during the first throughput run to this file")
 	flag.StringVar(&c.env, "server-env", "", "extra environment for the webhook only, e.g. GOGC=200")
+	flag.StringVar(&c.baseline, "baseline", "", "another sidecar-injector binary, e.g. one built from main, measured as \"baseline\" beside the webhook to compare two versions in one run")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -104,22 +109,25 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	ports := freePorts(5)
-	floorPort, realPort, healthPort, pprofPort, decodePort := ports[0], ports[1], ports[2], ports[3], ports[4]
-	floor := &target{name: "floor", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", floorPort),
-		cmd: exec.Command(self, "serve-floor", fmt.Sprintf("127.0.0.1:%d", floorPort), dir, "read")}
-	decoder := &target{name: "decode-only", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", decodePort),
-		cmd: exec.Command(self, "serve-floor", fmt.Sprintf("127.0.0.1:%d", decodePort), dir, "decode")}
-	real := &target{name: "webhook", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", realPort),
-		cmd: exec.Command(c.server, "serve", "--cert-dir", dir, "--port", strconv.Itoa(realPort),
-			"--metrics-addr", "0", "--health-addr", fmt.Sprintf("127.0.0.1:%d", healthPort), "--log-level", "error")}
+	ports := freePorts(7)
+	floor := &target{name: "floor", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", ports[0]),
+		cmd: exec.Command(self, "serve-floor", fmt.Sprintf("127.0.0.1:%d", ports[0]), dir, "read")}
+	decoder := &target{name: "decode-only", url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", ports[1]),
+		cmd: exec.Command(self, "serve-floor", fmt.Sprintf("127.0.0.1:%d", ports[1]), dir, "decode")}
+	real := webhook("webhook", c.server, dir, ports[2], ports[3])
+	pprofPort := ports[4]
 	if c.profile != "" {
 		real.cmd.Args = append(real.cmd.Args, "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", pprofPort))
 	}
 	if c.env != "" {
 		real.cmd.Env = append(os.Environ(), strings.Fields(c.env)...)
 	}
-	targets := []*target{floor, decoder, real}
+	// The webhook runs right after the floor in every round, so the two
+	// runs whose ratio is the target share the host's conditions.
+	targets := []*target{floor, real, decoder}
+	if c.baseline != "" {
+		targets = []*target{floor, real, webhook("baseline", c.baseline, dir, ports[5], ports[6]), decoder}
+	}
 	for _, t := range targets {
 		t.cmd.Stderr = os.Stderr
 		if err := t.cmd.Start(); err != nil {
@@ -135,6 +143,8 @@ func run(c config) error {
 	fmt.Printf("review %s (%d bytes), %d connections, %s per run, %d rounds, paced at %d req/s\n\n", c.review, len(body), c.conns, c.duration, c.rounds, c.rate)
 	results := map[string][]result{}
 	for round := 0; round < c.rounds; round++ {
+		// First every server at full speed, back to back, then every
+		// server paced.
 		for _, t := range targets {
 			var profiled chan error
 			if t == real && round == 0 && c.profile != "" {
@@ -151,17 +161,28 @@ func run(c config) error {
 			}
 			r.name = t.name + " max"
 			results[r.name] = append(results[r.name], r)
-			if c.rate > 0 {
-				p, err := t.measure(func() (result, error) { return paced(t.url, client, body, c.conns, c.rate, c.duration) })
-				if err != nil {
-					return fmt.Errorf("%s: %w", t.name, err)
-				}
-				p.name = fmt.Sprintf("%s @%d/s", t.name, c.rate)
-				results[p.name] = append(results[p.name], p)
+		}
+		if c.rate <= 0 {
+			continue
+		}
+		for _, t := range targets {
+			p, err := t.measure(func() (result, error) { return paced(t.url, client, body, c.conns, c.rate, c.duration) })
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
 			}
+			p.name = fmt.Sprintf("%s @%d/s", t.name, c.rate)
+			results[p.name] = append(results[p.name], p)
 		}
 	}
 	return report(os.Stdout, results, floor, real, c)
+}
+
+// webhook is `sidecar-injector serve` from bin on port, with its health
+// server on healthPort and no metrics listener.
+func webhook(name, bin, certDir string, port, healthPort int) *target {
+	return &target{name: name, url: fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", port),
+		cmd: exec.Command(bin, "serve", "--cert-dir", certDir, "--port", strconv.Itoa(port),
+			"--metrics-addr", "0", "--health-addr", fmt.Sprintf("127.0.0.1:%d", healthPort), "--log-level", "error")}
 }
 
 // readReview reads the review to send, compacted: the file is indented
@@ -491,18 +512,26 @@ func report(w io.Writer, results map[string][]result, floor, real *target, c con
 	}
 	fmt.Fprintf(w, "\npeak RSS under load: floor %.1f MiB, webhook %.1f MiB (VmHWM %.1f MiB)\n",
 		mib(floor.rss.max), mib(real.rss.max), mib(real.rss.hwm()))
-	fr, rr, dr := best["floor max"], best["webhook max"], best["decode-only max"]
-	fmt.Fprintf(w, "throughput ratio webhook/floor at %d connections (median of %d): %.2f (target >= 0.60); decode-only/floor: %.2f\n", c.conns, c.rounds, rr.rps()/fr.rps(), dr.rps()/fr.rps())
+	// Each ratio pairs the runs of one round, which ran seconds apart,
+	// and the median over rounds is reported: a burst of steal moves one
+	// round's ratio, not the median.
+	fmt.Fprintf(w, "throughput ratio webhook/floor at %d connections (median of %d rounds): %s (target >= 0.60); decode-only/floor: %s\n",
+		c.conns, c.rounds, ratios(results, "webhook max", "floor max", result.rps), ratios(results, "decode-only max", "floor max", result.rps))
 	cpu := func(name string) float64 {
 		var v []float64
 		for _, r := range results[name] {
 			v = append(v, r.cpuPerRequest(r.serverCPU))
 		}
-		sort.Float64s(v)
-		return v[len(v)/2]
+		return medianOf(v)
 	}
 	fmt.Fprintf(w, "server CPU per request at %d connections (median of %d): webhook %.0fus, decode-only %.0fus, floor %.0fus\n",
 		c.conns, c.rounds, cpu("webhook max"), cpu("decode-only max"), cpu("floor max"))
+	if c.baseline != "" {
+		serverCPU := func(r result) float64 { return r.cpuPerRequest(r.serverCPU) }
+		fmt.Fprintf(w, "webhook/baseline (%s) at %d connections: throughput %s, server CPU per request %s (%.0fus against %.0fus)\n",
+			c.baseline, c.conns, ratios(results, "webhook max", "baseline max", result.rps),
+			ratios(results, "webhook max", "baseline max", serverCPU), cpu("webhook max"), cpu("baseline max"))
+	}
 	if c.rate > 0 {
 		p := best[fmt.Sprintf("webhook @%d/s", c.rate)]
 		pf := best[fmt.Sprintf("floor @%d/s", c.rate)]
@@ -518,6 +547,33 @@ func report(w io.Writer, results map[string][]result, floor, real *target, c con
 		return fmt.Errorf("%d requests failed", errs)
 	}
 	return nil
+}
+
+// ratios is the median over rounds of f(a's run) / f(b's run in the same
+// round), followed by each round's ratio.
+func ratios(results map[string][]result, a, b string, f func(result) float64) string {
+	var each []float64
+	var text []string
+	for i, r := range results[a] {
+		if i < len(results[b]) && f(results[b][i]) > 0 {
+			each = append(each, f(r)/f(results[b][i]))
+			text = append(text, fmt.Sprintf("%.2f", each[len(each)-1]))
+		}
+	}
+	if len(each) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f (rounds %s)", medianOf(each), strings.Join(text, " "))
+}
+
+// medianOf returns the median of v, the upper one of an even count.
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = append([]float64(nil), v...)
+	sort.Float64s(v)
+	return v[len(v)/2]
 }
 
 // median is the run with the median throughput; for paced runs, whose
