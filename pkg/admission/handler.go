@@ -64,6 +64,8 @@ var (
 	respPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 )
 
+var jsonContentType = []string{"application/json"}
+
 // getBuf returns an empty pooled buffer.
 func getBuf() *[]byte {
 	b := respPool.Get().(*[]byte)
@@ -219,10 +221,13 @@ func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
 	if a.patch != nil {
 		putBuf(a.patch)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	// With the length known, net/http sends the answer in one write
-	// instead of switching to chunked encoding past 2 KiB.
-	w.Header().Set("Content-Length", strconv.Itoa(len(*out)))
+	// The keys are canonical already, and the value slices are net/http's
+	// to copy, never to change. With the length known, net/http sends the
+	// answer in one write instead of switching to chunked encoding past
+	// 2 KiB.
+	header := w.Header()
+	header["Content-Type"] = jsonContentType
+	header["Content-Length"] = []string{strconv.Itoa(len(*out))}
 	if a.status != 0 {
 		w.WriteHeader(a.status)
 	}
@@ -233,7 +238,7 @@ func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
 		h.Metrics.count(a.outcome)
 		h.Metrics.Duration.Observe(elapsed.Seconds())
 		for _, t := range a.injected {
-			h.Metrics.Injections.WithLabelValues(t).Inc()
+			h.Metrics.injected(t)
 		}
 	}
 	h.logRequest(a, elapsed)

@@ -1,6 +1,8 @@
 package admission
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,9 +24,11 @@ type Metrics struct {
 	Duration   prometheus.Histogram
 	InFlight   prometheus.Gauge
 
-	// outcomes holds Requests' counter for each outcome, looked up once
-	// here rather than by label on every request.
-	outcomes map[Outcome]prometheus.Counter
+	// outcomes holds Requests' counter for each outcome and injections
+	// Injections' for each template name, looked up once rather than by
+	// label on every request.
+	outcomes   map[Outcome]prometheus.Counter
+	injections sync.Map // template name -> prometheus.Counter
 }
 
 // count counts one request with outcome o.
@@ -34,6 +38,15 @@ func (m *Metrics) count(o Outcome) {
 		c = m.Requests.WithLabelValues(string(o))
 	}
 	c.Inc()
+}
+
+// injected counts one injection of template t.
+func (m *Metrics) injected(t string) {
+	c, ok := m.injections.Load(t)
+	if !ok {
+		c, _ = m.injections.LoadOrStore(t, m.Injections.WithLabelValues(t))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // durationBuckets line up with the API server's
