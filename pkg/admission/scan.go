@@ -87,8 +87,10 @@ type scanner struct {
 
 	// strs holds short strings read before, kept across reviews: kinds,
 	// versions, names and protocols repeat from one review to the next,
-	// and a string found here costs no allocation.
-	strs [256]string
+	// and a string found here costs no allocation. Each hash has two
+	// slots, so two hot strings that share a hash both stay (in the
+	// typical review, the inject annotation's key and its value do).
+	strs [256][2]string
 }
 
 // scanReview reads body into r; false means r is unusable and body must
@@ -487,11 +489,15 @@ func (s *scanner) intern(b []byte) string {
 	for _, c := range b {
 		h = (h ^ uint32(c)) * 16777619
 	}
-	slot := &s.strs[h%uint32(len(s.strs))]
-	if *slot != string(b) {
-		*slot = string(b)
+	set := &s.strs[h%uint32(len(s.strs))]
+	if string(b) == set[0] {
+		return set[0]
 	}
-	return *slot
+	if string(b) == set[1] {
+		return set[1]
+	}
+	set[1], set[0] = set[0], string(b) // the older one goes
+	return set[0]
 }
 
 // boolean reads true or false; null reads as false.
