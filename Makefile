@@ -36,7 +36,7 @@ certs: ## development CA and serving certificate under certs/ (kept out of git)
 
 bench: build ## Go benchmarks, then the load test: the webhook against a floor server, alternating
 	$(GO) test -run XXX -bench . -benchmem ./pkg/inject ./pkg/admission
-	$(GO) run ./test/load -server $(BIN) -rounds 3
+	$(GO) run ./test/load -server $(BIN) -rounds 5 -duration 3s
 
 deploy: build ## development certificates + the self-signed overlay, applied to the current kubectl context
 	$(BIN) certs --out-dir deploy/overlays/self-signed --webhook-config deploy/overlays/self-signed/webhook-ca.yaml
