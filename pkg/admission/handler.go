@@ -64,6 +64,8 @@ var (
 	respPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 )
 
+// jsonContentType is the answer's Content-Type header value, shared by
+// every answer.
 var jsonContentType = []string{"application/json"}
 
 // getBuf returns an empty pooled buffer.

@@ -23,10 +23,10 @@ type Operation = jsonpatch.JsonPatchOperation
 // AppendPod appends to b the JSON Patch that applies plan to pod, as a
 // JSON array of operations in a fixed order: volumes, init containers,
 // containers, app mounts and env, image pull secrets, then the status
-// annotation. pod must be the Pod the plan was made for; only whether its
-// arrays and maps exist is read. Values the catalog prepared are copied
-// as they are; the webhook writes its patch this way, building no
-// operations.
+// annotation. pod must be the Pod the (non-nil) plan was made for; only
+// whether its arrays and maps exist is read. Values the catalog prepared
+// are copied as they are; the webhook writes its patch this way,
+// building no operations.
 func AppendPod(b []byte, pod *corev1.Pod, plan *inject.Plan) []byte {
 	w := writer{b: append(slices.Grow(b, size(plan)), '[')}
 	appendAll(&w, "/spec/volumes", len(pod.Spec.Volumes), plan.Volumes, plan.VolumeJSON)
