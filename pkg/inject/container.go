@@ -3,7 +3,6 @@ package inject
 import (
 	"fmt"
 	"slices"
-	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -101,8 +100,7 @@ func (b *builder) appUser(t *catalog.Template) *user {
 	fsGroup := b.pod.Spec.SecurityContext != nil && b.pod.Spec.SecurityContext.FSGroup != nil
 	switch {
 	case u.uid == nil && !fsGroup:
-		// Most Pods get this one: concatenated in 0.33 us, Sprintf took 0.58.
-		b.warnings = append(b.warnings, "template "+strconv.Quote(t.Name)+" runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable")
+		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable", t.Name))
 		return nil
 	case u.uid == nil:
 		return nil
