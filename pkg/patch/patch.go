@@ -107,9 +107,10 @@ func (w *writer) begin(path string, appending bool) {
 func (w *writer) end() { w.b = append(w.b, '}') }
 
 // annotation sets one annotation to value, creating the map when the
-// object has none.
+// object has none. An empty map is created afresh too: encoders omit it,
+// so the object may not hold it.
 func (w *writer) annotation(annotations map[string]string, key string, value []byte) {
-	if annotations == nil {
+	if len(annotations) == 0 {
 		w.begin("/metadata/annotations", false)
 		w.b = append(quote(append(w.b, '{'), key), ':')
 		w.b = append(quote(w.b, value), '}')

@@ -33,13 +33,25 @@ func TestPathsAndValuesAreEscaped(t *testing.T) {
 	}
 }
 
+// A Pod with no annotations, or an empty map that its encoder may or may
+// not have written, gets the map created.
 func TestAnnotationCreatesTheMap(t *testing.T) {
-	out, err := Apply([]byte(`{"metadata":{"name":"x"}}`), annotationPatch(nil, "a/b", "c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"metadata":{"annotations":{"a/b":"c"},"name":"x"}}`; string(out) != want {
-		t.Errorf("got %s, want %s", out, want)
+	for _, c := range []struct {
+		doc         string
+		annotations map[string]string
+	}{
+		{`{"metadata":{"name":"x"}}`, nil},
+		{`{"metadata":{"name":"x"}}`, map[string]string{}},
+		{`{"metadata":{"annotations":{},"name":"x"}}`, map[string]string{}},
+	} {
+		out, err := Apply([]byte(c.doc), annotationPatch(c.annotations, "a/b", "c"))
+		if err != nil {
+			t.Errorf("%s: %v", c.doc, err)
+			continue
+		}
+		if want := `{"metadata":{"annotations":{"a/b":"c"},"name":"x"}}`; string(out) != want {
+			t.Errorf("%s: got %s, want %s", c.doc, out, want)
+		}
 	}
 }
 
