@@ -154,20 +154,50 @@ func TestRenderSubstitutesStringsOnly(t *testing.T) {
 	// stays one string. (Validation refuses it before rendering; Render
 	// itself must still never reinterpret it.)
 	odd := "/x\n  privileged: true"
-	got := tmpl.Render(map[string]string{"log-dir": odd})
+	got := tmpl.Render([]string{odd})
 	if got.AppVolumeMounts[0].MountPath != odd || got.AppEnv[0].Value != odd {
 		t.Errorf("mount %q env %q", got.AppVolumeMounts[0].MountPath, got.AppEnv[0].Value)
 	}
 	if got.Containers[0].SecurityContext.Privileged != nil {
 		t.Error("a value changed the structure")
 	}
-	again := tmpl.Render(map[string]string{"log-dir": "/logs"})
+	again := tmpl.Render([]string{"/logs"})
 	if again.AppVolumeMounts[0].MountPath != "/logs" {
 		t.Errorf("second render %q: the first changed the template", again.AppVolumeMounts[0].MountPath)
 	}
 	if tmpl.AppVolumeMounts[0].MountPath != "{{log-dir}}" {
 		t.Errorf("template changed to %q", tmpl.AppVolumeMounts[0].MountPath)
 	}
+}
+
+// Render's cache must keep apart values that a joined key would mix up,
+// whatever bytes a parameter's own validation lets through, and must give
+// back the content it rendered before for the same values.
+func TestRenderCacheKeepsValuesApart(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := c.Template("ambassador") // parameters: upstream, port
+	for _, pair := range [][2][]string{
+		{{"db:1", "80"}, {"db:18", "0"}},
+		{{"db:1\x00", "80"}, {"db:1", "\x0080"}},
+		{{"", "db:1"}, {"db:1", ""}},
+	} {
+		a, b := tmpl.Render(pair[0]), tmpl.Render(pair[1])
+		if a == b || a.Containers[0].Args[1] != "TCP:"+pair[0][0] || b.Containers[0].Args[1] != "TCP:"+pair[1][0] {
+			t.Errorf("%q and %q: args %q and %q", pair[0], pair[1], a.Containers[0].Args, b.Containers[0].Args)
+		}
+		if again := tmpl.Render(pair[0]); again != a {
+			t.Errorf("%q rendered twice: not cached", pair[0])
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("one value for two parameters did not panic")
+		}
+	}()
+	tmpl.Render([]string{"db:1"})
 }
 
 // deploy/base ships the default catalog as the ConfigMap admins edit; it

@@ -3,8 +3,11 @@ package catalog
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -44,51 +47,81 @@ type Content struct {
 const renderCacheSize = 256
 
 // renderCache holds a template's rendered content by parameter values.
+// Readers load the map and never lock; a new variant replaces the map
+// with a copy, which happens at most renderCacheSize times.
 type renderCache struct {
-	entries sync.Map // values key -> *Content
-	size    atomic.Int32
+	entries atomic.Pointer[map[string]*Content] // values key -> content
+	mu      sync.Mutex                          // serializes the copies
 }
 
-// prepare indexes parameters once per catalog version; rendering then
+func (c *renderCache) load(key []byte) *Content {
+	if m := c.entries.Load(); m != nil {
+		return (*m)[string(key)] // no allocation for the key
+	}
+	return nil
+}
+
+// store keeps content under key unless the cache is full, and returns
+// the content kept under key, which an earlier store may have set.
+func (c *renderCache) store(key []byte, content *Content) *Content {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.entries.Load()
+	if old != nil {
+		if prev, ok := (*old)[string(key)]; ok {
+			return prev
+		}
+		if len(*old) >= renderCacheSize {
+			return content
+		}
+	}
+	m := make(map[string]*Content, 1+lenOf(old))
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	m[string(key)] = content
+	c.entries.Store(&m)
+	return content
+}
+
+func lenOf(m *map[string]*Content) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
+}
+
+// prepare readies a template once per catalog version; rendering then
 // costs a map lookup for values seen before.
 func (t *Template) prepare(defaults corev1.ResourceRequirements) {
-	t.params = make(map[string]*Parameter, len(t.Parameters))
-	for i := range t.Parameters {
-		t.params[t.Parameters[i].Name] = &t.Parameters[i]
-	}
 	t.defaults = defaults
 	t.cache = &renderCache{}
 }
 
 // Render returns the template's content with every {{name}} placeholder
-// in a string field replaced by values[name]. Values must already have
-// passed validation; the YAML text is never templated, so a value can
-// change a string but never the structure. The result is shared.
-func (t *Template) Render(values map[string]string) *Content {
-	key := t.valuesKey(values)
-	if c, ok := t.cache.entries.Load(key); ok {
-		return c.(*Content)
+// in a string field replaced by the parameter's value: values[i] is the
+// value of t.Parameters[i], and it panics if the lengths differ. Values
+// must already have passed validation; the YAML text is never templated,
+// so a value can change a string but never the structure. The result is
+// shared.
+func (t *Template) Render(values []string) *Content {
+	if len(values) != len(t.Parameters) {
+		panic(fmt.Sprintf("template %q: %d parameter values for %d parameters", t.Name, len(values), len(t.Parameters)))
 	}
-	c := t.render(values)
-	if t.cache.size.Add(1) <= renderCacheSize {
-		if prev, loaded := t.cache.entries.LoadOrStore(key, c); loaded {
-			return prev.(*Content)
-		}
+	// The key is the values, each after its length: a parameter's own
+	// validation may allow any byte, so no separator is safe.
+	var buf [256]byte
+	key := buf[:0]
+	for _, v := range values {
+		key = append(binary.AppendUvarint(key, uint64(len(v))), v...)
 	}
-	return c
+	if c := t.cache.load(key); c != nil {
+		return c
+	}
+	return t.cache.store(key, t.render(values))
 }
 
-// valuesKey joins the values of the template's parameters, in order.
-func (t *Template) valuesKey(values map[string]string) string {
-	var b strings.Builder
-	for _, p := range t.Parameters {
-		b.WriteString(values[p.Name])
-		b.WriteByte(0)
-	}
-	return b.String()
-}
-
-func (t *Template) render(values map[string]string) *Content {
+func (t *Template) render(values []string) *Content {
 	src := &t.Content
 	out := &Content{
 		InitContainers:   copyContainers(src.InitContainers),
@@ -110,10 +143,8 @@ func (t *Template) render(values map[string]string) *Content {
 	}
 	if len(values) > 0 {
 		pairs := make([]string, 0, 2*len(values))
-		for _, p := range t.Parameters {
-			if v, ok := values[p.Name]; ok {
-				pairs = append(pairs, "{{"+p.Name+"}}", v)
-			}
+		for i, p := range t.Parameters {
+			pairs = append(pairs, "{{"+p.Name+"}}", values[i])
 		}
 		r := strings.NewReplacer(pairs...)
 		walkStrings(reflect.ValueOf(out), func(s string) string {

@@ -65,7 +65,6 @@ type Template struct {
 	// {{name}} placeholders.
 	Content `json:",inline"`
 
-	params   map[string]*Parameter
 	defaults corev1.ResourceRequirements
 	cache    *renderCache
 }
@@ -117,9 +116,6 @@ func (c *Catalog) Names() []string { return c.names }
 
 // DefaultResources are the resources given to containers that leave them open.
 func (c *Catalog) DefaultResources() corev1.ResourceRequirements { return c.defaults }
-
-// Parameter returns the named parameter of t, or nil.
-func (t *Template) Parameter(name string) *Parameter { return t.params[name] }
 
 // ParameterNames lists t's parameter names in declaration order.
 func (t *Template) ParameterNames() []string {

@@ -175,11 +175,11 @@ func allReadOnly(ms []mount) bool {
 // templateDrift: what the injected templates expect against what the Pod has.
 func (d *diagnosis) templateDrift() {
 	for _, t := range d.templates {
-		values := map[string]string{}
-		for _, p := range t.Parameters {
-			values[p.Name] = p.Default
+		values := make([]string, len(t.Parameters))
+		for i, p := range t.Parameters {
+			values[i] = p.Default
 			if v, ok := d.pod.Annotations[inject.ParameterAnnotation(t.Name, p.Name)]; ok {
-				values[p.Name] = v
+				values[i] = v
 			}
 		}
 		want := t.Render(values)

@@ -18,16 +18,9 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q: the Pod has no app container to receive its mounts and env", t.Name))
 		return nil
 	}
-	if b.apps == nil {
-		b.apps = make([]*AppAdditions, len(b.pod.Spec.Containers))
-	}
 	for _, i := range b.targets {
 		app := &b.pod.Spec.Containers[i]
-		add := b.apps[i]
-		if add == nil {
-			add = &AppAdditions{Index: i}
-			b.apps[i] = add
-		}
+		add := b.app(i)
 		for j, m := range content.AppVolumeMounts {
 			prior := findMount(app.VolumeMounts, m.MountPath)
 			if prior == nil {
@@ -35,8 +28,8 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 			}
 			switch {
 			case prior == nil:
-				add.VolumeMounts = append(add.VolumeMounts, m)
-				add.VolumeMountJSON = append(add.VolumeMountJSON, content.AppVolumeMountJSON[j])
+				add.VolumeMounts = appendShared(add.VolumeMounts, content.AppVolumeMounts, j)
+				add.VolumeMountJSON = appendShared(add.VolumeMountJSON, content.AppVolumeMountJSON, j)
 			case prior.Name != m.Name:
 				return deny("template %q: container %q already mounts volume %q at %s, where the template mounts %q; set the template's directory parameter to another path", t.Name, app.Name, prior.Name, m.MountPath, m.Name)
 			}
@@ -48,19 +41,34 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 			case slices.ContainsFunc(add.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }):
 				b.warnings = append(b.warnings, fmt.Sprintf("template %q: %s in container %q is already set by an earlier template; the first value is kept", t.Name, e.Name, app.Name))
 			default:
-				add.Env = append(add.Env, e)
-				add.EnvJSON = append(add.EnvJSON, content.AppEnvJSON[j])
+				add.Env = appendShared(add.Env, content.AppEnv, j)
+				add.EnvJSON = appendShared(add.EnvJSON, content.AppEnvJSON, j)
 			}
 		}
 	}
-	// Keep Apps in spec.containers order, whatever order targets came in.
-	b.plan.Apps = b.plan.Apps[:0]
-	for _, add := range b.apps {
-		if add != nil {
-			b.plan.Apps = append(b.plan.Apps, *add)
-		}
-	}
 	return nil
+}
+
+// app returns the additions to app container i, kept in spec.containers
+// order whatever order the targets come in.
+func (b *builder) app(i int) *AppAdditions {
+	apps := b.plan.Apps
+	at, found := slices.BinarySearchFunc(apps, i, func(a AppAdditions, i int) int { return a.Index - i })
+	if !found {
+		b.plan.Apps = slices.Insert(apps, at, AppAdditions{Index: i})
+	}
+	return &b.plan.Apps[at]
+}
+
+// appendShared appends list[j] to dst. While dst holds exactly list's
+// first j items, it is list itself, capped so that a later append copies:
+// a template whose every item is added costs no allocation, and nothing
+// is ever written into list, which is the catalog's shared content.
+func appendShared[T any](dst, list []T, j int) []T {
+	if len(dst) == j && (j == 0 || &dst[0] == &list[0]) {
+		return list[: j+1 : j+1]
+	}
+	return append(dst, list[j])
 }
 
 func findMount(list []corev1.VolumeMount, path string) *corev1.VolumeMount {
@@ -78,12 +86,11 @@ type user struct {
 }
 
 // appUser returns the user the template's containers run as when it asks
-// to run as the app's user, or nil.
-func (b *builder) appUser(t *catalog.Template) *user {
+// to run as the app's user; ok is false when they keep the template's.
+func (b *builder) appUser(t *catalog.Template) (u user, ok bool) {
 	if !t.RunAsAppUser {
-		return nil
+		return user{}, false
 	}
-	var u user
 	if sc := b.pod.Spec.SecurityContext; sc != nil {
 		u = user{sc.RunAsUser, sc.RunAsGroup}
 	}
@@ -101,14 +108,14 @@ func (b *builder) appUser(t *catalog.Template) *user {
 	switch {
 	case u.uid == nil && !fsGroup:
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable", t.Name))
-		return nil
+		return user{}, false
 	case u.uid == nil:
-		return nil
+		return user{}, false
 	case *u.uid == 0:
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q does not run as root although the app does; set fsGroup on the Pod so it can read the app's files", t.Name))
-		return nil
+		return user{}, false
 	}
-	return &u
+	return u, true
 }
 
 // runAs returns c running as u: a copy of the shared container with its

@@ -45,7 +45,8 @@ func PodNamedVolumes(pod *corev1.Pod, volume VolumeFunc, nsLabels map[string]str
 
 	b := newBuilder(pod, cat, status)
 	b.volume = volume
-	var todo []*catalog.Template
+	var buf [4]*catalog.Template
+	todo := buf[:0]
 	for _, name := range names {
 		t := cat.Template(name)
 		if status.has(name) && b.present(t) {
@@ -81,11 +82,20 @@ type builder struct {
 	warnings []string
 
 	targets       []int
-	apps          []*AppAdditions // by container index, made when first needed
 	names         claims[string]  // container names, for conflicts
 	injectedNames map[string]bool // containers of templates in the status; nil if none
 	ports         claims[portKey] // ports and protocols
 	complete      bool            // the Pod runs to completion
+
+	// Room for a typical Pod's plan and claims, so that the builder is
+	// one allocation instead of one per list.
+	planBuf  Plan
+	appBuf   [2]AppAdditions
+	nameBuf  [8]claim[string]
+	portBuf  [4]claim[portKey]
+	jsonBuf  [2][]byte
+	warnBuf  [2]string
+	injected [2]Injected
 }
 
 // owner is who holds a container name or a port; its text is built only
@@ -142,10 +152,12 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 	b := &builder{
 		pod:      pod,
 		cat:      cat,
-		plan:     &Plan{Status: Status{Templates: append([]Injected(nil), status.Templates...)}},
-		names:    make(claims[string], 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers)+2),
 		complete: pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
 	}
+	b.plan = &b.planBuf
+	b.plan.Apps = b.appBuf[:0]
+	b.plan.Status.Templates = append(b.injected[:0], status.Templates...)
+	b.names, b.ports, b.warnings = b.nameBuf[:0], b.portBuf[:0], b.warnBuf[:0]
 	if len(status.Templates) > 0 {
 		b.injectedNames = map[string]bool{}
 	}
@@ -211,7 +223,8 @@ func (b *builder) claimPort(port int32, protocol corev1.Protocol, container, tem
 
 // add plans one template.
 func (b *builder) add(t *catalog.Template) error {
-	values, err := parameters(b.pod, t)
+	var buf [8]string
+	values, err := parameters(b.pod, t, buf[:0])
 	if err != nil {
 		return err
 	}
@@ -220,7 +233,10 @@ func (b *builder) add(t *catalog.Template) error {
 	if b.complete && !t.NativeSidecar && len(content.Containers) > 0 {
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as a native sidecar (init container with restartPolicy Always) because the Pod's restartPolicy is %s, so the Pod can still complete; this needs Kubernetes 1.29 or later", t.Name, b.pod.Spec.RestartPolicy))
 	}
-	appUser := b.appUser(t)
+	var appUser *user // nil: the template's own user
+	if u, ok := b.appUser(t); ok {
+		appUser = &u
+	}
 	if err := b.addContainers(t, content, appUser, native); err != nil {
 		return err
 	}
@@ -243,19 +259,22 @@ func (b *builder) add(t *catalog.Template) error {
 // against the Pod, run as the app's user when asked, native when asked or
 // when the Pod runs to completion.
 func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, appUser *user, native bool) error {
-	var added []corev1.Container
-	for _, group := range [][]corev1.Container{content.InitContainers, content.Containers} {
+	groups := [2][]corev1.Container{content.InitContainers, content.Containers}
+	for _, group := range groups {
 		for _, c := range group {
 			if prior, taken := b.names.find(c.Name); taken {
 				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, prior)
 			}
 			b.names.add(c.Name, owner{kind: "container", container: c.Name, template: t.Name})
-			added = append(added, runAs(c, appUser)) // a shallow copy: content is shared
 		}
 	}
-	for i := range added {
-		if err := b.addPorts(&added[i], t.Name); err != nil {
-			return err
+	var last string // the template's last container, which listens on its local ports
+	for _, group := range groups {
+		for i := range group {
+			if err := b.addPorts(&group[i], t.Name); err != nil {
+				return err
+			}
+			last = group[i].Name
 		}
 	}
 	for _, lp := range content.LocalPorts {
@@ -263,7 +282,7 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 		if err != nil || port < 1 || port > 65535 {
 			return deny("template %q: local port %q is not a port number; check the template's parameters", t.Name, lp)
 		}
-		if err := b.claimPort(int32(port), corev1.ProtocolTCP, added[len(added)-1].Name, t.Name); err != nil {
+		if err := b.claimPort(int32(port), corev1.ProtocolTCP, last, t.Name); err != nil {
 			return err
 		}
 	}
@@ -274,14 +293,14 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 		}
 		return list[i]
 	}
-	for i, c := range added[:len(content.InitContainers)] {
-		b.plan.InitContainers = append(b.plan.InitContainers, c)
+	for i, c := range content.InitContainers {
+		b.plan.InitContainers = append(b.plan.InitContainers, runAs(c, appUser)) // a shallow copy: content is shared
 		b.plan.InitContainerJSON = append(b.plan.InitContainerJSON, prepared(content.InitContainerJSON, i))
 	}
-	always := corev1.ContainerRestartPolicyAlways
-	for i, c := range added[len(content.InitContainers):] {
+	for i, c := range content.Containers {
+		c = runAs(c, appUser)
 		if native {
-			c.RestartPolicy = &always
+			c.RestartPolicy = &restartAlways
 			b.plan.InitContainers = append(b.plan.InitContainers, c)
 			b.plan.InitContainerJSON = append(b.plan.InitContainerJSON, prepared(content.NativeContainerJSON, i))
 		} else {
@@ -291,6 +310,10 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 	}
 	return nil
 }
+
+// restartAlways is every native sidecar's restart policy. Plans share
+// it, as they share the catalog's content: read it, never modify it.
+var restartAlways = corev1.ContainerRestartPolicyAlways
 
 func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference) bool {
 	for _, l := range list {

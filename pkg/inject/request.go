@@ -101,37 +101,37 @@ func policyNames(policies []*catalog.Policy) string {
 }
 
 // parameters resolves a template's parameter values from the Pod's
-// annotations and the defaults, validating each.
-func parameters(pod *corev1.Pod, t *catalog.Template) (map[string]string, error) {
-	prefix := t.Name + "." + Domain + "/"
-	values := make(map[string]string, len(t.Parameters))
+// annotations and the defaults, validating each. It appends them to
+// values in t.Parameters order, as Template.Render takes them.
+func parameters(pod *corev1.Pod, t *catalog.Template, values []string) ([]string, error) {
+	const sep = "." + Domain + "/" // a parameter annotation is <template><sep><parameter>
 	var keys []string
 	for key := range pod.Annotations {
-		if strings.HasPrefix(key, prefix) {
+		if strings.HasPrefix(key, t.Name) && strings.HasPrefix(key[len(t.Name):], sep) {
 			keys = append(keys, key)
 		}
 	}
 	sort.Strings(keys) // the first bad one named is always the same
+	n := len(values)
+	set := make([]bool, len(t.Parameters))
+	for i := range t.Parameters {
+		values = append(values, t.Parameters[i].Default)
+	}
 	for _, key := range keys {
-		name, value := key[len(prefix):], pod.Annotations[key]
-		p := t.Parameter(name)
-		if p == nil {
+		name, value := key[len(t.Name)+len(sep):], pod.Annotations[key]
+		i := slices.IndexFunc(t.Parameters, func(p catalog.Parameter) bool { return p.Name == name })
+		if i < 0 {
 			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())
 		}
-		if !p.Valid(value) {
+		if p := &t.Parameters[i]; !p.Valid(value) {
 			return nil, deny("annotation %s: value %q is not valid for parameter %q of template %q (%s); must match %s", key, value, name, t.Name, p.Description, validation(p))
 		}
-		values[name] = value
+		values[n+i], set[i] = value, true
 	}
 	for i := range t.Parameters {
-		p := &t.Parameters[i]
-		if _, ok := values[p.Name]; ok {
-			continue
-		}
-		if p.Required {
+		if p := &t.Parameters[i]; p.Required && !set[i] {
 			return nil, deny("template %q needs parameter %q (%s); set the annotation %s", t.Name, p.Name, p.Description, ParameterAnnotation(t.Name, p.Name))
 		}
-		values[p.Name] = p.Default
 	}
 	return values, nil
 }
