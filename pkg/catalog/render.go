@@ -34,9 +34,11 @@ type Content struct {
 	LocalPorts []string `json:"localPorts,omitempty"`
 	// Hash identifies this content: it changes when anything in it does.
 	Hash string `json:"-"`
+	// NativeContainers are Containers with restartPolicy Always, as they
+	// run as native sidecars.
+	NativeContainers []corev1.Container `json:"-"`
 	// The JSON of each container, encoded once per catalog version so a
-	// request copies bytes instead of reflecting over the structs; native
-	// is each of Containers with restartPolicy Always.
+	// request copies bytes instead of reflecting over the structs.
 	InitContainerJSON, ContainerJSON, NativeContainerJSON [][]byte `json:"-"`
 	// VolumeJSON, AppVolumeMountJSON and AppEnvJSON likewise.
 	VolumeJSON, AppVolumeMountJSON, AppEnvJSON [][]byte `json:"-"`
@@ -179,6 +181,7 @@ func (t *Template) render(values []string) *Content {
 	for i := range out.Containers {
 		native := out.Containers[i]
 		native.RestartPolicy = &always
+		out.NativeContainers = append(out.NativeContainers, native)
 		out.ContainerJSON = append(out.ContainerJSON, ValueJSON(out.Containers[i]))
 		out.NativeContainerJSON = append(out.NativeContainerJSON, ValueJSON(native))
 	}

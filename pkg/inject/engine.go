@@ -286,34 +286,28 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 			return err
 		}
 	}
-	// The catalog's JSON is right unless the containers run as the app.
-	prepared := func(list [][]byte, i int) []byte {
-		if appUser != nil {
-			return nil
-		}
-		return list[i]
+	for i := range content.InitContainers {
+		b.plan.InitContainers, b.plan.InitContainerJSON = planContainer(b.plan.InitContainers, b.plan.InitContainerJSON, content.InitContainers, content.InitContainerJSON, i, appUser)
 	}
-	for i, c := range content.InitContainers {
-		b.plan.InitContainers = append(b.plan.InitContainers, runAs(c, appUser)) // a shallow copy: content is shared
-		b.plan.InitContainerJSON = append(b.plan.InitContainerJSON, prepared(content.InitContainerJSON, i))
-	}
-	for i, c := range content.Containers {
-		c = runAs(c, appUser)
+	for i := range content.Containers {
 		if native {
-			c.RestartPolicy = &restartAlways
-			b.plan.InitContainers = append(b.plan.InitContainers, c)
-			b.plan.InitContainerJSON = append(b.plan.InitContainerJSON, prepared(content.NativeContainerJSON, i))
+			b.plan.InitContainers, b.plan.InitContainerJSON = planContainer(b.plan.InitContainers, b.plan.InitContainerJSON, content.NativeContainers, content.NativeContainerJSON, i, appUser)
 		} else {
-			b.plan.Containers = append(b.plan.Containers, c)
-			b.plan.ContainerJSON = append(b.plan.ContainerJSON, prepared(content.ContainerJSON, i))
+			b.plan.Containers, b.plan.ContainerJSON = planContainer(b.plan.Containers, b.plan.ContainerJSON, content.Containers, content.ContainerJSON, i, appUser)
 		}
 	}
 	return nil
 }
 
-// restartAlways is every native sidecar's restart policy. Plans share
-// it, as they share the catalog's content: read it, never modify it.
-var restartAlways = corev1.ContainerRestartPolicyAlways
+// planContainer appends container i of list to dst, and its prepared JSON
+// to dstJSON: the catalog's own, shared, or a copy run as u with no
+// prepared JSON (the patch encodes it).
+func planContainer(dst []corev1.Container, dstJSON [][]byte, list []corev1.Container, listJSON [][]byte, i int, u *user) ([]corev1.Container, [][]byte) {
+	if u == nil {
+		return appendShared(dst, list, i), appendShared(dstJSON, listJSON, i)
+	}
+	return append(dst, runAs(list[i], u)), append(dstJSON, nil)
+}
 
 func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference) bool {
 	for _, l := range list {
@@ -335,8 +329,8 @@ func (b *builder) addVolumes(t *catalog.Template, volumes *catalog.Content) erro
 			existing, where = findVolume(b.plan.Volumes, v.Name), "an earlier template"
 		}
 		if existing == nil {
-			b.plan.Volumes = append(b.plan.Volumes, v)
-			b.plan.VolumeJSON = append(b.plan.VolumeJSON, volumes.VolumeJSON[i])
+			b.plan.Volumes = appendShared(b.plan.Volumes, volumes.Volumes, i)
+			b.plan.VolumeJSON = appendShared(b.plan.VolumeJSON, volumes.VolumeJSON, i)
 			continue
 		}
 		if !equality.Semantic.DeepEqual(*existing, v) {

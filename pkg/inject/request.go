@@ -45,12 +45,11 @@ func splitList(value, annotation string) ([]string, error) {
 	if strings.TrimSpace(value) == "" {
 		return nil, deny("annotation %s is empty; list names separated by commas", annotation)
 	}
-	parts := strings.Split(value, ",")
-	names := make([]string, 0, len(parts))
-	for i, p := range parts {
+	names := make([]string, 0, 1+strings.Count(value, ","))
+	for p := range strings.SplitSeq(value, ",") {
 		name := strings.TrimSpace(p)
-		if name == "" {
-			return nil, deny("annotation %s: entry %d of %q is empty; list names separated by single commas", annotation, i+1, value)
+		if name == "" { // every entry before it is in names
+			return nil, deny("annotation %s: entry %d of %q is empty; list names separated by single commas", annotation, len(names)+1, value)
 		}
 		if slices.Contains(names, name) {
 			return nil, deny("annotation %s: %q is listed twice", annotation, name)
@@ -182,12 +181,10 @@ func (s Status) has(name string) bool {
 // targets returns the indexes of the app containers that get mounts and
 // env: those named by the target annotation, or every app container.
 func targets(pod *corev1.Pod, injectedNames map[string]bool) ([]int, error) {
-	var apps []int
-	var appNames []string
+	apps := make([]int, 0, len(pod.Spec.Containers))
 	for i, c := range pod.Spec.Containers {
 		if !injectedNames[c.Name] {
 			apps = append(apps, i)
-			appNames = append(appNames, c.Name)
 		}
 	}
 	value, ok := pod.Annotations[TargetContainersAnnotation]
@@ -200,11 +197,15 @@ func targets(pod *corev1.Pod, injectedNames map[string]bool) ([]int, error) {
 	}
 	var out []int
 	for _, name := range names {
-		i := slices.Index(appNames, name)
-		if i < 0 {
+		at := slices.IndexFunc(apps, func(i int) bool { return pod.Spec.Containers[i].Name == name })
+		if at < 0 {
+			appNames := make([]string, len(apps))
+			for j, i := range apps {
+				appNames[j] = pod.Spec.Containers[i].Name
+			}
 			return nil, deny("annotation %s: no app container %q; have %v", TargetContainersAnnotation, name, appNames)
 		}
-		out = append(out, apps[i])
+		out = append(out, apps[at])
 	}
 	return out, nil
 }

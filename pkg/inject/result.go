@@ -7,7 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Plan is what to add to a Pod: additions only, in a fixed order.
+// Plan is what to add to a Pod: additions only, in a fixed order. Its
+// lists and the containers in them may be the catalog's own content,
+// shared by every request: read a plan, never modify it.
 type Plan struct {
 	// InitContainers are appended to spec.initContainers: the templates'
 	// init containers and native sidecars.
