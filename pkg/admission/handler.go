@@ -157,18 +157,8 @@ func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 		labels = h.Namespaces.Labels(req.Namespace)
 	}
 	res, err := inject.PodNamedVolumes(pod, req.Object.volume, labels, h.Catalog())
-	var denial *inject.Denial
-	var malformed malformedPod
-	switch {
-	case errors.As(err, &denial):
-		a.outcome = Denied
-		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
-		return
-	case errors.As(err, &malformed):
-		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
-		return
-	case err != nil:
-		a.fail(http.StatusInternalServerError, err)
+	if err != nil {
+		h.refuse(err, a)
 		return
 	}
 	a.resp.Allowed = true
@@ -179,10 +169,28 @@ func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 	}
 	a.patch = getBuf()
 	*a.patch = patch.AppendPod(*a.patch, pod, res.Plan)
-	pt := admissionv1.PatchTypeJSONPatch
-	a.resp.Patch, a.resp.PatchType = *a.patch, &pt
+	a.resp.Patch, a.resp.PatchType = *a.patch, &jsonPatch
 	a.outcome = Injected
 	a.injected = res.Injected
+}
+
+// jsonPatch is every answer's patch type; answers only read it.
+var jsonPatch = admissionv1.PatchTypeJSONPatch
+
+// refuse answers an error from the engine: a denial, a part of the Pod
+// that turned out malformed, or a fault of the webhook's own.
+func (h *Handler) refuse(err error, a *answer) {
+	var denial *inject.Denial
+	var malformed malformedPod
+	switch {
+	case errors.As(err, &denial):
+		a.outcome = Denied
+		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
+	case errors.As(err, &malformed):
+		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
+	default:
+		a.fail(http.StatusInternalServerError, err)
+	}
 }
 
 // answer is the response being built for one request.
@@ -196,6 +204,7 @@ type answer struct {
 	patch    *[]byte // pooled; resp.Patch until the answer is written
 	status   int
 	err      error
+	length   [1]string // the Content-Length header's value
 }
 
 func (a *answer) skip() {
@@ -229,7 +238,8 @@ func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
 	// 2 KiB.
 	header := w.Header()
 	header["Content-Type"] = jsonContentType
-	header["Content-Length"] = []string{strconv.Itoa(len(*out))}
+	a.length[0] = strconv.Itoa(len(*out))
+	header["Content-Length"] = a.length[:]
 	if a.status != 0 {
 		w.WriteHeader(a.status)
 	}

@@ -91,6 +91,18 @@ type scanner struct {
 	// slots, so two hot strings that share a hash both stay (in the
 	// typical review, the inject annotation's key and its value do).
 	strs [256][2]string
+
+	// parts is where the review's request, Pod, metadata and spec go:
+	// one allocation for the four, each used once, since a name appears
+	// once in an object.
+	parts *reviewParts
+}
+
+type reviewParts struct {
+	request podRequest
+	pod     podView
+	meta    podMeta
+	spec    podSpec
 }
 
 // scanReview reads body into r; false means r is unusable and body must
@@ -98,6 +110,7 @@ type scanner struct {
 func scanReview(body []byte, r *podReview) bool {
 	s := scanners.Get().(*scanner)
 	s.b, s.i, s.depth, s.names, s.unq = body, 0, 0, s.names[:0], s.unq[:0]
+	s.parts = new(reviewParts)
 	defer func() {
 		// Keep no references into the body, and no buffer a huge review
 		// grew.
@@ -108,7 +121,7 @@ func scanReview(body []byte, r *podReview) bool {
 		if cap(s.unq) > 64<<10 {
 			s.unq = nil
 		}
-		s.b = nil
+		s.b, s.parts = nil, nil
 		scanners.Put(s)
 	}()
 	return s.review(r) && s.peek() == 0 && s.i == len(s.b)
@@ -125,7 +138,7 @@ func (s *scanner) review(r *podReview) bool {
 		case "kind":
 			return s.str(&r.Kind)
 		case "request":
-			return scanPtr(s, &r.Request, s.request)
+			return scanPtr(s, &r.Request, &s.parts.request, s.request)
 		}
 		return s.skip()
 	})
@@ -162,9 +175,9 @@ func (s *scanner) request(q *podRequest) bool {
 				return s.skip()
 			})
 		case "dryRun":
-			return scanPtr(s, &q.DryRun, s.boolean)
+			return scanPtr(s, &q.DryRun, nil, s.boolean)
 		case "object":
-			return scanPtr(s, &q.Object, s.pod)
+			return scanPtr(s, &q.Object, &s.parts.pod, s.pod)
 		}
 		return s.skip()
 	})
@@ -174,9 +187,9 @@ func (s *scanner) pod(p *podView) bool {
 	return s.object(func(name []byte) bool {
 		switch string(name) {
 		case "metadata":
-			return scanPtr(s, &p.Metadata, s.metadata)
+			return scanPtr(s, &p.Metadata, &s.parts.meta, s.metadata)
 		case "spec":
-			return scanPtr(s, &p.Spec, s.spec)
+			return scanPtr(s, &p.Spec, &s.parts.spec, s.spec)
 		}
 		return s.skip()
 	})
@@ -248,7 +261,7 @@ func (s *scanner) container() (*containerView, bool) {
 		case "securityContext":
 			return s.unmarshal(&c.SecurityContext)
 		case "restartPolicy":
-			return scanPtr(s, &c.RestartPolicy, func(p *corev1.ContainerRestartPolicy) bool { return s.str((*string)(p)) })
+			return scanPtr(s, &c.RestartPolicy, nil, func(p *corev1.ContainerRestartPolicy) bool { return s.str((*string)(p)) })
 		}
 		return s.skip()
 	})
@@ -282,13 +295,13 @@ func (s *scanner) mount() (corev1.VolumeMount, bool) {
 		case "readOnly":
 			return s.boolean(&m.ReadOnly)
 		case "recursiveReadOnly":
-			return scanPtr(s, &m.RecursiveReadOnly, func(p *corev1.RecursiveReadOnlyMode) bool { return s.str((*string)(p)) })
+			return scanPtr(s, &m.RecursiveReadOnly, nil, func(p *corev1.RecursiveReadOnlyMode) bool { return s.str((*string)(p)) })
 		case "mountPath":
 			return s.str(&m.MountPath)
 		case "subPath":
 			return s.str(&m.SubPath)
 		case "mountPropagation":
-			return scanPtr(s, &m.MountPropagation, func(p *corev1.MountPropagationMode) bool { return s.str((*string)(p)) })
+			return scanPtr(s, &m.MountPropagation, nil, func(p *corev1.MountPropagationMode) bool { return s.str((*string)(p)) })
 		case "subPathExpr":
 			return s.str(&m.SubPathExpr)
 		}
@@ -454,14 +467,18 @@ func scanArray[T any](s *scanner, a *[]T, read func() (T, bool)) bool {
 	return true
 }
 
-// scanPtr reads a value into a new *p, or sets *p to nil on null.
-func scanPtr[T any](s *scanner, p **T, read func(*T) bool) bool {
+// scanPtr reads a value into *p, or sets *p to nil on null. The value
+// goes to spare, unused until now, or to a new T if spare is nil.
+func scanPtr[T any](s *scanner, p **T, spare *T, read func(*T) bool) bool {
 	if s.peek() == 'n' {
 		*p = nil
 		return s.literal("null")
 	}
 	if *p == nil {
-		*p = new(T)
+		if spare == nil {
+			spare = new(T)
+		}
+		*p = spare
 	}
 	return read(*p)
 }
