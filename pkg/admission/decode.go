@@ -55,6 +55,8 @@ type podRequest struct {
 type podView struct {
 	Metadata *podMeta `json:"metadata"`
 	Spec     *podSpec `json:"spec"`
+
+	built corev1.Pod // pod's result, allocated with the view
 }
 
 type podMeta struct {
@@ -128,9 +130,10 @@ type malformedPod struct{ error }
 
 func (e malformedPod) Unwrap() error { return e.error }
 
-// pod is the view as a Pod holding just those fields; its volumes carry
-// only their names (see volume). A Pod without metadata or spec, or with
-// a null container, is refused: the patch could not address into them. (The API server never sends such a Pod; it
+// pod is the view as a Pod holding just those fields, built inside the
+// view; its volumes carry only their names (see volume). A Pod without
+// metadata or spec, or with a null container, is refused: the patch could
+// not address into them. (The API server never sends such a Pod; it
 // decodes and re-encodes every object first.)
 func (v *podView) pod() (*corev1.Pod, error) {
 	switch {
@@ -139,7 +142,7 @@ func (v *podView) pod() (*corev1.Pod, error) {
 	case v.Spec == nil:
 		return nil, errors.New("the Pod has no spec")
 	}
-	p := &corev1.Pod{}
+	p := &v.built
 	p.Name, p.GenerateName, p.Annotations = v.Metadata.Name, v.Metadata.GenerateName, v.Metadata.Annotations
 	s := &p.Spec
 	var err error

@@ -93,7 +93,6 @@ type builder struct {
 	appBuf   [2]AppAdditions
 	nameBuf  [8]claim[string]
 	portBuf  [4]claim[portKey]
-	jsonBuf  [2][]byte
 	warnBuf  [2]string
 	injected [2]Injected
 }
