@@ -187,6 +187,9 @@ func containers(field string, views []*containerView) ([]corev1.Container, error
 	return out, nil
 }
 
+// apiVersion is the one AdmissionReview version the webhook speaks.
+var apiVersion = admissionv1.SchemeGroupVersion.String()
+
 // decode reads a review for a Pod CREATE. It fails with a status code and
 // an error for the user; a.uid and a.req are set as soon as they are known.
 func decode(body []byte, a *answer) (*podRequest, int, error) {
@@ -208,7 +211,7 @@ func decode(body []byte, a *answer) (*podRequest, int, error) {
 	if review.Request != nil {
 		a.uid, a.req = review.Request.UID, review.Request
 	}
-	if gv := review.APIVersion; gv != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
+	if gv := review.APIVersion; gv != apiVersion || review.Kind != "AdmissionReview" {
 		return nil, http.StatusBadRequest, fmt.Errorf("unsupported %s %q; this webhook speaks admission.k8s.io/v1 AdmissionReview", review.Kind, gv)
 	}
 	req := review.Request
