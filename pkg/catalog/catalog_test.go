@@ -1,9 +1,11 @@
 package catalog
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -198,6 +200,37 @@ func TestRenderCacheKeepsValuesApart(t *testing.T) {
 		}
 	}()
 	tmpl.Render([]string{"db:1"})
+}
+
+// Renders race each other and fill the cache past its bound; every one
+// must still get its own values, and a value seen before its content.
+func TestRenderConcurrently(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := c.Template("ambassador") // a fresh catalog: its cache is empty
+	first := tmpl.Render([]string{"first:1", "9000"})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range renderCacheSize + 44 {
+				upstream := fmt.Sprintf("db-%d:%d", i, g%2)
+				got := tmpl.Render([]string{upstream, "9000"})
+				if got.Containers[0].Args[1] != "TCP:"+upstream {
+					t.Errorf("rendered %q for %s", got.Containers[0].Args[1], upstream)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(*tmpl.cache.entries.Load()); n != renderCacheSize {
+		t.Errorf("cache holds %d variants, want %d", n, renderCacheSize)
+	}
+	if tmpl.Render([]string{"first:1", "9000"}) != first {
+		t.Error("the first variant was not kept")
+	}
 }
 
 // deploy/base ships the default catalog as the ConfigMap admins edit; it
