@@ -158,7 +158,7 @@ func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 	}
 	res, err := inject.PodNamedVolumes(pod, req.Object.volume, labels, h.Catalog())
 	if err != nil {
-		h.refuse(err, a)
+		a.refuse(err)
 		return
 	}
 	a.resp.Allowed = true
@@ -179,7 +179,7 @@ var jsonPatch = admissionv1.PatchTypeJSONPatch
 
 // refuse answers an error from the engine: a denial, a part of the Pod
 // that turned out malformed, or a fault of the webhook's own.
-func (h *Handler) refuse(err error, a *answer) {
+func (a *answer) refuse(err error) {
 	var denial *inject.Denial
 	var malformed malformedPod
 	switch {
