@@ -177,22 +177,6 @@ func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
 // jsonPatch is every answer's patch type; answers only read it.
 var jsonPatch = admissionv1.PatchTypeJSONPatch
 
-// refuse answers an error from the engine: a denial, a part of the Pod
-// that turned out malformed, or a fault of the webhook's own.
-func (a *answer) refuse(err error) {
-	var denial *inject.Denial
-	var malformed malformedPod
-	switch {
-	case errors.As(err, &denial):
-		a.outcome = Denied
-		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
-	case errors.As(err, &malformed):
-		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
-	default:
-		a.fail(http.StatusInternalServerError, err)
-	}
-}
-
 // answer is the response being built for one request.
 type answer struct {
 	uid      types.UID
@@ -222,6 +206,22 @@ func (a *answer) fail(code int, err error) {
 	a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()}
 	if a.req == nil && code != http.StatusInternalServerError {
 		a.status = code
+	}
+}
+
+// refuse answers an error from the engine: a denial, a part of the Pod
+// that turned out malformed, or a fault of the webhook's own.
+func (a *answer) refuse(err error) {
+	var denial *inject.Denial
+	var malformed malformedPod
+	switch {
+	case errors.As(err, &denial):
+		a.outcome = Denied
+		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
+	case errors.As(err, &malformed):
+		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
+	default:
+		a.fail(http.StatusInternalServerError, err)
 	}
 }
 
