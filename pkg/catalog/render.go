@@ -68,29 +68,19 @@ func (c *renderCache) load(key []byte) *Content {
 func (c *renderCache) store(key []byte, content *Content) *Content {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.entries.Load()
-	if old != nil {
+	m := map[string]*Content{}
+	if old := c.entries.Load(); old != nil {
 		if prev, ok := (*old)[string(key)]; ok {
 			return prev
 		}
 		if len(*old) >= renderCacheSize {
 			return content
 		}
-	}
-	m := make(map[string]*Content, 1+lenOf(old))
-	if old != nil {
-		maps.Copy(m, *old)
+		m = maps.Clone(*old)
 	}
 	m[string(key)] = content
 	c.entries.Store(&m)
 	return content
-}
-
-func lenOf(m *map[string]*Content) int {
-	if m == nil {
-		return 0
-	}
-	return len(*m)
 }
 
 // prepare readies a template once per catalog version; rendering then
