@@ -3,15 +3,12 @@ package admission
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
 
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -92,36 +89,5 @@ func BenchmarkReview(b *testing.B) {
 		b.Run(name+"/floor", func(b *testing.B) { benchHandler(b, floor, body) })
 		b.Run(name+"/decode", func(b *testing.B) { decodeOnly(b, body) })
 		b.Run(name+"/handler", func(b *testing.B) { benchHandler(b, injector(b), body) })
-	}
-}
-
-// BenchmarkView compares ways of reading the typical review: checking
-// that it is valid JSON and keeping nothing (the floor of any reader that
-// validates), jsonv2 reflecting over the view types, and the scanner the
-// handler uses.
-func BenchmarkView(b *testing.B) {
-	body := typicalReview(b)
-	for _, c := range []struct {
-		name string
-		read func() error
-	}{
-		{"valid", func() error {
-			if !jsontext.Value(body).IsValid() {
-				return errors.New("invalid")
-			}
-			return nil
-		}},
-		{"reflect", func() error { var r podReview; return jsonv2.Unmarshal(body, &r) }},
-		{"scan", func() error { var r podReview; return unmarshalReview(body, &r) }},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := c.read(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }

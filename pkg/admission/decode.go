@@ -1,11 +1,11 @@
 package admission
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -19,13 +19,11 @@ import (
 // decoded straight into a Pod: one pass over the body instead of a pass
 // that copies the object out and a second that decodes it.
 //
-// It is decoded by unmarshalReview (scan.go) with the semantics of
-// encoding/json v2 (go-json-experiment/json, the module the standard
-// library's json/v2 comes from) into these types, which match those of
+// It is decoded with encoding/json v2 (go-json-experiment/json, the
+// module the standard library's json/v2 comes from), whose defaults match
 // the API server's own decoder where it matters here: member names are
-// case-sensitive, and duplicate names are an error rather than
-// last-one-wins. The json tags say what each field is read from; FuzzScan
-// checks the scanner against jsonv2.Unmarshal over them.
+// case-sensitive, and a duplicate name is an error rather than
+// last-one-wins.
 type podReview struct {
 	metav1.TypeMeta `json:",inline"`
 	Request         *podRequest `json:"request,omitempty"`
@@ -42,149 +40,34 @@ type podRequest struct {
 	UserInfo    struct {
 		Username string `json:"username"`
 	} `json:"userInfo"`
-	DryRun *bool    `json:"dryRun,omitempty"`
-	Object *podView `json:"object,omitempty"`
+	DryRun *bool      `json:"dryRun,omitempty"`
+	Object *podObject `json:"object,omitempty"`
 }
 
-// podView holds the parts of a Pod the engine and the patch read; the
-// rest of the object (images, commands, resources, probes, status...) is
-// skipped rather than parsed, which halves the cost of the decode. The
-// patch touches only what it adds, so nothing skipped is lost.
-// TestInjectMatchesTheServer (pkg/workload) holds this list to the engine:
-// the offline tool decodes whole Pods and must get the same bytes.
-type podView struct {
-	Metadata *podMeta `json:"metadata"`
-	Spec     *podSpec `json:"spec"`
-
-	built corev1.Pod // pod's result, allocated with the view
+// podObject is the Pod as sent, with pointers that tell whether its
+// metadata and spec were there at all: the patch addresses into both.
+type podObject struct {
+	Metadata *metav1.ObjectMeta `json:"metadata"`
+	Spec     *corev1.PodSpec    `json:"spec"`
 }
 
-type podMeta struct {
-	Name         string            `json:"name"`
-	GenerateName string            `json:"generateName"`
-	Annotations  map[string]string `json:"annotations"`
-}
-
-type podSpec struct {
-	Containers          []*containerView              `json:"containers"`
-	InitContainers      []*containerView              `json:"initContainers"`
-	EphemeralContainers []named                       `json:"ephemeralContainers"`
-	Volumes             []volumeView                  `json:"volumes"`
-	ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
-	RestartPolicy       corev1.RestartPolicy          `json:"restartPolicy"`
-	SecurityContext     *corev1.PodSecurityContext    `json:"securityContext"`
-}
-
-type containerView struct {
-	Name            string                         `json:"name"`
-	Ports           []corev1.ContainerPort         `json:"ports"`
-	VolumeMounts    []corev1.VolumeMount           `json:"volumeMounts"`
-	Env             []named                        `json:"env"`
-	SecurityContext *corev1.SecurityContext        `json:"securityContext"`
-	RestartPolicy   *corev1.ContainerRestartPolicy `json:"restartPolicy"`
-}
-
-// named is an object of which only the name is read.
-type named struct {
-	Name string `json:"name"`
-}
-
-// volumeView is a volume of which only the name is read; the rest is kept
-// as it came and decoded only when a template adds a volume of the same
-// name, for the engine to compare the two. Decoding every Pod's projected
-// service-account volume was a third of the review's decode.
-//
-// JSON is checked to be well-formed but not to fit corev1.Volume until
-// it is decoded; the scanner leaves it pointing into the request body.
-type volumeView struct {
-	Name string
-	JSON jsontext.Value
-}
-
-// UnmarshalJSONFrom is how jsonv2 reads a volumeView.
-func (v *volumeView) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	raw, err := dec.ReadValue()
-	if err != nil {
-		return err
-	}
-	var n named
-	if err := jsonv2.Unmarshal(raw, &n); err != nil {
-		return err
-	}
-	v.Name, v.JSON = n.Name, bytes.Clone(raw)
-	return nil
-}
-
-// volume decodes the Pod's volume i in full, for inject.PodNamedVolumes.
-func (v *podView) volume(i int) (*corev1.Volume, error) {
-	vol := &corev1.Volume{}
-	if err := jsonv2.Unmarshal(v.Spec.Volumes[i].JSON, vol); err != nil {
-		return nil, malformedPod{fmt.Errorf("spec.volumes[%d]: %w", i, err)}
-	}
-	return vol, nil
-}
-
-// malformedPod is a part of the Pod, decoded late, that does not fit its
-// type: the request's fault, not the webhook's.
-type malformedPod struct{ error }
-
-func (e malformedPod) Unwrap() error { return e.error }
-
-// pod is the view as a Pod holding just those fields, built inside the
-// view; its volumes carry only their names (see volume). A Pod without
-// metadata or spec, or with a null container, is refused: the patch could
-// not address into them. (The API server never sends such a Pod; it
-// decodes and re-encodes every object first.)
-func (v *podView) pod() (*corev1.Pod, error) {
+// pod returns the object as a Pod. A Pod without metadata or spec, or
+// with a container without a name (a null decodes as one), is refused:
+// the patch could not address into them. (The API server never sends
+// one; it decodes, defaults and re-encodes every object first.)
+func (o *podObject) pod() (*corev1.Pod, error) {
 	switch {
-	case v.Metadata == nil:
+	case o.Metadata == nil:
 		return nil, errors.New("the Pod has no metadata")
-	case v.Spec == nil:
+	case o.Spec == nil:
 		return nil, errors.New("the Pod has no spec")
 	}
-	p := &v.built
-	p.Name, p.GenerateName, p.Annotations = v.Metadata.Name, v.Metadata.GenerateName, v.Metadata.Annotations
-	s := &p.Spec
-	var err error
-	if s.Containers, err = containers("containers", v.Spec.Containers); err != nil {
-		return nil, err
-	}
-	if s.InitContainers, err = containers("initContainers", v.Spec.InitContainers); err != nil {
-		return nil, err
-	}
-	for _, e := range v.Spec.EphemeralContainers {
-		s.EphemeralContainers = append(s.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: e.Name}})
-	}
-	if v.Spec.Volumes != nil {
-		s.Volumes = make([]corev1.Volume, len(v.Spec.Volumes))
-		for i, vol := range v.Spec.Volumes {
-			s.Volumes[i].Name = vol.Name
+	for i, c := range o.Spec.Containers {
+		if c.Name == "" {
+			return nil, fmt.Errorf("spec.containers[%d] has no name", i)
 		}
 	}
-	s.ImagePullSecrets = v.Spec.ImagePullSecrets
-	s.RestartPolicy, s.SecurityContext = v.Spec.RestartPolicy, v.Spec.SecurityContext
-	return p, nil
-}
-
-func containers(field string, views []*containerView) ([]corev1.Container, error) {
-	if views == nil {
-		return nil, nil
-	}
-	out := make([]corev1.Container, len(views))
-	for i, v := range views {
-		if v == nil {
-			return nil, fmt.Errorf("spec.%s[%d] is null", field, i)
-		}
-		c := &out[i]
-		c.Name, c.Ports, c.VolumeMounts, c.SecurityContext, c.RestartPolicy = v.Name, v.Ports, v.VolumeMounts, v.SecurityContext, v.RestartPolicy
-		if v.Env != nil {
-			c.Env = make([]corev1.EnvVar, len(v.Env))
-			for j, e := range v.Env {
-				c.Env[j].Name = e.Name
-			}
-		}
-	}
-	return out, nil
+	return &corev1.Pod{ObjectMeta: *o.Metadata, Spec: *o.Spec}, nil
 }
 
 // apiVersion is the one AdmissionReview version the webhook speaks.
@@ -194,13 +77,14 @@ var apiVersion = admissionv1.SchemeGroupVersion.String()
 // an error for the user; a.uid and a.req are set as soon as they are known.
 func decode(body []byte, a *answer) (*podRequest, int, error) {
 	review := &podReview{}
-	fast := unmarshalReview(body, review)
-	if fast != nil {
+	podErr := describe(jsonv2.Unmarshal(body, review))
+	if podErr != nil {
 		// The Pod part or the review is malformed: decode the review
 		// alone to keep the UID and say which.
+		*review = podReview{}
 		generic := &admissionv1.AdmissionReview{}
 		if err := json.Unmarshal(body, generic); err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %w", err)
+			return nil, http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %w", podErr)
 		}
 		review.TypeMeta = generic.TypeMeta
 		if r := generic.Request; r != nil {
@@ -221,8 +105,50 @@ func decode(body []byte, a *answer) (*podRequest, int, error) {
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return nil, http.StatusBadRequest, fmt.Errorf("this webhook handles Pods; got %s %s", req.Kind.String(), req.SubResource)
 	}
-	if fast != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", fast)
+	if podErr != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", podErr)
 	}
 	return req, http.StatusOK, nil
+}
+
+// describe says where in the review a value of the wrong kind is, as a
+// JSON pointer, what it is and what was wanted; jsontext's syntax errors
+// say where already.
+func describe(err error) error {
+	var se *jsonv2.SemanticError
+	if !errors.As(err, &se) || se.JSONKind == 0 || se.GoType == nil {
+		return err
+	}
+	where := string(se.JSONPointer)
+	if where == "" {
+		where = "the review"
+	}
+	msg := fmt.Sprintf("%s is %s, want %s", where, kinds[se.JSONKind], wants(se.GoType))
+	var inner *jsonv2.SemanticError
+	if se.Err != nil && !errors.As(se.Err, &inner) {
+		msg += ": " + se.Err.Error()
+	}
+	return errors.New(msg)
+}
+
+var kinds = map[jsontext.Kind]string{'n': "null", 't': "a boolean", 'f': "a boolean", '"': "a string", '0': "a number", '{': "an object", '[': "an array"}
+
+// wants names the JSON a Go type is read from.
+func wants(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	}
+	return t.String()
 }

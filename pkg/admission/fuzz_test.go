@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,7 @@ func FuzzReview(f *testing.F) {
 	f.Add(bytes.Replace(typical, []byte(`"log-shipper"`), []byte(`"log-shipper,ambassador"`), 1))
 	f.Add(bytes.Replace(typical, []byte(`"name":"checkout"`), []byte(`"name":"checkout","name":"checkout"`), 1))
 	f.Add(bytes.Replace(typical, []byte(`"containers":[`), []byte(`"containers":[null,`), 1))
+	f.Add(bytes.Replace(typical, []byte(`"annotations":{`), []byte(`"annotations":{"sidecars.podpatterns.io/status":"{\"templates\":[{\"name\":\"log-shipper\",\"hash\":\"x\"}]}",`), 1))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE","object":{}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod"},"object":{"metadata":{"annotations":{"sidecars.podpatterns.io/inject":"log-shipper"}}},"operation":"CREATE"}}`))
 	f.Add([]byte("{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"u\",\"object\":{\"metadata\":{\"annotations\":{\"sidecars.podpatterns.io/inject\":\"\xff\"}}}}}")) // invalid UTF-8
@@ -36,7 +38,7 @@ func FuzzReview(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := &Handler{Catalog: func() *catalog.Catalog { return c }, Log: logr.Discard(),
-		Namespaces: NamespaceLabelsFunc(func(string) map[string]string { return nil })}
+		Namespaces: NamespaceLabelsFunc(func(context.Context, string) (map[string]string, error) { return nil, nil })}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

@@ -2,6 +2,9 @@ package admission
 
 import (
 	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -27,19 +31,32 @@ import (
 // objects over 3 MiB, so a review is well within 6 MiB.
 const DefaultMaxRequestBytes = 6 << 20
 
+// DefaultMaxBytesInFlight caps the bytes of large bodies being read at
+// once, across requests. Bodies up to smallBody bytes, which every
+// ordinary review is, do not count against it, so a flood of large
+// bodies cannot crowd them out.
+const DefaultMaxBytesInFlight = 16 << 20
+
+// smallBody is the largest body read without the in-flight budget, and
+// the largest buffer kept in the pool.
+const smallBody = 64 << 10
+
 // Path is where the API server sends Pod reviews.
 const Path = "/mutate-pods"
 
-// NamespaceLabels returns a namespace's labels, from a cache.
+// NamespaceLabels returns a namespace's labels. An error means they could
+// not be read, and the request fails rather than go on without them.
 type NamespaceLabels interface {
-	Labels(namespace string) map[string]string
+	Labels(ctx context.Context, namespace string) (map[string]string, error)
 }
 
 // NamespaceLabelsFunc adapts a function to NamespaceLabels.
-type NamespaceLabelsFunc func(string) map[string]string
+type NamespaceLabelsFunc func(context.Context, string) (map[string]string, error)
 
 // Labels calls f.
-func (f NamespaceLabelsFunc) Labels(ns string) map[string]string { return f(ns) }
+func (f NamespaceLabelsFunc) Labels(ctx context.Context, ns string) (map[string]string, error) {
+	return f(ctx, ns)
+}
 
 var _ NamespaceLabels = NamespaceLabelsFunc(nil)
 
@@ -47,7 +64,8 @@ var _ NamespaceLabels = NamespaceLabelsFunc(nil)
 type Handler struct {
 	// Catalog returns the catalog in force; called once per request.
 	Catalog func() *catalog.Catalog
-	// Namespaces gives namespace labels for policies; nil means none.
+	// Namespaces gives namespace labels for policies; nil means every
+	// namespace is unlabelled (no cluster at all, as in `make run`).
 	Namespaces NamespaceLabels
 	// Metrics, when set, count each request once.
 	Metrics *Metrics
@@ -55,30 +73,26 @@ type Handler struct {
 	Log logr.Logger
 	// MaxRequestBytes defaults to DefaultMaxRequestBytes if zero.
 	MaxRequestBytes int64
+	// MaxBytesInFlight defaults to DefaultMaxBytesInFlight if zero.
+	MaxBytesInFlight int64
+
+	inFlight atomic.Int64 // bytes of large bodies being read
 }
 
-// Request bodies, patches and responses are read and written through
-// pooled buffers: a typical review is 2 to 5 KiB, its answer 2 to 3 KiB.
-var (
-	bufPool  = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-	respPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-)
+// bufPool holds request bodies and answers: a typical review is 2 to
+// 5 KiB, its answer 2 to 3 KiB.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// jsonContentType is the answer's Content-Type header value, shared by
-// every answer.
-var jsonContentType = []string{"application/json"}
-
-// getBuf returns an empty pooled buffer.
-func getBuf() *[]byte {
-	b := respPool.Get().(*[]byte)
-	*b = (*b)[:0]
+func getBuf() *bytes.Buffer {
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
 	return b
 }
 
-// putBuf pools b unless a huge review grew it.
-func putBuf(b *[]byte) {
-	if cap(*b) <= 64<<10 {
-		respPool.Put(b)
+// putBuf pools b unless a large body grew it.
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= smallBody {
+		bufPool.Put(b)
 	}
 }
 
@@ -91,45 +105,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.Metrics.InFlight.Dec()
 	}
 	a := &answer{}
+	body := getBuf()
 	defer func() {
 		if p := recover(); p != nil {
 			a.fail(http.StatusInternalServerError, fmt.Errorf("internal error: %v", p))
 			h.Log.Error(fmt.Errorf("%v", p), "Panic while handling an admission request", "uid", a.uid)
 		}
 		h.finish(w, a, start)
+		putBuf(body) // the request's view may point into it until now
 	}()
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer bufPool.Put(buf)
-	h.serve(r, buf, a)
+	h.serve(r, body, a)
 }
 
-func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
+func (h *Handler) serve(r *http.Request, body *bytes.Buffer, a *answer) {
 	if r.Method != http.MethodPost {
 		a.fail(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; send POST", r.Method))
 		return
 	}
-	// The API server sends exactly "application/json"; anything else is
-	// parsed for parameters such as a charset.
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
 			a.fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported; send application/json", ct))
 			return
 		}
 	}
-	limit := h.MaxRequestBytes
-	if limit <= 0 {
-		limit = DefaultMaxRequestBytes
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
-		a.fail(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+	if err := h.read(r, body); err != nil {
+		var tooLarge *tooLargeError
+		switch {
+		case errors.As(err, &tooLarge):
+			a.fail(http.StatusRequestEntityTooLarge, err)
+		case errors.Is(err, errBusy):
+			h.Log.Info("Large request body refused: the in-flight budget is spent", "contentLength", r.ContentLength, "remote", r.RemoteAddr)
+			a.fail(http.StatusServiceUnavailable, err)
+		default:
+			a.fail(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+		}
 		return
 	}
-	if int64(buf.Len()) > limit {
-		a.fail(http.StatusRequestEntityTooLarge, fmt.Errorf("request body over the limit of %d bytes", limit))
-		return
-	}
-	req, code, err := decode(buf.Bytes(), a)
+	req, code, err := decode(body.Bytes(), a)
 	if err != nil {
 		a.fail(code, err)
 		return
@@ -148,34 +160,115 @@ func (h *Handler) serve(r *http.Request, buf *bytes.Buffer, a *answer) {
 		return
 	}
 	a.pod = pod
-	h.admit(req, pod, a)
+	h.admit(r.Context(), req, pod, a)
 }
 
-func (h *Handler) admit(req *podRequest, pod *corev1.Pod, a *answer) {
+// tooLargeError is a body over MaxRequestBytes.
+type tooLargeError struct{ limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("request body over the limit of %d bytes", e.limit)
+}
+
+// errBusy is the answer to a large body while others use the budget.
+var errBusy = errors.New("too many large request bodies in flight; retry later")
+
+// read reads the body into buf. A Content-Length over the limit is
+// refused before reading; a large body is read only while the in-flight
+// budget has room for it: all of it up front when its length is known,
+// else as it arrives.
+func (h *Handler) read(r *http.Request, buf *bytes.Buffer) error {
+	limit := cmp.Or(h.MaxRequestBytes, DefaultMaxRequestBytes)
+	n := r.ContentLength
+	if n > limit {
+		return &tooLargeError{limit}
+	}
+	body := &budgetReader{r: io.LimitReader(r.Body, limit+1), h: h, free: smallBody}
+	defer func() { h.inFlight.Add(-body.charged) }()
+	if n > smallBody {
+		if !body.charge(n - smallBody) {
+			return errBusy
+		}
+		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free at the end
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
+		return err
+	}
+	if int64(buf.Len()) > limit {
+		return &tooLargeError{limit}
+	}
+	return nil
+}
+
+// budgetReader charges the handler's in-flight budget for what it reads
+// past its free bytes, a chunk at a time, and fails once the budget is
+// spent.
+type budgetReader struct {
+	r       io.Reader
+	h       *Handler
+	free    int64 // read without a charge
+	read    int64
+	charged int64
+}
+
+// budgetChunk is what a body of unknown length is charged at a time.
+const budgetChunk = 256 << 10
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	for b.read > b.free+b.charged {
+		if !b.charge(budgetChunk) {
+			return n, errBusy
+		}
+	}
+	return n, err
+}
+
+func (b *budgetReader) charge(n int64) bool {
+	if b.h.inFlight.Add(n) > cmp.Or(b.h.MaxBytesInFlight, DefaultMaxBytesInFlight) {
+		b.h.inFlight.Add(-n)
+		return false
+	}
+	b.charged += n
+	return true
+}
+
+func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a *answer) {
 	var labels map[string]string
 	if h.Namespaces != nil {
-		labels = h.Namespaces.Labels(req.Namespace)
+		var err error
+		if labels, err = h.Namespaces.Labels(ctx, req.Namespace); err != nil {
+			// Without its labels no policy can be applied: an HTTP error
+			// lets the webhook's failurePolicy decide, never "no policy".
+			a.fail(http.StatusServiceUnavailable, fmt.Errorf("reading the labels of namespace %q: %w", req.Namespace, err))
+			a.status = http.StatusServiceUnavailable
+			return
+		}
 	}
-	res, err := inject.PodNamedVolumes(pod, req.Object.volume, labels, h.Catalog())
+	res, err := inject.Pod(pod, labels, h.Catalog())
 	if err != nil {
 		a.refuse(err)
 		return
 	}
 	a.resp.Allowed = true
 	a.resp.Warnings = res.Warnings
+	a.outcome = Skipped
 	if res.Plan == nil {
-		a.outcome = Skipped
 		return
 	}
-	a.patch = getBuf()
-	*a.patch = patch.AppendPod(*a.patch, pod, res.Plan)
-	a.resp.Patch, a.resp.PatchType = *a.patch, &jsonPatch
-	a.outcome = Injected
-	a.injected = res.Injected
+	data, err := patch.Marshal(patch.ForPod(pod, res.Plan))
+	if err != nil {
+		a.fail(http.StatusInternalServerError, fmt.Errorf("encoding the patch: %w", err))
+		return
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	a.resp.Patch, a.resp.PatchType = data, &pt
+	if len(res.Injected) > 0 {
+		a.outcome = Injected
+		a.injected = res.Injected
+	}
 }
-
-// jsonPatch is every answer's patch type; answers only read it.
-var jsonPatch = admissionv1.PatchTypeJSONPatch
 
 // answer is the response being built for one request.
 type answer struct {
@@ -185,10 +278,8 @@ type answer struct {
 	resp     admissionv1.AdmissionResponse
 	outcome  Outcome
 	injected []string
-	patch    *[]byte // pooled; resp.Patch until the answer is written
 	status   int
 	err      error
-	length   [1]string // the Content-Length header's value
 }
 
 func (a *answer) skip() {
@@ -209,42 +300,34 @@ func (a *answer) fail(code int, err error) {
 	}
 }
 
-// refuse answers an error from the engine: a denial, a part of the Pod
-// that turned out malformed, or a fault of the webhook's own.
+// refuse answers an error from the engine: a denial, or a fault of the
+// webhook's own.
 func (a *answer) refuse(err error) {
 	var denial *inject.Denial
-	var malformed malformedPod
-	switch {
-	case errors.As(err, &denial):
+	if errors.As(err, &denial) {
 		a.outcome = Denied
 		a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: denial.Message}
-	case errors.As(err, &malformed):
-		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
-	default:
-		a.fail(http.StatusInternalServerError, err)
+		return
 	}
+	a.fail(http.StatusInternalServerError, err)
 }
 
 func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
 	a.resp.UID = a.uid
 	out := getBuf()
-	*out = appendReview(*out, &a.resp)
-	if a.patch != nil {
-		putBuf(a.patch)
+	defer putBuf(out)
+	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "AdmissionReview"}, Response: &a.resp}
+	if err := json.NewEncoder(out).Encode(&review); err != nil {
+		h.Log.Error(err, "Encoding the answer", "uid", a.uid) // API types always encode
 	}
-	// The keys are canonical already, and the value slices are net/http's
-	// to copy, never to change. With the length known, net/http sends the
-	// answer in one write instead of switching to chunked encoding past
-	// 2 KiB.
-	header := w.Header()
-	header["Content-Type"] = jsonContentType
-	a.length[0] = strconv.Itoa(len(*out))
-	header["Content-Length"] = a.length[:]
+	// With the length known, net/http sends the answer in one write
+	// instead of switching to chunked encoding past 2 KiB.
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(out.Len()))
 	if a.status != 0 {
 		w.WriteHeader(a.status)
 	}
-	_, _ = w.Write(*out)
-	putBuf(out)
+	_, _ = w.Write(out.Bytes())
 	elapsed := time.Since(start)
 	if h.Metrics != nil {
 		h.Metrics.count(a.outcome)

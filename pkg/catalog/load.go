@@ -169,6 +169,9 @@ func build(docs []namedDoc) (*Catalog, error) {
 			errs = append(errs, fmt.Errorf("%s: %s", docs[i].source, e))
 		}
 	}
+	for _, e := range validateOverlaps(c.policies) {
+		errs = append(errs, e)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -34,14 +33,6 @@ type Content struct {
 	LocalPorts []string `json:"localPorts,omitempty"`
 	// Hash identifies this content: it changes when anything in it does.
 	Hash string `json:"-"`
-	// NativeContainers are Containers with restartPolicy Always, as they
-	// run as native sidecars.
-	NativeContainers []corev1.Container `json:"-"`
-	// The JSON of each container, encoded once per catalog version so a
-	// request copies bytes instead of reflecting over the structs.
-	InitContainerJSON, ContainerJSON, NativeContainerJSON [][]byte `json:"-"`
-	// VolumeJSON, AppVolumeMountJSON and AppEnvJSON likewise.
-	VolumeJSON, AppVolumeMountJSON, AppEnvJSON [][]byte `json:"-"`
 }
 
 // renderCacheSize bounds the rendered variants kept per template; values
@@ -155,40 +146,7 @@ func (t *Template) render(values []string) *Content {
 	data, _ := json.Marshal(out) // API types always marshal
 	sum := sha256.Sum256(data)
 	out.Hash = hex.EncodeToString(sum[:8])
-	always := corev1.ContainerRestartPolicyAlways
-	for i := range out.InitContainers {
-		out.InitContainerJSON = append(out.InitContainerJSON, ValueJSON(out.InitContainers[i]))
-	}
-	for i := range out.Volumes {
-		out.VolumeJSON = append(out.VolumeJSON, ValueJSON(out.Volumes[i]))
-	}
-	for i := range out.AppVolumeMounts {
-		out.AppVolumeMountJSON = append(out.AppVolumeMountJSON, ValueJSON(out.AppVolumeMounts[i]))
-	}
-	for i := range out.AppEnv {
-		out.AppEnvJSON = append(out.AppEnvJSON, ValueJSON(out.AppEnv[i]))
-	}
-	for i := range out.Containers {
-		native := out.Containers[i]
-		native.RestartPolicy = &always
-		out.NativeContainers = append(out.NativeContainers, native)
-		out.ContainerJSON = append(out.ContainerJSON, ValueJSON(out.Containers[i]))
-		out.NativeContainerJSON = append(out.NativeContainerJSON, ValueJSON(native))
-	}
 	return out
-}
-
-// ValueJSON encodes an API value as the patch carries it. The content's
-// prepared JSON and the values pkg/patch encodes per request both come
-// from here, so the two paths give the same bytes.
-func ValueJSON(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // "<" stays readable in the patch
-	if err := enc.Encode(v); err != nil {
-		panic(err) // API types always marshal
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func copyContainers(in []corev1.Container) []corev1.Container {

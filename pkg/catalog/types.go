@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"regexp"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,7 +57,8 @@ type Template struct {
 	NativeSidecar bool `json:"nativeSidecar,omitempty"`
 	// RunAsAppUser runs the injected containers with the runAsUser and
 	// runAsGroup of the first target app container (or of the Pod), so a
-	// reader can read what the app wrote to a shared volume.
+	// reader can read what the app wrote to a shared volume. Never as root
+	// or as group 0: the template's own user or group is kept then.
 	RunAsAppUser bool `json:"runAsAppUser,omitempty"`
 
 	Parameters []Parameter `json:"parameters,omitempty"`
@@ -74,24 +76,33 @@ type Template struct {
 type Parameter struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	Default     string `json:"default,omitempty"`
-	Required    bool   `json:"required,omitempty"`
-	// Validation is a regular expression the whole value must match.
-	// Defaulted to printable text with no braces if unspecified.
+	// Type gives the value a built-in check, run before Validation, and
+	// a normal form. Defaulted to "string" if empty.
+	Type     ParameterType `json:"type,omitempty"`
+	Default  string        `json:"default,omitempty"`
+	Required bool          `json:"required,omitempty"`
+	// Validation is a regular expression the whole value must match. An
+	// untyped parameter without one takes printable text without braces
+	// or shell metacharacters.
 	Validation string `json:"validation,omitempty"`
 
 	re *regexp.Regexp
 }
 
-// Policy maps namespaces, by their labels, to the templates allowed there
-// and the templates injected when a Pod asks for none.
+// Policy maps namespaces, by their labels, to the templates allowed there,
+// the templates injected when a Pod asks for none, and the templates
+// injected into every Pod whatever it asks.
 type Policy struct {
 	Name              string                `json:"name"`
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector"`
 	// Allowed lists the templates Pods may request; empty allows all.
 	Allowed []string `json:"allowed,omitempty"`
-	// Defaults are injected into Pods that have no inject annotation.
+	// Defaults are injected into Pods that have no inject annotation;
+	// "none" opts a Pod out of them.
 	Defaults []string `json:"defaults,omitempty"`
+	// Required are injected into every Pod, whatever it asks: "none", other
+	// templates, nothing, or the opt-out label.
+	Required []string `json:"required,omitempty"`
 
 	selector labels.Selector
 }
@@ -114,9 +125,6 @@ func (c *Catalog) Template(name string) *Template { return c.templates[name] }
 // Names lists the template names in sorted order.
 func (c *Catalog) Names() []string { return c.names }
 
-// DefaultResources are the resources given to containers that leave them open.
-func (c *Catalog) DefaultResources() corev1.ResourceRequirements { return c.defaults }
-
 // ParameterNames lists t's parameter names in declaration order.
 func (t *Template) ParameterNames() []string {
 	names := make([]string, len(t.Parameters))
@@ -125,9 +133,6 @@ func (t *Template) ParameterNames() []string {
 	}
 	return names
 }
-
-// Valid reports whether value passes the parameter's validation.
-func (p *Parameter) Valid(value string) bool { return p.re.MatchString(value) }
 
 // Policies returns the policies whose selector matches the namespace labels,
 // in catalog order.
@@ -142,5 +147,73 @@ func (c *Catalog) Policies(nsLabels map[string]string) []*Policy {
 	return out
 }
 
-// AllPolicies returns every policy in catalog order.
-func (c *Catalog) AllPolicies() []*Policy { return c.policies }
+// Applied is what every policy matching a namespace says together: a
+// second policy never lifts a restriction of another.
+type Applied struct {
+	// Policies match the namespace, in catalog order.
+	Policies []*Policy
+	// Allowed is the intersection of the matching policies' non-empty
+	// allow-lists, sorted; nil when none restricts (every template).
+	Allowed []string
+	// Defaults and Required are the unions, in catalog order.
+	Defaults, Required []string
+}
+
+// Apply merges the policies that match the namespace labels.
+func (c *Catalog) Apply(nsLabels map[string]string) Applied {
+	a := Applied{Policies: c.Policies(nsLabels)}
+	restricted := false
+	for _, p := range a.Policies {
+		a.Defaults = union(a.Defaults, p.Defaults)
+		a.Required = union(a.Required, p.Required)
+		if len(p.Allowed) == 0 {
+			continue
+		}
+		if !restricted {
+			a.Allowed, restricted = slices.Sorted(slices.Values(p.Allowed)), true
+			continue
+		}
+		a.Allowed = slices.DeleteFunc(a.Allowed, func(n string) bool { return !slices.Contains(p.Allowed, n) })
+	}
+	if restricted && a.Allowed == nil {
+		a.Allowed = []string{} // restricted to nothing
+	}
+	return a
+}
+
+// Allows reports whether the namespace may ask for the template.
+func (a Applied) Allows(name string) bool {
+	return a.Allowed == nil || slices.Contains(a.Allowed, name)
+}
+
+// Restricting names the matching policies with an allow-list that lacks
+// the template.
+func (a Applied) Restricting(name string) []string {
+	var out []string
+	for _, p := range a.Policies {
+		if len(p.Allowed) > 0 && !slices.Contains(p.Allowed, name) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// Requiring names the matching policies that require the template.
+func (a Applied) Requiring(name string) []string {
+	var out []string
+	for _, p := range a.Policies {
+		if slices.Contains(p.Required, name) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+func union(to, from []string) []string {
+	for _, n := range from {
+		if !slices.Contains(to, n) {
+			to = append(to, n)
+		}
+	}
+	return to
+}

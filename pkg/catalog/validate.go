@@ -9,13 +9,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
-
-// defaultValidation accepts printable text without braces, so a value can
-// never open a placeholder of its own.
-const defaultValidation = `[^{}\x00-\x1f\x7f]*`
 
 var placeholder = regexp.MustCompile(`\{\{([^{}]*)\}\}`)
 
@@ -82,15 +80,76 @@ func validatePolicyRefs(d *Document, c *Catalog) field.ErrorList {
 				errs = append(errs, field.NotFound(p.Child("allowed").Index(j), name))
 			}
 		}
-		for j, name := range pol.Defaults {
-			if c.templates[name] == nil {
-				errs = append(errs, field.NotFound(p.Child("defaults").Index(j), name))
-			} else if len(pol.Allowed) > 0 && !slices.Contains(pol.Allowed, name) {
-				errs = append(errs, field.Invalid(p.Child("defaults").Index(j), name, "a default must also be allowed"))
+		for _, list := range []struct {
+			field string
+			names []string
+		}{{"defaults", pol.Defaults}, {"required", pol.Required}} {
+			for j, name := range list.names {
+				if c.templates[name] == nil {
+					errs = append(errs, field.NotFound(p.Child(list.field).Index(j), name))
+				} else if len(pol.Allowed) > 0 && !slices.Contains(pol.Allowed, name) {
+					errs = append(errs, field.Invalid(p.Child(list.field).Index(j), name, "must also be allowed by the same policy"))
+				}
 			}
 		}
 	}
 	return errs
+}
+
+// validateOverlaps refuses a template that one policy requires and
+// another, which can match the same namespace, does not allow: no
+// namespace could satisfy both.
+func validateOverlaps(policies []*Policy) field.ErrorList {
+	var errs field.ErrorList
+	for _, req := range policies {
+		for _, other := range policies {
+			if req == nil || other == nil || req == other || len(other.Allowed) == 0 || req.selector == nil || other.selector == nil || !canOverlap(req.selector, other.selector) {
+				continue
+			}
+			for j, name := range req.Required {
+				if !slices.Contains(other.Allowed, name) {
+					errs = append(errs, field.Invalid(field.NewPath("policies").Key(req.Name).Child("required").Index(j), name,
+						fmt.Sprintf("policy %q requires it, but policy %q, which can match the same namespaces, does not allow it", req.Name, other.Name)))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// canOverlap reports whether some label set could match both selectors:
+// false only when a key's requirements contradict each other.
+func canOverlap(a, b labels.Selector) bool {
+	ra, _ := a.Requirements()
+	rb, _ := b.Requirements()
+	for _, x := range ra {
+		for _, y := range rb {
+			if x.Key() == y.Key() && (contradict(x, y) || contradict(y, x)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// contradict reports whether no value of the key satisfies both x and y.
+func contradict(x, y labels.Requirement) bool {
+	in := func(r labels.Requirement) bool {
+		op := r.Operator()
+		return op == selection.In || op == selection.Equals || op == selection.DoubleEquals
+	}
+	notIn := func(r labels.Requirement) bool {
+		return r.Operator() == selection.NotIn || r.Operator() == selection.NotEquals
+	}
+	switch {
+	case in(x) && in(y):
+		return !x.Values().HasAny(y.Values().UnsortedList()...)
+	case in(x) && notIn(y):
+		return y.Values().IsSuperset(x.Values())
+	case (in(x) || x.Operator() == selection.Exists) && y.Operator() == selection.DoesNotExist:
+		return true
+	}
+	return false
 }
 
 func validateTemplate(t *Template, p *field.Path) field.ErrorList {
@@ -115,18 +174,22 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Duplicate(pp.Child("name"), prm.Name))
 		}
 		params[prm.Name] = true
-		expr := prm.Validation
-		if expr == "" {
-			expr = defaultValidation
-		}
-		re, err := regexp.Compile("^(?:" + expr + ")$")
-		if err != nil {
-			errs = append(errs, field.Invalid(pp.Child("validation"), prm.Validation, err.Error()))
+		if prm.Type != "" && !slices.Contains(ParameterTypes, prm.Type) {
+			errs = append(errs, field.NotSupported(pp.Child("type"), prm.Type, ParameterTypes))
 			continue
 		}
-		prm.re = re
-		if prm.Default != "" && !re.MatchString(prm.Default) {
-			errs = append(errs, field.Invalid(pp.Child("default"), prm.Default, "does not match validation "+expr))
+		if prm.Validation != "" {
+			re, err := regexp.Compile("^(?:" + prm.Validation + ")$")
+			if err != nil {
+				errs = append(errs, field.Invalid(pp.Child("validation"), prm.Validation, err.Error()))
+				continue
+			}
+			prm.re = re
+		}
+		if prm.Default != "" {
+			if _, err := prm.Check(prm.Default); err != nil {
+				errs = append(errs, field.Invalid(pp.Child("default"), prm.Default, err.Error()))
+			}
 		}
 		if prm.Required && prm.Default != "" {
 			errs = append(errs, field.Invalid(pp.Child("required"), true, "a required parameter has no default"))

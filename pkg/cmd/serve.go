@@ -71,6 +71,7 @@ keeps serving. On SIGTERM /readyz fails at once and in-flight requests get
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", f.ShutdownGrace, "how long in-flight requests may take to finish after SIGTERM")
 	fs.StringVar(&f.PprofAddr, "pprof-addr", f.PprofAddr, "address of net/http/pprof, for profiling; off if empty")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", f.kubeconfig, "kubeconfig for namespace labels; in-cluster config or $KUBECONFIG if empty")
+	fs.StringVar(&f.ClientCAFile, "client-ca-file", f.ClientCAFile, "require a client certificate signed by this CA (PEM), such as the one the API server presents through its admission kubeconfig; off if empty")
 	return cmd
 }
 
@@ -93,7 +94,9 @@ func (f *serveFlags) complete() (server.Options, error) {
 		return o, err
 	}
 	o.Log = log
-	o.RestConfig = restConfig(f.kubeconfig)
+	if o.RestConfig, err = restConfig(f.kubeconfig); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -121,13 +124,18 @@ func newLogger(level string) (logr.Logger, error) {
 }
 
 // restConfig finds a cluster: --kubeconfig, $KUBECONFIG, ~/.kube/config or
-// the in-cluster service account. nil when there is none.
-func restConfig(kubeconfig string) *rest.Config {
+// the in-cluster service account. It is nil, with no error, only when
+// none of them is there at all; one that is there but cannot be loaded
+// is an error, never a silent run without namespace labels.
+func restConfig(kubeconfig string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil
+	switch {
+	case err == nil:
+		return cfg, nil
+	case kubeconfig == "" && os.Getenv("KUBECONFIG") == "" && clientcmd.IsEmptyConfig(err):
+		return nil, nil
 	}
-	return cfg
+	return nil, fmt.Errorf("loading the cluster configuration: %w", err)
 }

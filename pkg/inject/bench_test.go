@@ -35,7 +35,7 @@ func benchmarkInject(b *testing.B, raw []byte, decode bool) {
 		if err != nil || res.Plan == nil {
 			b.Fatalf("nothing injected: %v", err)
 		}
-		if len(patch.AppendPod(nil, pod, res.Plan)) == 0 {
+		if data, err := patch.Marshal(patch.ForPod(pod, res.Plan)); err != nil || len(data) == 0 {
 			b.Fatal("no patch")
 		}
 	}

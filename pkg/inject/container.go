@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"path"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,32 +22,34 @@ func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error
 	for _, i := range b.targets {
 		app := &b.pod.Spec.Containers[i]
 		add := b.app(i)
-		for j, m := range content.AppVolumeMounts {
+		for _, m := range content.AppVolumeMounts {
 			prior := findMount(app.VolumeMounts, m.MountPath)
 			if prior == nil {
 				prior = findMount(add.VolumeMounts, m.MountPath)
 			}
 			switch {
 			case prior == nil:
-				add.VolumeMounts = appendShared(add.VolumeMounts, content.AppVolumeMounts, j)
-				add.VolumeMountJSON = appendShared(add.VolumeMountJSON, content.AppVolumeMountJSON, j)
+				add.VolumeMounts = append(add.VolumeMounts, m)
 			case prior.Name != m.Name:
-				return deny("template %q: container %q already mounts volume %q at %s, where the template mounts %q; set the template's directory parameter to another path", t.Name, app.Name, prior.Name, m.MountPath, m.Name)
+				return deny("template %q: container %q already mounts volume %q at %s, where the template mounts %q; set the template's directory parameter to another path", t.Name, app.Name, prior.Name, prior.MountPath, m.Name)
 			}
 		}
-		for j, e := range content.AppEnv {
+		for _, e := range content.AppEnv {
 			switch {
-			case slices.ContainsFunc(app.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }):
+			case hasEnv(app.Env, e.Name):
 				b.warnings = append(b.warnings, fmt.Sprintf("template %q: container %q already sets %s; its own value is kept", t.Name, app.Name, e.Name))
-			case slices.ContainsFunc(add.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }):
+			case hasEnv(add.Env, e.Name):
 				b.warnings = append(b.warnings, fmt.Sprintf("template %q: %s in container %q is already set by an earlier template; the first value is kept", t.Name, e.Name, app.Name))
 			default:
-				add.Env = appendShared(add.Env, content.AppEnv, j)
-				add.EnvJSON = appendShared(add.EnvJSON, content.AppEnvJSON, j)
+				add.Env = append(add.Env, e)
 			}
 		}
 	}
 	return nil
+}
+
+func hasEnv(list []corev1.EnvVar, name string) bool {
+	return slices.ContainsFunc(list, func(e corev1.EnvVar) bool { return e.Name == name })
 }
 
 // app returns the additions to app container i, kept in spec.containers
@@ -60,20 +63,12 @@ func (b *builder) app(i int) *AppAdditions {
 	return &b.plan.Apps[at]
 }
 
-// appendShared appends list[j] to dst. While dst holds exactly list's
-// first j items, it is list itself, capped so that a later append copies:
-// a template whose every item is added costs no allocation, and nothing
-// is ever written into list, which is the catalog's shared content.
-func appendShared[T any](dst, list []T, j int) []T {
-	if len(dst) == j && (j == 0 || &dst[0] == &list[0]) {
-		return list[: j+1 : j+1]
-	}
-	return append(dst, list[j])
-}
-
-func findMount(list []corev1.VolumeMount, path string) *corev1.VolumeMount {
+// findMount returns the mount at p, comparing cleaned paths: "/data/" is
+// where "/data" is.
+func findMount(list []corev1.VolumeMount, p string) *corev1.VolumeMount {
+	p = path.Clean(p)
 	for i := range list {
-		if list[i].MountPath == path {
+		if path.Clean(list[i].MountPath) == p {
 			return &list[i]
 		}
 	}
@@ -83,16 +78,31 @@ func findMount(list []corev1.VolumeMount, path string) *corev1.VolumeMount {
 // user is a runAsUser/runAsGroup pair taken from the app.
 type user struct {
 	uid, gid *int64
+	// notRootGroup is set when the app runs as group 0: the containers
+	// keep the template's group, or nogroup, never inheriting group 0
+	// from the Pod.
+	notRootGroup bool
 }
+
+// nogroup is the group given in place of group 0 when the template
+// names none.
+const nogroup = 65534
 
 // appUser returns the user the template's containers run as when it asks
 // to run as the app's user; ok is false when they keep the template's.
-func (b *builder) appUser(t *catalog.Template) (u user, ok bool) {
+// Root and group 0 are never taken from the app. Remarks go to the
+// warnings when warn is set.
+func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 	if !t.RunAsAppUser {
 		return user{}, false
 	}
+	remark := func(format string, args ...any) {
+		if warn {
+			b.warnings = append(b.warnings, fmt.Sprintf(format, args...))
+		}
+	}
 	if sc := b.pod.Spec.SecurityContext; sc != nil {
-		u = user{sc.RunAsUser, sc.RunAsGroup}
+		u = user{uid: sc.RunAsUser, gid: sc.RunAsGroup}
 	}
 	if len(b.targets) > 0 {
 		if sc := b.pod.Spec.Containers[b.targets[0]].SecurityContext; sc != nil {
@@ -107,13 +117,17 @@ func (b *builder) appUser(t *catalog.Template) (u user, ok bool) {
 	fsGroup := b.pod.Spec.SecurityContext != nil && b.pod.Spec.SecurityContext.FSGroup != nil
 	switch {
 	case u.uid == nil && !fsGroup:
-		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable", t.Name))
+		remark("template %q runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable", t.Name)
 		return user{}, false
 	case u.uid == nil:
 		return user{}, false
 	case *u.uid == 0:
-		b.warnings = append(b.warnings, fmt.Sprintf("template %q does not run as root although the app does; set fsGroup on the Pod so it can read the app's files", t.Name))
+		remark("template %q does not run as root although the app does; set fsGroup on the Pod so it can read the app's files", t.Name)
 		return user{}, false
+	}
+	if u.gid != nil && *u.gid == 0 {
+		remark("template %q runs as the app's user %d but not as group 0, which the app uses; it keeps the template's group (or %d), so set fsGroup on the Pod if it must read files only group 0 can", t.Name, *u.uid, nogroup)
+		u.gid, u.notRootGroup = nil, true
 	}
 	return u, true
 }
@@ -129,8 +143,11 @@ func runAs(c corev1.Container, u *user) corev1.Container {
 		sc = &corev1.SecurityContext{}
 	}
 	sc.RunAsUser = u.uid
-	if u.gid != nil {
+	switch {
+	case u.gid != nil:
 		sc.RunAsGroup = u.gid
+	case u.notRootGroup && (sc.RunAsGroup == nil || *sc.RunAsGroup == 0):
+		sc.RunAsGroup = new(int64(nogroup))
 	}
 	c.SecurityContext = sc
 	return c

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,62 +14,60 @@ import (
 )
 
 // Pod works out what to inject into pod. It returns a Result (with a nil
-// Plan when nothing is to be added), or a *Denial for the user's mistakes.
-// pod is not modified.
+// Plan when the Pod is admitted unchanged), or a *Denial for the user's
+// mistakes. pod is not modified.
+//
+// The status annotation is a claim, never trusted: a template counts as
+// injected before only when the Pod holds what the template renders for
+// it today (see Verify). The status written back names only templates
+// injected now or verified.
 func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
-	return PodNamedVolumes(pod, nil, nsLabels, cat)
-}
-
-// VolumeFunc returns the Pod's volume at index i in full.
-type VolumeFunc func(i int) (*corev1.Volume, error)
-
-// PodNamedVolumes is Pod for a Pod whose spec.volumes may carry only
-// their names, as the webhook reads them: volume returns one in full, and
-// is called only for a volume that a template adds under the same name,
-// to compare the two. Its errors are returned as they are. A nil volume
-// means the Pod's volumes are complete.
-func PodNamedVolumes(pod *corev1.Pod, volume VolumeFunc, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
-	policies := cat.Policies(nsLabels)
-	names, err := requested(pod, policies)
+	policy := cat.Apply(nsLabels)
+	names, warnings, err := requested(pod, policy, cat)
 	if err != nil {
 		return nil, err
 	}
-	status, warnings := readStatus(pod)
 	res := &Result{Warnings: warnings}
 	res.Warnings = append(res.Warnings, strayParameters(pod, names)...)
 	if len(names) == 0 {
 		return res, nil
 	}
-	if err := checkAllowed(names, cat, policies); err != nil {
-		return nil, err
-	}
+	claimed, w := readStatus(pod)
+	res.Warnings = append(res.Warnings, w...)
 
-	b := newBuilder(pod, cat, status)
-	b.volume = volume
-	var buf [4]*catalog.Template
-	todo := buf[:0]
-	for _, name := range names {
-		t := cat.Template(name)
-		if status.has(name) && b.present(t) {
-			continue // injected before: reinvocation adds nothing
-		}
-		todo = append(todo, t)
-	}
-	if len(todo) == 0 {
-		return res, nil
-	}
-	b.targets, err = targets(pod, b.injectedNames)
+	b, err := newBuilder(pod, cat, claimed)
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range todo {
-		if err := b.add(t); err != nil {
+	for _, in := range claimed.Templates {
+		t := cat.Template(in.Name)
+		if t == nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, which is not in the catalog; the entry is dropped", StatusAnnotation, in.Name))
+			continue
+		}
+		hash, reason := b.verify(t)
+		if reason != "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, but the Pod does not carry it (%s); the entry is dropped", StatusAnnotation, in.Name, reason))
+			continue
+		}
+		if !slices.ContainsFunc(b.plan.Status.Templates, func(i Injected) bool { return i.Name == t.Name }) {
+			b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: hash})
+			res.Verified = append(res.Verified, t.Name)
+		}
+	}
+	for _, name := range names {
+		if slices.Contains(res.Verified, name) {
+			continue // injected before: reinvocation adds nothing
+		}
+		if err := b.add(cat.Template(name)); err != nil {
 			return nil, err
 		}
-		res.Injected = append(res.Injected, t.Name)
+		res.Injected = append(res.Injected, name)
 	}
 	res.Warnings = append(res.Warnings, b.warnings...)
-	res.Plan = b.plan
+	if len(res.Injected) > 0 || b.plan.Status.String() != pod.Annotations[StatusAnnotation] {
+		res.Plan = b.plan
+	}
 	return res, nil
 }
 
@@ -76,25 +75,14 @@ func PodNamedVolumes(pod *corev1.Pod, volume VolumeFunc, nsLabels map[string]str
 // and against what earlier templates added.
 type builder struct {
 	pod      *corev1.Pod
-	volume   VolumeFunc // nil when the Pod's volumes are complete
 	cat      *catalog.Catalog
 	plan     *Plan
 	warnings []string
 
-	targets       []int
-	names         claims[string]  // container names, for conflicts
-	injectedNames map[string]bool // containers of templates in the status; nil if none
-	ports         claims[portKey] // ports and protocols
-	complete      bool            // the Pod runs to completion
-
-	// Room for a typical Pod's plan and claims, so that the builder is
-	// one allocation instead of one per list.
-	planBuf  Plan
-	appBuf   [2]AppAdditions
-	nameBuf  [8]claim[string]
-	portBuf  [4]claim[portKey]
-	warnBuf  [2]string
-	injected [2]Injected
+	targets  []int
+	names    claims[string]  // container names, for conflicts
+	ports    claims[portKey] // ports and protocols
+	complete bool            // the Pod runs to completion
 }
 
 // owner is who holds a container name or a port; its text is built only
@@ -121,9 +109,8 @@ func (o owner) String() string {
 	return o.kind + " " + strconv.Quote(o.container) + " of template " + strconv.Quote(o.template)
 }
 
-// claims records who holds what: a list rather than a map, since a Pod
-// has few containers and ports, and building a map was most of the
-// builder's cost. A later claim of the same key hides an earlier one.
+// claims records who holds what: a Pod has few containers and ports, so
+// a list serves. A later claim of the same key hides an earlier one.
 type claims[K comparable] []claim[K]
 
 type claim[K comparable] struct {
@@ -147,27 +134,28 @@ type portKey struct {
 	protocol corev1.Protocol
 }
 
-func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
+// newBuilder records the Pod's containers and ports. The app containers
+// that get mounts and env are every container but those of the templates
+// the status claims: a claim that does not verify either names containers
+// the Pod lacks, or is denied as a conflict when its template is added.
+func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, claimed Status) (*builder, error) {
 	b := &builder{
 		pod:      pod,
 		cat:      cat,
+		plan:     &Plan{},
 		complete: pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure,
 	}
-	b.plan = &b.planBuf
-	b.plan.Apps = b.appBuf[:0]
-	b.plan.Status.Templates = append(b.injected[:0], status.Templates...)
-	b.names, b.ports, b.warnings = b.nameBuf[:0], b.portBuf[:0], b.warnBuf[:0]
-	if len(status.Templates) > 0 {
-		b.injectedNames = map[string]bool{}
-	}
-	for _, in := range status.Templates {
+	var injected []string
+	for _, in := range claimed.Templates {
 		if t := cat.Template(in.Name); t != nil {
-			for _, group := range [][]corev1.Container{t.InitContainers, t.Containers} {
-				for _, c := range group {
-					b.injectedNames[c.Name] = true
-				}
+			for _, c := range slices.Concat(t.InitContainers, t.Containers) {
+				injected = append(injected, c.Name)
 			}
 		}
+	}
+	var err error
+	if b.targets, err = targets(pod, injected); err != nil {
+		return nil, err
 	}
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
@@ -184,19 +172,7 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, status Status) *builder {
 	for _, c := range pod.Spec.EphemeralContainers {
 		b.names.add(c.Name, owner{kind: "ephemeral container", container: c.Name})
 	}
-	return b
-}
-
-// present reports whether every container of t is in the Pod.
-func (b *builder) present(t *catalog.Template) bool {
-	for _, group := range [][]corev1.Container{t.InitContainers, t.Containers} {
-		for _, c := range group {
-			if _, ok := b.names.find(c.Name); !ok {
-				return false
-			}
-		}
-	}
-	return true
+	return b, nil
 }
 
 func (b *builder) addPorts(c *corev1.Container, template string) error {
@@ -220,23 +196,76 @@ func (b *builder) claimPort(port int32, protocol corev1.Protocol, container, tem
 	return nil
 }
 
+// rendering is what a template gives this Pod: its content for the Pod's
+// parameters, the user its containers run as, and whether they run as
+// native sidecars.
+type rendering struct {
+	content *catalog.Content
+	user    *user // nil: the template's own
+	native  bool
+}
+
+// render works out t's rendering for the Pod; remarks on the user go to
+// the builder's warnings when warn is set.
+func (b *builder) render(t *catalog.Template, warn bool) (rendering, error) {
+	values, err := parameters(b.pod, t)
+	if err != nil {
+		return rendering{}, err
+	}
+	r := rendering{content: t.Render(values), native: t.NativeSidecar || b.complete}
+	if u, ok := b.appUser(t, warn); ok {
+		r.user = &u
+	}
+	return r, nil
+}
+
+// containers returns the containers r adds: to spec.initContainers, and
+// to spec.containers.
+func (r rendering) containers() (init, regular []corev1.Container) {
+	for _, c := range r.content.InitContainers {
+		init = append(init, runAs(c, r.user))
+	}
+	for _, c := range r.content.Containers {
+		c = runAs(c, r.user)
+		if r.native {
+			c.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
+			init = append(init, c)
+		} else {
+			regular = append(regular, c)
+		}
+	}
+	return init, regular
+}
+
+// hash identifies what r adds: the rendered content, the user it runs
+// as and whether it runs native.
+func (r rendering) hash() string {
+	// The bytes hashed are "<content hash>|<uid>[:<gid>]|<native>".
+	in := r.content.Hash + "|"
+	if u := r.user; u != nil {
+		in += strconv.FormatInt(*u.uid, 10)
+		if u.gid != nil {
+			in += ":" + strconv.FormatInt(*u.gid, 10)
+		} else if u.notRootGroup {
+			in += ":nogroup"
+		}
+	}
+	in += "|" + strconv.FormatBool(r.native)
+	sum := sha256.Sum256([]byte(in))
+	return hex.EncodeToString(sum[:8])
+}
+
 // add plans one template.
 func (b *builder) add(t *catalog.Template) error {
-	var buf [8]string
-	values, err := parameters(b.pod, t, buf[:0])
+	r, err := b.render(t, true)
 	if err != nil {
 		return err
 	}
-	content := t.Render(values)
-	native := t.NativeSidecar || b.complete
+	content := r.content
 	if b.complete && !t.NativeSidecar && len(content.Containers) > 0 {
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as a native sidecar (init container with restartPolicy Always) because the Pod's restartPolicy is %s, so the Pod can still complete; this needs Kubernetes 1.29 or later", t.Name, b.pod.Spec.RestartPolicy))
 	}
-	var appUser *user // nil: the template's own user
-	if u, ok := b.appUser(t); ok {
-		appUser = &u
-	}
-	if err := b.addContainers(t, content, appUser, native); err != nil {
+	if err := b.addContainers(t, r); err != nil {
 		return err
 	}
 	if err := b.addVolumes(t, content); err != nil {
@@ -250,33 +279,33 @@ func (b *builder) add(t *catalog.Template) error {
 			b.plan.ImagePullSecrets = append(b.plan.ImagePullSecrets, s)
 		}
 	}
-	b.record(t.Name, content.Hash, appUser, native)
+	b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: r.hash()})
 	return nil
 }
 
 // addContainers plans the template's containers: names and ports checked
 // against the Pod, run as the app's user when asked, native when asked or
 // when the Pod runs to completion.
-func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, appUser *user, native bool) error {
-	groups := [2][]corev1.Container{content.InitContainers, content.Containers}
-	for _, group := range groups {
-		for _, c := range group {
-			if prior, taken := b.names.find(c.Name); taken {
-				return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, prior)
+func (b *builder) addContainers(t *catalog.Template, r rendering) error {
+	init, regular := r.containers()
+	all := slices.Concat(init, regular)
+	for _, c := range all {
+		if prior, taken := b.names.find(c.Name); taken {
+			if prior.template == "" && b.isTemplateContainer(t, c.Name) {
+				_, reason := b.verify(t)
+				return deny("template %q: %s has the name of the template's container but not its content (%s); a Pod cannot carry its own copy of a template, so remove that container or rename it", t.Name, prior, reason)
 			}
-			b.names.add(c.Name, owner{kind: "container", container: c.Name, template: t.Name})
+			return deny("template %q: container name %q is already used by %s; rename that container", t.Name, c.Name, prior)
+		}
+		b.names.add(c.Name, owner{kind: "container", container: c.Name, template: t.Name})
+	}
+	for i := range all {
+		if err := b.addPorts(&all[i], t.Name); err != nil {
+			return err
 		}
 	}
-	var last string // the template's last container, which listens on its local ports
-	for _, group := range groups {
-		for i := range group {
-			if err := b.addPorts(&group[i], t.Name); err != nil {
-				return err
-			}
-			last = group[i].Name
-		}
-	}
-	for _, lp := range content.LocalPorts {
+	last := all[len(all)-1].Name // the template's last container listens on its local ports
+	for _, lp := range r.content.LocalPorts {
 		port, err := strconv.ParseInt(lp, 10, 32)
 		if err != nil || port < 1 || port > 65535 {
 			return deny("template %q: local port %q is not a port number; check the template's parameters", t.Name, lp)
@@ -285,51 +314,28 @@ func (b *builder) addContainers(t *catalog.Template, content *catalog.Content, a
 			return err
 		}
 	}
-	for i := range content.InitContainers {
-		b.plan.InitContainers, b.plan.InitContainerJSON = planContainer(b.plan.InitContainers, b.plan.InitContainerJSON, content.InitContainers, content.InitContainerJSON, i, appUser)
-	}
-	for i := range content.Containers {
-		if native {
-			b.plan.InitContainers, b.plan.InitContainerJSON = planContainer(b.plan.InitContainers, b.plan.InitContainerJSON, content.NativeContainers, content.NativeContainerJSON, i, appUser)
-		} else {
-			b.plan.Containers, b.plan.ContainerJSON = planContainer(b.plan.Containers, b.plan.ContainerJSON, content.Containers, content.ContainerJSON, i, appUser)
-		}
-	}
+	b.plan.InitContainers = append(b.plan.InitContainers, init...)
+	b.plan.Containers = append(b.plan.Containers, regular...)
 	return nil
 }
 
-// planContainer appends container i of list to dst, and its prepared JSON
-// to dstJSON: the catalog's own, shared, or a copy run as u with no
-// prepared JSON (the patch encodes it).
-func planContainer(dst []corev1.Container, dstJSON [][]byte, list []corev1.Container, listJSON [][]byte, i int, u *user) ([]corev1.Container, [][]byte) {
-	if u == nil {
-		return appendShared(dst, list, i), appendShared(dstJSON, listJSON, i)
-	}
-	return append(dst, runAs(list[i], u)), append(dstJSON, nil)
+// isTemplateContainer reports whether t declares a container called name.
+func (b *builder) isTemplateContainer(t *catalog.Template, name string) bool {
+	return slices.ContainsFunc(slices.Concat(t.InitContainers, t.Containers), func(c corev1.Container) bool { return c.Name == name })
 }
 
 func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference) bool {
-	for _, l := range list {
-		if l.Name == s.Name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(list, func(l corev1.LocalObjectReference) bool { return l.Name == s.Name })
 }
 
-func (b *builder) addVolumes(t *catalog.Template, volumes *catalog.Content) error {
-	for i, v := range volumes.Volumes {
-		existing, err := b.podVolume(v.Name)
-		if err != nil {
-			return err
-		}
-		where := "the pod"
+func (b *builder) addVolumes(t *catalog.Template, content *catalog.Content) error {
+	for _, v := range content.Volumes {
+		existing, where := findVolume(b.pod.Spec.Volumes, v.Name), "the pod"
 		if existing == nil {
 			existing, where = findVolume(b.plan.Volumes, v.Name), "an earlier template"
 		}
 		if existing == nil {
-			b.plan.Volumes = appendShared(b.plan.Volumes, volumes.Volumes, i)
-			b.plan.VolumeJSON = appendShared(b.plan.VolumeJSON, volumes.VolumeJSON, i)
+			b.plan.Volumes = append(b.plan.Volumes, v)
 			continue
 		}
 		if !equality.Semantic.DeepEqual(*existing, v) {
@@ -339,20 +345,6 @@ func (b *builder) addVolumes(t *catalog.Template, volumes *catalog.Content) erro
 	return nil
 }
 
-// podVolume returns the Pod's volume called name in full, or nil.
-func (b *builder) podVolume(name string) (*corev1.Volume, error) {
-	for i := range b.pod.Spec.Volumes {
-		if b.pod.Spec.Volumes[i].Name != name {
-			continue
-		}
-		if b.volume == nil {
-			return &b.pod.Spec.Volumes[i], nil
-		}
-		return b.volume(i)
-	}
-	return nil, nil
-}
-
 func findVolume(list []corev1.Volume, name string) *corev1.Volume {
 	for i := range list {
 		if list[i].Name == name {
@@ -360,28 +352,4 @@ func findVolume(list []corev1.Volume, name string) *corev1.Volume {
 		}
 	}
 	return nil
-}
-
-// record adds the template to the status, with a hash of what it added:
-// the rendered content, the user it runs as and whether it runs native.
-func (b *builder) record(name, contentHash string, u *user, native bool) {
-	// The bytes hashed are "<content hash>|<uid>[:<gid>]|<native>".
-	var buf [128]byte
-	in := append(append(buf[:0], contentHash...), '|')
-	if u != nil {
-		in = strconv.AppendInt(in, *u.uid, 10)
-		if u.gid != nil {
-			in = strconv.AppendInt(append(in, ':'), *u.gid, 10)
-		}
-	}
-	in = strconv.AppendBool(append(in, '|'), native)
-	sum := sha256.Sum256(in)
-	entry := Injected{Name: name, Hash: hex.EncodeToString(sum[:8])}
-	for i := range b.plan.Status.Templates {
-		if b.plan.Status.Templates[i].Name == name {
-			b.plan.Status.Templates[i] = entry
-			return
-		}
-	}
-	b.plan.Status.Templates = append(b.plan.Status.Templates, entry)
 }

@@ -161,9 +161,9 @@ func TestGolden(t *testing.T) {
 			checkPodSecurity(t, evaluator, raw, o.pod)
 		})
 	}
-	// Plans share the catalog's rendered content. Every case again on the
-	// same catalog gives the same output, so no plan changed what later
-	// ones share.
+	// Templates render once per set of values and the result is shared.
+	// Every case again on the same catalog gives the same output, so no
+	// plan changed what later ones share.
 	for _, in := range inputs {
 		raw, labels := readCase(t, in)
 		want, _ := os.ReadFile(in + ".injected")

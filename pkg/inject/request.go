@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -11,32 +12,73 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 )
 
-// requested returns the templates a Pod asks for: its inject annotation,
-// or the namespace defaults when it has none.
-func requested(pod *corev1.Pod, policies []*catalog.Policy) ([]string, error) {
-	value, ok := pod.Annotations[InjectAnnotation]
-	if !ok {
-		var names []string
-		for _, p := range policies {
-			for _, name := range p.Defaults {
-				if !slices.Contains(names, name) {
-					names = append(names, name)
-				}
+// requested returns the templates the Pod gets, in order: what its inject
+// annotation asks for (or the namespace defaults when it asks nothing),
+// then what the policies require. The opt-out label and "none" never
+// remove a required template.
+func requested(pod *corev1.Pod, policy catalog.Applied, cat *catalog.Catalog) (names, warnings []string, err error) {
+	value, annotated := pod.Annotations[InjectAnnotation]
+	optedOut := pod.Labels[InjectionLabel] == "disabled"
+	switch {
+	case optedOut:
+	case annotated:
+		if names, err = splitList(value, InjectAnnotation); err != nil {
+			return nil, nil, err
+		}
+		if slices.Contains(names, None) {
+			if len(names) > 1 {
+				return nil, nil, deny("annotation %s: %q cannot be combined with template names; use %q alone to opt out", InjectAnnotation, None, None)
+			}
+			names = nil
+		}
+		for _, name := range names {
+			if err := checkAllowed(name, policy, cat); err != nil {
+				return nil, nil, err
 			}
 		}
-		return names, nil
-	}
-	names, err := splitList(value, InjectAnnotation)
-	if err != nil {
-		return nil, err
-	}
-	if slices.Contains(names, None) {
-		if len(names) > 1 {
-			return nil, deny("annotation %s: %q cannot be combined with template names; use %q alone to opt out", InjectAnnotation, None, None)
+	default:
+		for _, name := range policy.Defaults {
+			if policy.Allows(name) {
+				names = append(names, name)
+				continue
+			}
+			warnings = append(warnings, fmt.Sprintf("default template %q is not injected: policy %s does not allow it", name, strings.Join(policy.Restricting(name), ", ")))
 		}
-		return nil, nil
 	}
-	return names, nil
+	var forced []string // required templates the Pod did not ask for
+	for _, name := range policy.Required {
+		if !policy.Allows(name) { // the catalog refuses this where it can
+			return nil, nil, deny("template %q is required by policy %s but not allowed by policy %s; ask the cluster admin to fix the catalog", name, strings.Join(policy.Requiring(name), ", "), strings.Join(policy.Restricting(name), ", "))
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+			forced = append(forced, name)
+		}
+	}
+	if len(forced) > 0 && (optedOut || annotated) {
+		how := "label " + InjectionLabel + "=disabled"
+		if !optedOut {
+			how = "annotation " + InjectAnnotation + "=" + value
+		}
+		var by []string
+		for _, name := range forced {
+			by = append(by, fmt.Sprintf("%s (policy %s)", name, strings.Join(policy.Requiring(name), ", ")))
+		}
+		warnings = append(warnings, fmt.Sprintf("%s does not opt out of required templates; injected anyway: %s", how, strings.Join(by, ", ")))
+	}
+	return names, warnings, nil
+}
+
+// checkAllowed denies an unknown template, or one the namespace's
+// policies do not allow.
+func checkAllowed(name string, policy catalog.Applied, cat *catalog.Catalog) error {
+	if cat.Template(name) == nil {
+		return deny("template %q not found in the catalog; have %v", name, cat.Names())
+	}
+	if !policy.Allows(name) {
+		return deny("template %q is not allowed in this namespace by policy %s; allowed here: %v", name, strings.Join(policy.Restricting(name), ", "), policy.Allowed)
+	}
+	return nil
 }
 
 // splitList splits a comma list, keeping order and refusing empty and
@@ -45,7 +87,7 @@ func splitList(value, annotation string) ([]string, error) {
 	if strings.TrimSpace(value) == "" {
 		return nil, deny("annotation %s is empty; list names separated by commas", annotation)
 	}
-	names := make([]string, 0, 1+strings.Count(value, ","))
+	var names []string
 	for p := range strings.SplitSeq(value, ",") {
 		name := strings.TrimSpace(p)
 		if name == "" { // every entry before it is in names
@@ -59,73 +101,35 @@ func splitList(value, annotation string) ([]string, error) {
 	return names, nil
 }
 
-// checkAllowed denies an unknown template, or one no matching policy allows.
-func checkAllowed(names []string, cat *catalog.Catalog, policies []*catalog.Policy) error {
-	allowed, all := allowedNames(cat, policies)
-	for _, name := range names {
-		if cat.Template(name) == nil {
-			return deny("template %q not found in the catalog; have %v", name, cat.Names())
-		}
-		if !all && !slices.Contains(allowed, name) {
-			return deny("template %q is not allowed in this namespace by policy %s; allowed here: %v", name, policyNames(policies), allowed)
-		}
-	}
-	return nil
-}
-
-func allowedNames(cat *catalog.Catalog, policies []*catalog.Policy) (names []string, all bool) {
-	if len(policies) == 0 {
-		return cat.Names(), true
-	}
-	for _, p := range policies {
-		if len(p.Allowed) == 0 {
-			return cat.Names(), true
-		}
-		for _, name := range p.Allowed {
-			if !slices.Contains(names, name) {
-				names = append(names, name)
-			}
-		}
-	}
-	sort.Strings(names)
-	return names, false
-}
-
-func policyNames(policies []*catalog.Policy) string {
-	names := make([]string, len(policies))
-	for i, p := range policies {
-		names[i] = p.Name
-	}
-	return strings.Join(names, ", ")
-}
-
 // parameters resolves a template's parameter values from the Pod's
-// annotations and the defaults, validating each. It appends them to
-// values in t.Parameters order, as Template.Render takes them.
-func parameters(pod *corev1.Pod, t *catalog.Template, values []string) ([]string, error) {
-	const sep = "." + Domain + "/" // a parameter annotation is <template><sep><parameter>
+// annotations and the defaults, each checked and in its normal form, in
+// t.Parameters order, as Template.Render takes them.
+func parameters(pod *corev1.Pod, t *catalog.Template) ([]string, error) {
+	prefix := t.Name + "." + Domain + "/" // a parameter annotation is <prefix><parameter>
 	var keys []string
 	for key := range pod.Annotations {
-		if strings.HasPrefix(key, t.Name) && strings.HasPrefix(key[len(t.Name):], sep) {
+		if strings.HasPrefix(key, prefix) {
 			keys = append(keys, key)
 		}
 	}
 	sort.Strings(keys) // the first bad one named is always the same
-	n := len(values)
+	values := make([]string, len(t.Parameters))
 	set := make([]bool, len(t.Parameters))
 	for i := range t.Parameters {
-		values = append(values, t.Parameters[i].Default)
+		values[i] = t.Parameters[i].Default
 	}
 	for _, key := range keys {
-		name, value := key[len(t.Name)+len(sep):], pod.Annotations[key]
+		name, value := key[len(prefix):], pod.Annotations[key]
 		i := slices.IndexFunc(t.Parameters, func(p catalog.Parameter) bool { return p.Name == name })
 		if i < 0 {
 			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())
 		}
-		if p := &t.Parameters[i]; !p.Valid(value) {
-			return nil, deny("annotation %s: value %q is not valid for parameter %q of template %q (%s); must match %s", key, value, name, t.Name, p.Description, validation(p))
+		p := &t.Parameters[i]
+		clean, err := p.Check(value)
+		if err != nil {
+			return nil, deny("annotation %s: value %q is not valid for parameter %q of template %q (%s): %v; want %s", key, value, name, t.Name, p.Description, err, p.Expects())
 		}
-		values[n+i], set[i] = value, true
+		values[i], set[i] = clean, true
 	}
 	for i := range t.Parameters {
 		if p := &t.Parameters[i]; p.Required && !set[i] {
@@ -133,13 +137,6 @@ func parameters(pod *corev1.Pod, t *catalog.Template, values []string) ([]string
 		}
 	}
 	return values, nil
-}
-
-func validation(p *catalog.Parameter) string {
-	if p.Validation == "" {
-		return "text without braces or control characters"
-	}
-	return "^" + p.Validation + "$"
 }
 
 // strayParameters warns about parameter annotations for templates the Pod
@@ -153,15 +150,15 @@ func strayParameters(pod *corev1.Pod, names []string) []string {
 			continue
 		}
 		if template := key[:i]; !slices.Contains(names, template) {
-			warnings = append(warnings, "annotation "+key+" sets a parameter of template \""+template+"\", which this Pod does not request")
+			warnings = append(warnings, "annotation "+key+" sets a parameter of template \""+template+"\", which this Pod does not get")
 		}
 	}
 	sort.Strings(warnings)
 	return warnings
 }
 
-// readStatus parses the status annotation; a malformed one is reported and
-// treated as empty.
+// readStatus parses the status annotation: what the Pod claims to carry,
+// to be verified. A malformed one is reported and treated as empty.
 func readStatus(pod *corev1.Pod) (Status, []string) {
 	value, ok := pod.Annotations[StatusAnnotation]
 	if !ok {
@@ -174,16 +171,13 @@ func readStatus(pod *corev1.Pod) (Status, []string) {
 	return s, nil
 }
 
-func (s Status) has(name string) bool {
-	return slices.ContainsFunc(s.Templates, func(i Injected) bool { return i.Name == name })
-}
-
 // targets returns the indexes of the app containers that get mounts and
 // env: those named by the target annotation, or every app container.
-func targets(pod *corev1.Pod, injectedNames map[string]bool) ([]int, error) {
+// Containers named in injected are not app containers.
+func targets(pod *corev1.Pod, injected []string) ([]int, error) {
 	apps := make([]int, 0, len(pod.Spec.Containers))
 	for i, c := range pod.Spec.Containers {
-		if !injectedNames[c.Name] {
+		if !slices.Contains(injected, c.Name) {
 			apps = append(apps, i)
 		}
 	}

@@ -1,6 +1,7 @@
 package patch
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -11,13 +12,7 @@ import (
 
 // annotationPatch is the patch that sets one annotation.
 func annotationPatch(annotations map[string]string, key, value string) []Operation {
-	w := writer{b: []byte{'['}}
-	w.annotation(annotations, key, []byte(value))
-	var ops []Operation
-	if err := json.Unmarshal(append(w.b, ']'), &ops); err != nil {
-		panic(err)
-	}
-	return ops
+	return []Operation{Annotation(annotations, key, value)}
 }
 
 func TestPathsAndValuesAreEscaped(t *testing.T) {
@@ -62,19 +57,17 @@ func TestMarshalEmpty(t *testing.T) {
 	}
 }
 
-// The offline tools' operations marshal to the webhook's bytes, and the
-// patch does what the plan says: whole arrays where the Pod has none,
-// appends where it has some, values encoded where none were prepared.
-func TestForPodIsAppendPod(t *testing.T) {
+// The patch does what the plan says: whole arrays where the Pod has none,
+// appends where it has some, "<" kept readable.
+func TestForPodAppliesThePlan(t *testing.T) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{{Name: "A", Value: "1"}}}},
 		Volumes:    []corev1.Volume{{Name: "data"}},
 	}}
 	plan := &inject.Plan{
 		Volumes:           []corev1.Volume{{Name: "logs"}},
-		InitContainers:    []corev1.Container{{Name: "init"}},
-		InitContainerJSON: [][]byte{[]byte(`{"name":"init","image":"prepared"}`)},
-		Containers:        []corev1.Container{{Name: "side"}},
+		InitContainers: []corev1.Container{{Name: "init", Image: "img", Args: []string{"<html>"}}},
+		Containers:     []corev1.Container{{Name: "side"}},
 		Apps: []inject.AppAdditions{{Index: 0,
 			VolumeMounts: []corev1.VolumeMount{{Name: "logs", MountPath: "/logs"}},
 			Env:          []corev1.EnvVar{{Name: "B", Value: "2"}, {Name: "C", Value: `"3"`}}}},
@@ -85,14 +78,13 @@ func TestForPodIsAppendPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct := AppendPod([]byte("prefix"), pod, plan)
 	ops := ForPod(pod, plan)
 	marshalled, err := Marshal(ops)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(direct[len("prefix"):]) != string(marshalled) || string(direct[:len("prefix")]) != "prefix" {
-		t.Fatalf("AppendPod and Marshal(ForPod) differ:\n%s\n%s", direct, marshalled)
+	if !bytes.Contains(marshalled, []byte(`"<html>"`)) {
+		t.Errorf("HTML characters escaped in the patch: %s", marshalled)
 	}
 	out, err := Apply(doc, ops)
 	if err != nil {
@@ -106,8 +98,8 @@ func TestForPodIsAppendPod(t *testing.T) {
 	switch {
 	case len(s.Volumes) != 2 || s.Volumes[1].Name != "logs":
 		t.Errorf("volumes %+v", s.Volumes)
-	case len(s.InitContainers) != 1 || s.InitContainers[0].Image != "prepared":
-		t.Errorf("init containers %+v: the prepared JSON is not used", s.InitContainers)
+	case len(s.InitContainers) != 1 || s.InitContainers[0].Image != "img" || s.InitContainers[0].Args[0] != "<html>":
+		t.Errorf("init containers %+v", s.InitContainers)
 	case len(s.Containers) != 2 || s.Containers[1].Name != "side":
 		t.Errorf("containers %+v", s.Containers)
 	case len(app.VolumeMounts) != 1 || app.VolumeMounts[0].MountPath != "/logs":

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -21,37 +20,36 @@ type namespaceCache struct {
 	client kubernetes.Interface
 	lister listersv1.NamespaceLister
 	synced cache.InformerSynced
-	log    logr.Logger
 }
 
-func newNamespaceCache(ctx context.Context, cfg *rest.Config, log logr.Logger) (*namespaceCache, error) {
+func newNamespaceCache(ctx context.Context, cfg *rest.Config) (*namespaceCache, error) {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	inf := factory.Core().V1().Namespaces()
-	nc := &namespaceCache{client: client, lister: inf.Lister(), synced: inf.Informer().HasSynced, log: log}
+	nc := &namespaceCache{client: client, lister: inf.Lister(), synced: inf.Informer().HasSynced}
 	factory.Start(ctx.Done())
 	return nc, nil
 }
 
-// Labels returns the namespace's labels, or nil when it cannot be found.
-func (n *namespaceCache) Labels(name string) map[string]string {
+// Labels returns the namespace's labels. A namespace not in the cache is
+// read from the API server within the request's context; any error is
+// returned, never taken for "no labels".
+func (n *namespaceCache) Labels(ctx context.Context, name string) (map[string]string, error) {
 	ns, err := n.lister.Get(name)
 	if err == nil {
-		return ns.Labels
+		return ns.Labels, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		n.log.Error(err, "Reading namespace from cache", "namespace", name)
-		return nil
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	live, err := n.client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		n.log.Error(err, "Namespace not in cache and not readable; using no labels", "namespace", name)
-		return nil
+		return nil, err
 	}
-	return live.Labels
+	return live.Labels, nil
 }

@@ -51,8 +51,12 @@ type Options struct {
 	// MaxRequestBytes caps a request body. Defaulted to
 	// admission.DefaultMaxRequestBytes if zero.
 	MaxRequestBytes int64
+	// ClientCAFile, when set, makes the webhook require a client
+	// certificate signed by one of its CAs (PEM).
+	ClientCAFile string
 	// RestConfig reaches the API server for namespace labels. With nil,
-	// namespace labels are empty.
+	// there is no cluster (as in `make run`): every namespace is taken as
+	// unlabelled.
 	RestConfig *rest.Config
 	// Registry receives the metrics. Defaulted to controller-runtime's
 	// registry if nil; a process runs one server on it.
@@ -194,10 +198,10 @@ func watchCatalog(ctx context.Context, o Options, store *catalog.Store, m *serve
 // synced; with no cluster, labels are empty and always "synced".
 func namespaceLabels(ctx context.Context, o Options) (admission.NamespaceLabels, func() bool, error) {
 	if o.RestConfig == nil {
-		o.Log.Info("No cluster configuration found; namespace labels are treated as empty, so namespace policies do not apply")
+		o.Log.Info("No cluster configured; every namespace is taken as unlabelled, so only policies that match an empty label set apply")
 		return nil, func() bool { return true }, nil
 	}
-	nc, err := newNamespaceCache(ctx, o.RestConfig, o.Log.WithName("namespaces"))
+	nc, err := newNamespaceCache(ctx, o.RestConfig)
 	if err != nil {
 		return nil, nil, fmt.Errorf("namespace cache: %w", err)
 	}

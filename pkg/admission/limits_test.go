@@ -1,0 +1,124 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+// serveDirect calls the handler in-process and decodes its answer.
+func serveDirect(t *testing.T, h http.Handler, req *http.Request) (int, *admissionv1.AdmissionResponse) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	out := &admissionv1.AdmissionReview{}
+	if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil || out.Response == nil {
+		t.Fatalf("HTTP %d, not an AdmissionReview: %v: %s", rec.Code, err, rec.Body.Bytes())
+	}
+	return rec.Code, out.Response
+}
+
+func testHandler(t *testing.T) *Handler {
+	t.Helper()
+	c, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Handler{Catalog: func() *catalog.Catalog { return c }, Log: logr.Discard()}
+}
+
+// unread fails the test if the handler reads the body.
+type unread struct{ t *testing.T }
+
+func (u unread) Read([]byte) (int, error) {
+	u.t.Error("the body was read")
+	return 0, io.EOF
+}
+
+func TestAnOversizedContentLengthIsRefusedBeforeReading(t *testing.T) {
+	h := testHandler(t)
+	req := httptest.NewRequest(http.MethodPost, Path, unread{t})
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = DefaultMaxRequestBytes + 1
+	code, r := serveDirect(t, h, req)
+	if code != http.StatusRequestEntityTooLarge || r.Allowed || !strings.Contains(r.Result.Message, "over the limit") {
+		t.Errorf("HTTP %d %+v, want 413", code, r)
+	}
+}
+
+// A large body that does not fit the in-flight budget is refused at once,
+// while a typical review is still served.
+func TestLargeBodiesCannotCrowdOutReviews(t *testing.T) {
+	h := testHandler(t)
+	h.MaxBytesInFlight = 1 << 20
+	// A large body that arrives slowly holds most of the budget.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	slow := httptest.NewRequest(http.MethodPost, Path, pr)
+	slow.Header.Set("Content-Type", "application/json")
+	slow.ContentLength = 900 << 10
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(httptest.NewRecorder(), slow)
+	}()
+	if _, err := pw.Write([]byte(`{"apiVersion":`)); err != nil { // the handler is reading now
+		t.Fatal(err)
+	}
+
+	large := httptest.NewRequest(http.MethodPost, Path, unread{t})
+	large.Header.Set("Content-Type", "application/json")
+	large.ContentLength = 400 << 10
+	start := time.Now()
+	code, r := serveDirect(t, h, large)
+	if code != http.StatusServiceUnavailable || r.Allowed || !strings.Contains(r.Result.Message, "retry later") {
+		t.Errorf("second large body: HTTP %d %+v, want 503", code, r)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing took %s", d)
+	}
+
+	typical := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(typicalReview(t)))
+	typical.Header.Set("Content-Type", "application/json")
+	code, r = serveDirect(t, h, typical)
+	if code != http.StatusOK || !r.Allowed || r.Patch == nil {
+		t.Errorf("typical review while the budget is spent: HTTP %d %+v", code, r)
+	}
+	pw.CloseWithError(errors.New("client gone"))
+	<-done
+	if n := h.inFlight.Load(); n != 0 {
+		t.Errorf("%d bytes still counted in flight after every request ended", n)
+	}
+}
+
+// When a namespace's labels cannot be read the answer is an HTTP error,
+// so the webhook's failurePolicy decides; never "no policy applies".
+func TestNamespaceLookupFailureFailsClosed(t *testing.T) {
+	h := testHandler(t)
+	var gotCtx context.Context
+	h.Namespaces = NamespaceLabelsFunc(func(ctx context.Context, ns string) (map[string]string, error) {
+		gotCtx = ctx
+		return nil, errors.New("the API server is unreachable")
+	})
+	req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(typicalReview(t)))
+	req.Header.Set("Content-Type", "application/json")
+	code, r := serveDirect(t, h, req)
+	if code != http.StatusServiceUnavailable || r.Allowed || r.Patch != nil || !strings.Contains(r.Result.Message, "unreachable") {
+		t.Errorf("HTTP %d %+v, want a 503 error", code, r)
+	}
+	if gotCtx != req.Context() {
+		t.Error("the lookup did not get the request's context")
+	}
+}

@@ -1,0 +1,153 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// ParameterType gives a parameter a built-in check and a normal form.
+type ParameterType string
+
+// The parameter types.
+const (
+	// String is any text; without a validation regex, printable text
+	// with no braces and no shell metacharacters.
+	String ParameterType = "string"
+	// Path is an absolute, cleaned path with no ".." segment, not "/".
+	Path ParameterType = "path"
+	// Port is a TCP or UDP port, 1 to 65535.
+	Port ParameterType = "port"
+	// HostPort is host:port, with a DNS name or IP address and a Port.
+	HostPort ParameterType = "hostport"
+	// Duration is a Go duration such as 30s or 5m.
+	Duration ParameterType = "duration"
+	// Quantity is a Kubernetes quantity such as 100m or 64Mi.
+	Quantity ParameterType = "quantity"
+)
+
+// ParameterTypes lists the valid types, for error messages.
+var ParameterTypes = []ParameterType{String, Path, Port, HostPort, Duration, Quantity}
+
+// shellMeta are the characters an untyped value without a validation
+// regex never holds, so a template that hands a value to a shell cannot
+// be turned into a command.
+const shellMeta = ";|&$`\\<>{}"
+
+// Check returns value in its normal form if it passes the parameter's
+// type check and validation regex, or an error that says what is wrong
+// and what is expected.
+func (p *Parameter) Check(value string) (string, error) {
+	for _, r := range value {
+		if r < 0x20 || r == 0x7f {
+			return "", fmt.Errorf("control character %q not allowed", r)
+		}
+	}
+	var err error
+	switch p.Type {
+	case "", String:
+		if p.Validation == "" {
+			if i := strings.IndexAny(value, shellMeta); i >= 0 {
+				return "", fmt.Errorf("character %q not allowed", value[i])
+			}
+		}
+	case Path:
+		value, err = cleanPath(value)
+	case Port:
+		value, err = port(value)
+	case HostPort:
+		value, err = hostPort(value)
+	case Duration:
+		var d time.Duration
+		if d, err = time.ParseDuration(value); err == nil && d < 0 {
+			err = errors.New("must not be negative")
+		}
+	case Quantity:
+		var q resource.Quantity
+		if q, err = resource.ParseQuantity(value); err == nil {
+			value = q.String()
+		}
+	default:
+		return "", fmt.Errorf("unknown type %q", p.Type)
+	}
+	if err != nil {
+		return "", err
+	}
+	if p.Validation != "" && !p.re.MatchString(value) {
+		return "", errors.New("no match for the validation")
+	}
+	return value, nil
+}
+
+// Expects says what a valid value looks like, for error messages.
+func (p *Parameter) Expects() string {
+	var s string
+	switch p.Type {
+	case Path:
+		s = `an absolute path without ".." segments, not "/"`
+	case Port:
+		s = "a port number from 1 to 65535"
+	case HostPort:
+		s = "host:port with a port from 1 to 65535"
+	case Duration:
+		s = "a duration such as 30s"
+	case Quantity:
+		s = "a quantity such as 100m or 64Mi"
+	default:
+		if p.Validation == "" {
+			return "printable text without any of " + shellMeta
+		}
+		return "text matching ^" + p.Validation + "$"
+	}
+	if p.Validation != "" {
+		s += ", matching ^" + p.Validation + "$"
+	}
+	return s
+}
+
+func cleanPath(value string) (string, error) {
+	if !strings.HasPrefix(value, "/") {
+		return "", errors.New("must be an absolute path")
+	}
+	for seg := range strings.SplitSeq(value, "/") {
+		if seg == ".." {
+			return "", errors.New(`must not hold a ".." segment`)
+		}
+	}
+	clean := path.Clean(value)
+	if clean == "/" {
+		return "", errors.New(`must not be "/"`)
+	}
+	return clean, nil
+}
+
+func port(value string) (string, error) {
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("port %q is not a number from 1 to 65535", value)
+	}
+	return strconv.Itoa(n), nil
+}
+
+func hostPort(value string) (string, error) {
+	host, p, err := net.SplitHostPort(value)
+	if err != nil {
+		return "", fmt.Errorf("must be host:port: %w", err)
+	}
+	if p, err = port(p); err != nil {
+		return "", err
+	}
+	if net.ParseIP(host) == nil {
+		if msgs := validation.IsDNS1123Subdomain(host); len(msgs) > 0 {
+			return "", fmt.Errorf("host %q is not a DNS name or IP address", host)
+		}
+	}
+	return net.JoinHostPort(host, p), nil
+}

@@ -1,0 +1,162 @@
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+// Claim is one entry of a Pod's status annotation, checked against what
+// the Pod holds.
+type Claim struct {
+	Name string
+	// Reason says why the Pod does not carry the template; "" when it
+	// does.
+	Reason string
+}
+
+// VerifyStatus checks each template the Pod's status annotation names
+// against what the Pod holds, as the engine does before it trusts one.
+// A Denial comes back when the Pod's target annotation is unusable.
+func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
+	claimed, warnings := readStatus(pod)
+	if len(warnings) > 0 {
+		return []Claim{{Name: StatusAnnotation, Reason: warnings[0]}}, nil
+	}
+	b, err := newBuilder(pod, cat, claimed)
+	if err != nil {
+		return nil, err
+	}
+	var out []Claim
+	for _, in := range claimed.Templates {
+		c := Claim{Name: in.Name}
+		if t := cat.Template(in.Name); t == nil {
+			c.Reason = "not in the catalog"
+		} else {
+			_, c.Reason = b.verify(t)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// verify reports whether the Pod holds what t renders for it today: its
+// containers, volumes, app mounts and env and pull secrets. It returns
+// the status hash of that rendering, or why the Pod does not hold it.
+//
+// Only the fields the template sets are compared: the API server fills
+// in defaults (imagePullPolicy, terminationMessagePath, a port's
+// protocol...) between webhook calls, and those are not tampering.
+func (b *builder) verify(t *catalog.Template) (hash, reason string) {
+	r, err := b.render(t, false)
+	if err != nil {
+		return "", "its parameters: " + err.Error()
+	}
+	init, regular := r.containers()
+	for _, list := range []struct {
+		field string
+		want  []corev1.Container
+		have  []corev1.Container
+	}{{"initContainers", init, b.pod.Spec.InitContainers}, {"containers", regular, b.pod.Spec.Containers}} {
+		for _, c := range list.want {
+			have := findContainer(list.have, c.Name)
+			if have == nil {
+				return "", fmt.Sprintf("no %s entry %q", list.field, c.Name)
+			}
+			if diff := covers(c, *have); diff != "" {
+				return "", fmt.Sprintf("%s %q differs at %s", list.field, c.Name, diff)
+			}
+		}
+	}
+	for _, v := range r.content.Volumes {
+		have := findVolume(b.pod.Spec.Volumes, v.Name)
+		if have == nil {
+			return "", fmt.Sprintf("no volume %q", v.Name)
+		}
+		if diff := covers(v, *have); diff != "" {
+			return "", fmt.Sprintf("volume %q differs at %s", v.Name, diff)
+		}
+	}
+	for _, i := range b.targets {
+		app := &b.pod.Spec.Containers[i]
+		for _, m := range r.content.AppVolumeMounts {
+			if have := findMount(app.VolumeMounts, m.MountPath); have == nil || have.Name != m.Name {
+				return "", fmt.Sprintf("container %q does not mount %q at %s", app.Name, m.Name, m.MountPath)
+			}
+		}
+		for _, e := range r.content.AppEnv {
+			if !hasEnv(app.Env, e.Name) {
+				return "", fmt.Sprintf("container %q does not set %s", app.Name, e.Name)
+			}
+		}
+	}
+	for _, s := range r.content.ImagePullSecrets {
+		if !hasSecret(b.pod.Spec.ImagePullSecrets, s) {
+			return "", fmt.Sprintf("no image pull secret %q", s.Name)
+		}
+	}
+	return r.hash(), ""
+}
+
+func findContainer(list []corev1.Container, name string) *corev1.Container {
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// covers compares want with have as JSON, and returns where have lacks
+// or changes something want sets, or "".
+func covers(want, have any) string {
+	return coversJSON(asJSON(want), asJSON(have), "")
+}
+
+func asJSON(v any) any {
+	data, _ := json.Marshal(v) // API types always marshal
+	var out any
+	_ = json.Unmarshal(data, &out)
+	return out
+}
+
+func coversJSON(want, have any, at string) string {
+	where := at
+	if where == "" {
+		where = "the top"
+	}
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return where
+		}
+		for _, k := range slices.Sorted(maps.Keys(w)) { // the first difference named is always the same
+			if diff := coversJSON(w[k], h[k], at+"."+k); diff != "" {
+				return diff
+			}
+		}
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			return where
+		}
+		for i := range w {
+			if diff := coversJSON(w[i], h[i], at+"["+strconv.Itoa(i)+"]"); diff != "" {
+				return diff
+			}
+		}
+	default:
+		if !reflect.DeepEqual(want, have) {
+			return where
+		}
+	}
+	return ""
+}
