@@ -84,18 +84,8 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 			return "", fmt.Sprintf("volume %q differs at %s", v.Name, diff)
 		}
 	}
-	for _, i := range b.targets {
-		app := &b.pod.Spec.Containers[i]
-		for _, m := range r.content.AppVolumeMounts {
-			if have := findMount(app.VolumeMounts, m.MountPath); have == nil || have.Name != m.Name {
-				return "", fmt.Sprintf("container %q does not mount %q at %s", app.Name, m.Name, m.MountPath)
-			}
-		}
-		for _, e := range r.content.AppEnv {
-			if !hasEnv(app.Env, e.Name) {
-				return "", fmt.Sprintf("container %q does not set %s", app.Name, e.Name)
-			}
-		}
+	if reason := b.verifyApps(r.content); reason != "" {
+		return "", reason
 	}
 	for _, s := range r.content.ImagePullSecrets {
 		if !hasSecret(b.pod.Spec.ImagePullSecrets, s) {
@@ -103,6 +93,39 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 		}
 	}
 	return r.hash(), ""
+}
+
+// verifyApps checks the template's mounts and env in the app containers:
+// in every one the target annotation names, or else in at least one, since
+// a container another webhook added later never received them.
+func (b *builder) verifyApps(content *catalog.Content) string {
+	_, named := b.pod.Annotations[TargetContainersAnnotation]
+	lacks := func(app *corev1.Container) string {
+		for _, m := range content.AppVolumeMounts {
+			if have := findMount(app.VolumeMounts, m.MountPath); have == nil || have.Name != m.Name {
+				return fmt.Sprintf("container %q does not mount %q at %s", app.Name, m.Name, m.MountPath)
+			}
+		}
+		for _, e := range content.AppEnv {
+			if !hasEnv(app.Env, e.Name) {
+				return fmt.Sprintf("container %q does not set %s", app.Name, e.Name)
+			}
+		}
+		return ""
+	}
+	var first string
+	for _, i := range b.targets {
+		reason := lacks(&b.pod.Spec.Containers[i])
+		switch {
+		case reason == "" && !named:
+			return ""
+		case reason != "" && named:
+			return reason
+		case first == "":
+			first = reason
+		}
+	}
+	return first
 }
 
 func findContainer(list []corev1.Container, name string) *corev1.Container {

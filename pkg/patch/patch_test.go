@@ -65,7 +65,7 @@ func TestForPodAppliesThePlan(t *testing.T) {
 		Volumes:    []corev1.Volume{{Name: "data"}},
 	}}
 	plan := &inject.Plan{
-		Volumes:           []corev1.Volume{{Name: "logs"}},
+		Volumes:        []corev1.Volume{{Name: "logs"}},
 		InitContainers: []corev1.Container{{Name: "init", Image: "img", Args: []string{"<html>"}}},
 		Containers:     []corev1.Container{{Name: "side"}},
 		Apps: []inject.AppAdditions{{Index: 0,

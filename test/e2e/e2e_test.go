@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
 func TestClassicExampleIsStoredInjected(t *testing.T) {
@@ -84,8 +87,10 @@ func TestOutsideOptedInNamespacesNothingChanges(t *testing.T) {
 		t.Errorf("a pod outside opted-in namespaces was changed: %v", containerNames(got.Spec.Containers))
 	}
 
+	// The webhook sees a labelled-out Pod (so that required templates
+	// hold) and leaves it as it is.
 	ns := namespace(t, "e2e-optout", optIn)
-	before := total(requests(t))
+	before := requests(t)
 	pod := nginxPod("web", "content-filler")
 	pod.Labels = map[string]string{"sidecars.podpatterns.io/injection": "disabled"}
 	if _, err := create(t, ns, pod); err != nil {
@@ -94,8 +99,8 @@ func TestOutsideOptedInNamespacesNothingChanges(t *testing.T) {
 	if got := stored(t, ns, "web"); len(got.Spec.Containers) != 1 {
 		t.Errorf("a pod labelled injection=disabled was injected: %v", containerNames(got.Spec.Containers))
 	}
-	if after := total(requests(t)); after != before {
-		t.Errorf("the webhook was called %d times for a pod labelled injection=disabled", after-before)
+	if after := requests(t); after["skipped"] != before["skipped"]+1 {
+		t.Errorf("want one skipped request for a pod labelled injection=disabled; counters went from %v to %v", before, after)
 	}
 }
 
@@ -313,14 +318,47 @@ func TestCatalogChangeReachesTheNextPod(t *testing.T) {
 	}
 }
 
-// Runs last: it stops the webhook.
-func TestZFailurePolicy(t *testing.T) {
-	ns := namespace(t, "e2e-down", optIn)
+// With the webhook down, failurePolicy decides: Fail blocks Pods in
+// opted-in namespaces only, Ignore lets them through uninjected. It runs
+// its own webhook process and configuration, so the shared one serves on.
+func TestFailurePolicy(t *testing.T) {
+	labels := map[string]string{"e2e-failure-policy": "on"}
+	ns := namespace(t, "e2e-down", labels)
 	other := namespace(t, "e2e-down-other", nil)
-	if err := suite.webhook.Stop(); err != nil {
+	hook, err := cluster.StartWebhook(ctxFor(t), suite.binary, t.TempDir(), suite.cluster.Kubeconfig, suite.logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := cluster.CAPEM(hook.CertDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.WebhookConfig(objs, hook.URL(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Name = "e2e-failure-policy"
+	cfg.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: labels}
+	if err := suite.cluster.InstallWebhook(ctxFor(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	api := suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	defer api.Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
+	i := 0
+	eventually(t, "the second configuration to take effect", func() bool {
+		i++
+		p, err := create(t, ns, nginxPod(fmt.Sprintf("up-%d", i), "content-filler"))
+		return err == nil && len(stored(t, ns, p.Name).Spec.Containers) == 2
+	})
+
+	if err := hook.Stop(); err != nil {
 		t.Fatalf("serve did not exit cleanly on SIGTERM: %v", err)
 	}
-	_, err := create(t, ns, nginxPod("web", "content-filler"))
+	_, err = create(t, ns, nginxPod("web", "content-filler"))
 	if err == nil || !strings.Contains(err.Error(), `failed calling webhook "inject.sidecars.podpatterns.io"`) {
 		t.Errorf("with failurePolicy Fail and the server down: %v", err)
 	}
@@ -328,8 +366,7 @@ func TestZFailurePolicy(t *testing.T) {
 		t.Errorf("a namespace that did not opt in is affected: %v", err)
 	}
 
-	api := suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	cfg, err := api.Get(ctxFor(t), "sidecar-injector", metav1.GetOptions{})
+	cfg, err = api.Get(ctxFor(t), cfg.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +375,6 @@ func TestZFailurePolicy(t *testing.T) {
 	if _, err := api.Update(ctxFor(t), cfg, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	i := 0
 	eventually(t, "failurePolicy Ignore to take effect", func() bool {
 		i++
 		_, err := create(t, ns, nginxPod(fmt.Sprintf("ignored-%d", i), "content-filler"))
@@ -346,5 +382,98 @@ func TestZFailurePolicy(t *testing.T) {
 	})
 	if got := stored(t, ns, fmt.Sprintf("ignored-%d", i)); len(got.Spec.Containers) != 1 {
 		t.Errorf("with the server down the pod was still injected: %v", containerNames(got.Spec.Containers))
+	}
+}
+
+// A policy's required template holds against everything a Pod controls:
+// "none", the opt-out label, and a forged status with a look-alike
+// container. The API server calls the webhook for labelled-out Pods too.
+func TestRequiredTemplatesHold(t *testing.T) {
+	ns := namespace(t, "e2e-required", map[string]string{"sidecars.podpatterns.io/injection": "enabled", "env": "prod"})
+	shipper := func(p *corev1.Pod) []string { return containerNames(stored(t, ns, p.Name).Spec.InitContainers) }
+
+	suite.warnings.take()
+	p, err := create(t, ns, nginxPod("none", "none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := shipper(p); !slices.Equal(got, []string{"log-shipper"}) {
+		t.Errorf(`inject "none": init containers %v, want the required log-shipper`, got)
+	}
+	if w := suite.warnings.take(); !contains(w, "does not opt out of required templates; injected anyway: log-shipper (policy prod)") {
+		t.Errorf("warnings %q lack the required-template remark", w)
+	}
+
+	optedOut := nginxPod("opted-out", "content-filler")
+	optedOut.Labels = map[string]string{"sidecars.podpatterns.io/injection": "disabled"}
+	if p, err = create(t, ns, optedOut); err != nil {
+		t.Fatal(err)
+	}
+	got := stored(t, ns, p.Name)
+	if names := containerNames(got.Spec.InitContainers); !slices.Equal(names, []string{"log-shipper"}) {
+		t.Errorf("opt-out label: init containers %v, want the required log-shipper", names)
+	}
+	if names := containerNames(got.Spec.Containers); !slices.Equal(names, []string{"nginx"}) {
+		t.Errorf("opt-out label: containers %v, want the asked-for content-filler left out", names)
+	}
+
+	forged := nginxPod("forged", "none")
+	forged.Annotations["sidecars.podpatterns.io/status"] = `{"templates":[{"name":"log-shipper","hash":"0000000000000000"}]}`
+	forged.Spec.InitContainers = []corev1.Container{{Name: "log-shipper", Image: "busybox", Command: []string{"true"}}}
+	_, err = create(t, ns, forged)
+	if err == nil || !strings.Contains(err.Error(), `init container "log-shipper" of the pod has the name of the template's container but not its content`) {
+		t.Errorf("forged status: %v", err)
+	}
+
+	laundered := nginxPod("laundered", "none")
+	laundered.Annotations["sidecars.podpatterns.io/status"] = `{"templates":[{"name":"not-in-catalog","hash":"x"}]}`
+	if p, err = create(t, ns, laundered); err != nil {
+		t.Fatal(err)
+	}
+	status := stored(t, ns, p.Name).Annotations["sidecars.podpatterns.io/status"]
+	if strings.Contains(status, "not-in-catalog") || !strings.Contains(status, `"log-shipper"`) {
+		t.Errorf("status %s: want log-shipper only", status)
+	}
+
+	// Elsewhere the opt-out label still keeps a Pod as it is.
+	plain := namespace(t, "e2e-opt-out", optIn)
+	optedOut.Name = "opted-out"
+	if _, err = create(t, plain, optedOut); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, plain, "opted-out"); len(got.Spec.Containers)+len(got.Spec.InitContainers) != 1 {
+		t.Errorf("opt-out label without a policy: containers %v %v", containerNames(got.Spec.InitContainers), containerNames(got.Spec.Containers))
+	}
+}
+
+// kube-system is never sent to the webhook, even when labelled in, so its
+// Pods start while the webhook is down.
+func TestKubeSystemIsNeverSent(t *testing.T) {
+	api := suite.cluster.Client.CoreV1().Namespaces()
+	ks, err := api.Get(ctxFor(t), "kube-system", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks.Labels["sidecars.podpatterns.io/injection"] = "enabled"
+	ks.Labels["env"] = "prod"
+	if _, err := api.Update(ctxFor(t), ks, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ks, _ := api.Get(context.Background(), "kube-system", metav1.GetOptions{})
+		delete(ks.Labels, "sidecars.podpatterns.io/injection")
+		delete(ks.Labels, "env")
+		_, _ = api.Update(context.Background(), ks, metav1.UpdateOptions{})
+	}()
+	before := total(requests(t))
+	p, err := create(t, "kube-system", nginxPod("kube-system-pod", "content-filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, "kube-system", p.Name); len(got.Spec.Containers)+len(got.Spec.InitContainers) != 1 {
+		t.Errorf("a kube-system Pod was injected: %v %v", containerNames(got.Spec.InitContainers), containerNames(got.Spec.Containers))
+	}
+	if after := total(requests(t)); after != before {
+		t.Errorf("the webhook was called for kube-system (%d requests, then %d)", before, after)
 	}
 }

@@ -42,6 +42,10 @@ policies:
   namespaceSelector: {matchLabels: {team: a}}
   allowed: [log-shipper, content-filler]
   defaults: [log-shipper]
+- name: prod
+  namespaceSelector: {matchLabels: {env: prod}}
+  allowed: [log-shipper, content-filler]
+  required: [log-shipper]
 `
 
 func TestMain(m *testing.M) {
