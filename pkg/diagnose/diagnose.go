@@ -42,7 +42,7 @@ func Pod(pod *corev1.Pod, cat *catalog.Catalog) []Finding {
 	d := &diagnosis{pod: pod, cat: cat}
 	d.index()
 	for _, check := range []func(){
-		d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.statuses,
+		d.status, d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.statuses,
 	} {
 		check()
 	}
@@ -117,6 +117,25 @@ func (d *diagnosis) index() {
 					}
 				}
 			}
+		}
+	}
+}
+
+// status: every template the status annotation names is in the Pod as
+// the catalog renders it, as the webhook checks before it trusts one.
+func (d *diagnosis) status() {
+	if d.cat == nil {
+		return
+	}
+	claims, err := inject.VerifyStatus(d.pod, d.cat)
+	if err != nil {
+		d.add(Error, "status-mismatch", "", "the status annotation cannot be checked: "+err.Error(), "fix the Pod's annotations")
+		return
+	}
+	for _, c := range claims {
+		if c.Reason != "" {
+			d.add(Error, "status-mismatch", "", fmt.Sprintf("annotation %s names %s, but the Pod does not carry it: %s", inject.StatusAnnotation, c.Name, c.Reason),
+				"re-create the Pod so the webhook injects it afresh; the webhook never takes a status it cannot verify")
 		}
 	}
 }

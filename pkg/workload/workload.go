@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -18,16 +19,17 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
 
-// templatePaths are the JSON pointers of each kind's pod template; a Pod
-// is its own template.
+// templatePaths are the JSON pointers of each kind's pod template, by
+// apiVersion and kind; a Pod is its own template. A kind of another API
+// group (a CRD that is also called Pod) is not one of these.
 var templatePaths = map[string]string{
-	"Pod":         "",
-	"Deployment":  "/spec/template",
-	"StatefulSet": "/spec/template",
-	"DaemonSet":   "/spec/template",
-	"ReplicaSet":  "/spec/template",
-	"Job":         "/spec/template",
-	"CronJob":     "/spec/jobTemplate/spec/template",
+	"v1/Pod":              "",
+	"apps/v1/Deployment":  "/spec/template",
+	"apps/v1/StatefulSet": "/spec/template",
+	"apps/v1/DaemonSet":   "/spec/template",
+	"apps/v1/ReplicaSet":  "/spec/template",
+	"batch/v1/Job":        "/spec/template",
+	"batch/v1/CronJob":    "/spec/jobTemplate/spec/template",
 }
 
 // Result is one document after injection.
@@ -107,16 +109,23 @@ type located struct {
 	hasMetadata bool
 }
 
+// locate finds the document's pod template. It decodes as the API server
+// does: member names are case-sensitive ("Annotations" is not
+// "annotations") and a duplicate name is an error.
 func locate(doc []byte) (*located, error) {
 	var head struct {
-		Kind     string
-		Metadata struct{ Name, GenerateName string }
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name         string `json:"name"`
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
 	}
-	if err := json.Unmarshal(doc, &head); err != nil {
+	if err := jsonv2.Unmarshal(doc, &head); err != nil {
 		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
 	}
 	t := &located{name: strings.TrimSpace(head.Kind + " " + head.Metadata.Name + head.Metadata.GenerateName)}
-	prefix, ok := templatePaths[head.Kind]
+	prefix, ok := templatePaths[head.APIVersion+"/"+head.Kind]
 	if !ok {
 		return t, nil
 	}
@@ -129,9 +138,10 @@ func locate(doc []byte) (*located, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, fmt.Errorf("%s: the pod template at %q is not an object", t.name, prefix)
 	}
-	_, t.hasMetadata = m["metadata"]
+	meta, ok := m["metadata"]
+	t.hasMetadata = ok && string(meta) != "null"
 	t.pod = &corev1.Pod{}
-	if err := json.Unmarshal(raw, t.pod); err != nil {
+	if err := jsonv2.Unmarshal(raw, t.pod); err != nil {
 		return nil, fmt.Errorf("%s: decoding the pod template: %w", t.name, err)
 	}
 	return t, nil

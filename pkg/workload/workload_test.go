@@ -84,3 +84,52 @@ func serve(t *testing.T, h http.Handler, raw []byte) ([]byte, bool) {
 	}
 	return res, false
 }
+
+// The offline tool decodes as the API server does, so its answer is the
+// server's: case-sensitive names, a null pod template metadata, and a Pod
+// kind of another API group left alone.
+func TestInjectDecodesLikeTheAPIServer(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &admission.Handler{Catalog: func() *catalog.Catalog { return cat }, Log: logr.Discard()}
+
+	capital := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","Annotations":{"sidecars.podpatterns.io/inject":"content-filler"}},"spec":{"containers":[{"name":"web","image":"nginx","Ports":[{"containerPort":80}]}]}}`)
+	offline, err := Inject(capital, nil, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := serve(t, h, capital)
+	if !bytes.Equal(offline.Out, served) || len(offline.Injected) != 0 {
+		t.Errorf("capitalised members: offline injected %v, want the server's answer (nothing):\n%s\n%s", offline.Injected, offline.Out, served)
+	}
+
+	nullMeta := []byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"template":{"metadata":null,"spec":{"containers":[{"name":"web","image":"nginx"}]}}}}`)
+	res, err := Inject(nullMeta, map[string]string{}, withDefault(t, "content-filler"))
+	if err != nil {
+		t.Fatalf("a pod template with null metadata: %v", err)
+	}
+	if len(res.Injected) != 1 || !bytes.Contains(res.Out, []byte(`"sidecars.podpatterns.io/status"`)) {
+		t.Errorf("a pod template with null metadata: injected %v\n%s", res.Injected, res.Out)
+	}
+
+	foreign := []byte(`{"apiVersion":"example.com/v1","kind":"Pod","metadata":{"name":"x","annotations":{"sidecars.podpatterns.io/inject":"content-filler"}},"spec":{"containers":[{"name":"web"}]}}`)
+	res, err = Inject(foreign, nil, cat)
+	if err != nil || !bytes.Equal(res.Out, foreign) || len(res.Injected) != 0 {
+		t.Errorf("a Pod of another API group: %v, injected %v", err, res.Injected)
+	}
+}
+
+// withDefault is the default catalog with a policy defaulting name everywhere.
+func withDefault(t *testing.T, name string) *catalog.Catalog {
+	t.Helper()
+	cat, err := catalog.Parse(
+		catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()},
+		catalog.Source{Name: "policy.yaml", Data: []byte("apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\npolicies:\n- name: all\n  namespaceSelector: {}\n  defaults: [" + name + "]\n")},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}

@@ -1,0 +1,124 @@
+package catalog
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const twoTemplates = `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- {name: a, pattern: sidecar, description: a, containers: [{name: a, image: busybox:1.37.0}]}
+- {name: b, pattern: sidecar, description: b, containers: [{name: b, image: busybox:1.37.0}]}
+- {name: c, pattern: sidecar, description: c, containers: [{name: c, image: busybox:1.37.0}]}
+policies:
+`
+
+func TestApplyNeverLiftsARestriction(t *testing.T) {
+	cat, err := Parse(Source{Name: "c.yaml", Data: []byte(twoTemplates + `
+- {name: prod, namespaceSelector: {matchLabels: {env: prod}}, allowed: [a, b], defaults: [b], required: [a]}
+- {name: open, namespaceSelector: {matchLabels: {team: x}}, defaults: [c]}
+- {name: narrow, namespaceSelector: {matchLabels: {tier: web}}, allowed: [a, c]}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		labels             map[string]string
+		allowed            []string // nil: all
+		defaults, required []string
+	}{
+		"one policy restricts":                    {map[string]string{"env": "prod"}, []string{"a", "b"}, []string{"b"}, []string{"a"}},
+		"a second policy allowing all lifts none": {map[string]string{"env": "prod", "team": "x"}, []string{"a", "b"}, []string{"b", "c"}, []string{"a"}},
+		"two allow-lists intersect":               {map[string]string{"env": "prod", "tier": "web"}, []string{"a"}, []string{"b"}, []string{"a"}},
+		"no policy allows all":                    {map[string]string{}, nil, nil, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := cat.Apply(c.labels)
+			if strings.Join(a.Allowed, ",") != strings.Join(c.allowed, ",") || (a.Allowed == nil) != (c.allowed == nil) {
+				t.Errorf("allowed %v, want %v", a.Allowed, c.allowed)
+			}
+			if strings.Join(a.Defaults, ",") != strings.Join(c.defaults, ",") || strings.Join(a.Required, ",") != strings.Join(c.required, ",") {
+				t.Errorf("defaults %v required %v, want %v %v", a.Defaults, a.Required, c.defaults, c.required)
+			}
+		})
+	}
+}
+
+func TestRequiredButNotAllowedIsACatalogError(t *testing.T) {
+	for name, c := range map[string]struct {
+		policies string
+		want     string // "" when valid
+	}{
+		"two policies that can match one namespace": {`
+- {name: prod, namespaceSelector: {matchLabels: {env: prod}}, required: [c]}
+- {name: team, namespaceSelector: {matchLabels: {team: x}}, allowed: [a]}
+`, `policies[prod].required[0]: Invalid value: "c": policy "prod" requires it, but policy "team", which can match the same namespaces, does not allow it`},
+		"required outside its own allow-list": {`
+- {name: prod, namespaceSelector: {matchLabels: {env: prod}}, allowed: [a], required: [c]}
+`, `policies[0].required[0]: Invalid value: "c": must also be allowed by the same policy`},
+		"policies whose selectors exclude each other": {`
+- {name: prod, namespaceSelector: {matchLabels: {env: prod}}, required: [c]}
+- {name: dev, namespaceSelector: {matchLabels: {env: dev}}, allowed: [a]}
+- {name: other, namespaceSelector: {matchExpressions: [{key: env, operator: NotIn, values: [prod]}]}, allowed: [a]}
+- {name: unlabelled, namespaceSelector: {matchExpressions: [{key: env, operator: DoesNotExist}]}, allowed: [a]}
+`, ""},
+		"an unknown required template": {`
+- {name: prod, namespaceSelector: {}, required: [zz]}
+`, `policies[0].required[0]: Not found: "zz"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse(Source{Name: "c.yaml", Data: []byte(twoTemplates + c.policies)})
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestParameterTypes(t *testing.T) {
+	for name, c := range map[string]struct {
+		p          Parameter
+		value, out string // out "" means refused
+	}{
+		"a path is cleaned":                     {Parameter{Type: Path}, "/data/", "/data"},
+		"a path with .. is refused":             {Parameter{Type: Path}, "/var/../etc", ""},
+		"a relative path is refused":            {Parameter{Type: Path}, "data", ""},
+		"the root is refused":                   {Parameter{Type: Path}, "//", ""},
+		"a port in range":                       {Parameter{Type: Port}, "65535", "65535"},
+		"a port out of range":                   {Parameter{Type: Port}, "65536", ""},
+		"port zero":                             {Parameter{Type: Port}, "0", ""},
+		"a host and port":                       {Parameter{Type: HostPort}, "redis.prod.svc:6379", "redis.prod.svc:6379"},
+		"an IPv6 host and port":                 {Parameter{Type: HostPort}, "[::1]:80", "[::1]:80"},
+		"a host port out of range":              {Parameter{Type: HostPort}, "redis:99999", ""},
+		"a host with socat options":             {Parameter{Type: HostPort}, "redis:6379,fork", ""},
+		"a host that is not a DNS name":         {Parameter{Type: HostPort}, "re dis:6379", ""},
+		"a duration":                            {Parameter{Type: Duration}, "30s", "30s"},
+		"a negative duration":                   {Parameter{Type: Duration}, "-1s", ""},
+		"a quantity is normalised":              {Parameter{Type: Quantity}, "1000m", "1"},
+		"a bad quantity":                        {Parameter{Type: Quantity}, "lots", ""},
+		"plain text":                            {Parameter{}, "hello, world", "hello, world"},
+		"shell metacharacters in plain text":    {Parameter{}, "a; rm -rf /", ""},
+		"command substitution in plain text":    {Parameter{}, "$(id)", ""},
+		"a newline in any type":                 {Parameter{Type: Path}, "/a\nb", ""},
+		"a control character in validated text": {Parameter{Validation: ".*"}, "a\x00b", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := c.p
+			if p.Validation != "" {
+				p.re = regexp.MustCompile("^(?:" + p.Validation + ")$")
+			}
+			got, err := p.Check(c.value)
+			switch {
+			case c.out == "" && err == nil:
+				t.Errorf("%q accepted as %q", c.value, got)
+			case c.out != "" && (err != nil || got != c.out):
+				t.Errorf("%q: got %q, %v; want %q", c.value, got, err, c.out)
+			}
+		})
+	}
+}
