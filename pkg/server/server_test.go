@@ -54,7 +54,7 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-func start(t *testing.T) *testServer {
+func start(t *testing.T, configure ...func(*Options)) *testServer {
 	t.Helper()
 	s := &testServer{certDir: t.TempDir(), catalogDir: t.TempDir(), done: make(chan error, 1)}
 	if _, err := certs.Write(s.certDir, certs.Options{Hosts: []string{"127.0.0.1"}, Validity: time.Hour}); err != nil {
@@ -66,6 +66,9 @@ func start(t *testing.T) *testServer {
 		CatalogPath: s.catalogDir, CertDir: s.certDir, Host: "127.0.0.1", Port: ports[0],
 		MetricsAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]), HealthAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		ShutdownGrace: 10 * time.Second, Registry: prometheus.NewRegistry(), Log: logr.Discard(),
+	}
+	for _, c := range configure {
+		c(&s.o)
 	}
 	s.client = s.newClient(t, false)
 	ctx, cancel := context.WithCancel(context.Background())
