@@ -134,7 +134,6 @@ func (h *Handler) serve(r *http.Request, body *bytes.Buffer, a *answer) {
 		case errors.As(err, &tooLarge):
 			a.fail(http.StatusRequestEntityTooLarge, err)
 		case errors.Is(err, errBusy):
-			h.Log.Info("Large request body refused: the in-flight budget is spent", "contentLength", r.ContentLength, "remote", r.RemoteAddr)
 			a.fail(http.StatusServiceUnavailable, err)
 		default:
 			a.fail(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -90,5 +92,31 @@ func TestRatiosPairRounds(t *testing.T) {
 	}
 	if got := ratios(results, "webhook max", "baseline max", result.rps); got != "n/a" {
 		t.Errorf("ratios against runs that do not exist: %q", got)
+	}
+}
+
+// A flood of large bodies neither blows the webhook's memory nor starves
+// the real reviews sent meanwhile (the real binary, built here).
+func TestFloodKeepsTheWebhookServing(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "sidecar-injector")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/sidecar-injector")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	review, err := readReview("../testdata/review.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runFlood(bin, 40, 6_000_000, 3*time.Second, review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if err := res.ok(); err != nil {
+		t.Error(err)
+	}
+	if res.bodies < 40 || res.refused == 0 {
+		t.Errorf("the flood did not flood: %s", res)
 	}
 }

@@ -55,6 +55,7 @@ type config struct {
 	profile  string
 	env      string
 	baseline string
+	flood    bool
 }
 
 func main() {
@@ -75,7 +76,23 @@ func main() {
 	flag.StringVar(&c.profile, "cpuprofile", "", "write the webhook's CPU profile during the first throughput run to this file")
 	flag.StringVar(&c.env, "server-env", "", "extra environment for the webhook only, e.g. GOGC=200")
 	flag.StringVar(&c.baseline, "baseline", "", "another sidecar-injector binary, e.g. one built from main, measured as \"baseline\" beside the webhook to compare two versions in one run")
+	flag.BoolVar(&c.flood, "flood", false, "instead of the throughput runs: flood the webhook with 40 connections of 6 MB bodies for -duration, sending a real review every 100ms, and check its RSS and answers")
 	flag.Parse()
+	if c.flood {
+		body, err := readReview(c.review)
+		if err == nil {
+			var res floodResult
+			if res, err = runFlood(c.server, 40, 6_000_000, c.duration, body); err == nil {
+				fmt.Println("flood:", res)
+				err = res.ok()
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
