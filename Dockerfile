@@ -7,7 +7,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd ./cmd
 COPY pkg ./pkg
-RUN CGO_ENABLED=0 GOTOOLCHAIN=local GOEXPERIMENT=jsonv2 go build -trimpath \
+RUN CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath \
       -ldflags "-s -w -X github.com/podpatterns/sidecar-injector/pkg/version.Version=${VERSION}" \
       -o /out/sidecar-injector ./cmd/sidecar-injector
 

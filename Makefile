@@ -5,9 +5,6 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/podpatterns/sidecar-injector/pkg/version.Version=$(VERSION)
 IMAGE     ?= sidecar-injector:$(VERSION)
 export GOTOOLCHAIN := local
-# encoding/json on the v2 implementation decodes reviews 2-3x faster
-# (docs/performance.md); the binary and its tests use it.
-export GOEXPERIMENT := jsonv2
 
 .PHONY: build test unit e2e controlplane demo run bench certs deploy image fmt vet clean
 

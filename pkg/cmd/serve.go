@@ -30,10 +30,11 @@ type serveFlags struct {
 func NewServeCommand(run func(context.Context, server.Options) error) *cobra.Command {
 	f := &serveFlags{
 		Options: server.Options{
-			Port:          9443,
-			MetricsAddr:   ":8080",
-			HealthAddr:    ":8081",
-			ShutdownGrace: 25 * time.Second,
+			Port:             9443,
+			MetricsAddr:      ":8080",
+			HealthAddr:       ":8081",
+			ShutdownGrace:    25 * time.Second,
+			MaxConnectionAge: 5 * time.Minute,
 		},
 		logLevel: "info",
 	}
@@ -71,6 +72,7 @@ keeps serving. On SIGTERM /readyz fails at once and in-flight requests get
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", f.ShutdownGrace, "how long in-flight requests may take to finish after SIGTERM")
 	fs.StringVar(&f.PprofAddr, "pprof-addr", f.PprofAddr, "address of net/http/pprof, for profiling; off if empty")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", f.kubeconfig, "kubeconfig for namespace labels; in-cluster config or $KUBECONFIG if empty")
+	fs.DurationVar(&f.MaxConnectionAge, "max-connection-age", f.MaxConnectionAge, "close a connection gracefully once it is this old (plus up to 10% jitter), so the API server reconnects through the Service and spreads over replicas; 0 or negative keeps connections open")
 	fs.StringVar(&f.ClientCAFile, "client-ca-file", f.ClientCAFile, "require a client certificate signed by this CA (PEM), such as the one the API server presents through its admission kubeconfig; off if empty")
 	return cmd
 }
@@ -85,6 +87,9 @@ func (f *serveFlags) complete() (server.Options, error) {
 	}
 	if o.Port < 1 || o.Port > 65535 {
 		return o, fmt.Errorf("--port %d is not a port", o.Port)
+	}
+	if o.MaxConnectionAge == 0 {
+		o.MaxConnectionAge = -1 // the flag's 0 means never; Options' zero means the default
 	}
 	if o.ShutdownGrace <= 0 {
 		return o, fmt.Errorf("--shutdown-grace %s must be positive", o.ShutdownGrace)

@@ -51,6 +51,11 @@ type Options struct {
 	// MaxRequestBytes caps a request body. Defaulted to
 	// admission.DefaultMaxRequestBytes if zero.
 	MaxRequestBytes int64
+	// MaxConnectionAge closes a webhook connection gracefully once it is
+	// this old (plus up to a tenth more), so clients reconnect through the
+	// Service and load spreads over replicas. Defaulted to 5m if zero;
+	// negative keeps connections open.
+	MaxConnectionAge time.Duration
 	// ClientCAFile, when set, makes the webhook require a client
 	// certificate signed by one of its CAs (PEM).
 	ClientCAFile string
@@ -76,6 +81,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ShutdownGrace == 0 {
 		o.ShutdownGrace = 25 * time.Second
+	}
+	if o.MaxConnectionAge == 0 {
+		o.MaxConnectionAge = 5 * time.Minute
 	}
 	if o.Registry == nil {
 		o.Registry = ctrlmetrics.Registry

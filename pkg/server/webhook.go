@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -55,7 +56,8 @@ func newWebhookServer(ctx context.Context, o Options, h http.Handler) (*webhookS
 	mux := http.NewServeMux()
 	mux.Handle(admission.Path, h)
 	w := &webhookServer{srv: &http.Server{
-		Handler:           mux,
+		Handler:           closeAged(mux),
+		ConnContext:       connectionAge(o.MaxConnectionAge),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		// A request never takes longer than the API server's longest
@@ -82,4 +84,33 @@ func (w *webhookServer) serve() error {
 		return err
 	}
 	return nil
+}
+
+type closeAtKey struct{}
+
+// connectionAge gives each connection the time after which it is closed:
+// maxAge plus up to a tenth more, so that connections opened together do
+// not all reconnect at once. With maxAge <= 0 connections live on.
+func connectionAge(maxAge time.Duration) func(context.Context, net.Conn) context.Context {
+	return func(ctx context.Context, _ net.Conn) context.Context {
+		if maxAge <= 0 {
+			return ctx
+		}
+		jitter := time.Duration(rand.Int64N(int64(maxAge)/10 + 1))
+		return context.WithValue(ctx, closeAtKey{}, time.Now().Add(maxAge+jitter))
+	}
+}
+
+// closeAged answers a request on a connection past its age with
+// "Connection: close": HTTP/1.1 closes the connection after the answer,
+// HTTP/2 sends GOAWAY and finishes the streams in flight. The client then
+// dials again through the Service, which spreads the API server's long
+// connections over the replicas, new ones included.
+func closeAged(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if at, ok := r.Context().Value(closeAtKey{}).(time.Time); ok && time.Now().After(at) {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
