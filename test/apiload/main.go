@@ -1,0 +1,430 @@
+// Command apiload measures what a webhook costs where users feel it: Pods
+// created through a real kube-apiserver (the envtest control plane that
+// `make test` builds, which calls webhooks over HTTP/2). Four namespaces
+// side by side, each behind a different webhook, measured in alternating
+// rounds, flat out and paced:
+//
+//   - none: no webhook;
+//   - noop: a webhook that allows every Pod with no patch;
+//   - static: a webhook that answers every review with the patch ours gave
+//     the first one (the limit for this mutation: the API server's own
+//     cost of calling a webhook, applying the patch and storing the
+//     bigger Pod);
+//   - ours: `sidecar-injector serve`.
+//
+// It reports Pods/s and create latency p50/p99 for each, and the ratios
+// of ours to static, each the median of the rounds' ratios.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/podpatterns/sidecar-injector/test/cluster"
+)
+
+type config struct {
+	server   string
+	duration time.Duration
+	rounds   int
+	conns    int
+	rate     int
+}
+
+func main() {
+	c := config{}
+	flag.StringVar(&c.server, "server", "bin/sidecar-injector", "sidecar-injector binary to measure")
+	flag.DurationVar(&c.duration, "duration", 3*time.Second, "length of each run")
+	flag.IntVar(&c.rounds, "rounds", 3, "how many times each namespace is measured, alternating")
+	flag.IntVar(&c.conns, "conns", 16, "concurrent creates in the flat-out runs")
+	flag.IntVar(&c.rate, "rate", 100, "Pods per second in the paced runs; 0 skips them")
+	flag.Parse()
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "apiload:", err)
+		os.Exit(1)
+	}
+}
+
+// modes are the namespaces, in the order each round measures them.
+var modes = []string{"none", "noop", "static", "ours"}
+
+func run(c config) error {
+	logs, err := os.CreateTemp("", "sidecar-injector-apiload-*.log")
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+	cl, err := cluster.Start(logs)
+	if err != nil {
+		return err
+	}
+	defer cl.Stop()
+	ctx := context.Background()
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	hook, err := cluster.StartWebhook(ctx, c.server, filepath.Join(cl.Dir, "tls"), cl.Kubeconfig, logs, "--log-level", "error")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = hook.Stop() }()
+	ca, err := cluster.CAPEM(hook.CertDir)
+	if err != nil {
+		return err
+	}
+	noop := tlsServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w, r, nil) }))
+	defer noop.Close()
+	st := &static{ours: hook.URL(), client: noop.Client()}
+	st.client.Transport.(*http.Transport).TLSClientConfig.RootCAs.AppendCertsFromPEM(ca)
+	stSrv := tlsServer(st)
+	defer stSrv.Close()
+
+	objs, err := cluster.Render(filepath.Join(root, "deploy", "base"))
+	if err != nil {
+		return err
+	}
+	urls := map[string]string{"ours": hook.URL(), "noop": noop.URL + "/mutate-pods", "static": stSrv.URL + "/mutate-pods"}
+	cas := map[string][]byte{"ours": ca, "noop": certPEM(noop), "static": certPEM(stSrv)}
+	for _, mode := range modes {
+		if err := createNamespace(ctx, cl.Client, "bench-"+mode, mode); err != nil {
+			return err
+		}
+		if mode == "none" {
+			continue
+		}
+		cfg, err := cluster.WebhookConfig(objs, urls[mode], cas[mode])
+		if err != nil {
+			return err
+		}
+		cfg.Name = "bench-" + mode
+		cfg.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"bench": mode}}
+		if err := cl.InstallWebhook(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	cfg := rest.CopyConfig(cl.Config)
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for _, mode := range modes {
+		if err := warmUp(ctx, client, mode); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("Pods created through kube-apiserver: %d concurrent creates flat out, then paced at %d/s; %s per run, %d rounds\n\n", c.conns, c.rate, c.duration, c.rounds)
+	results := map[string][]result{}
+	for range c.rounds {
+		for _, mode := range modes {
+			r, err := flatOut(ctx, client, mode, c.conns, c.duration)
+			if err != nil {
+				return err
+			}
+			results[mode+" max"] = append(results[mode+" max"], r)
+		}
+		if c.rate > 0 {
+			for _, mode := range modes {
+				r, err := paced(ctx, client, mode, c.rate, c.duration)
+				if err != nil {
+					return err
+				}
+				results[fmt.Sprintf("%s @%d/s", mode, c.rate)] = append(results[fmt.Sprintf("%s @%d/s", mode, c.rate)], r)
+			}
+		}
+		for _, mode := range modes { // keep etcd small between rounds
+			zero := int64(0)
+			if err := client.CoreV1().Pods("bench-"+mode).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	report(results, c)
+	return nil
+}
+
+func tlsServer(h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true // as the API server calls webhooks
+	srv.StartTLS()
+	return srv
+}
+
+func certPEM(srv *httptest.Server) []byte {
+	var b bytes.Buffer
+	_ = pemEncode(&b, srv.Certificate().Raw)
+	return b.Bytes()
+}
+
+// answer allows the review, with patch when it is not nil.
+func answer(w http.ResponseWriter, r *http.Request, patch []byte) {
+	review := &admissionv1.AdmissionReview{}
+	if err := json.NewDecoder(r.Body).Decode(review); err != nil || review.Request == nil {
+		http.Error(w, "bad review", http.StatusBadRequest)
+		return
+	}
+	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+	if patch != nil {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+	}
+	review.Request, review.Response = nil, resp
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(review)
+}
+
+// static answers every review with the patch ours gave the first one:
+// every Pod of the run is built alike, so the patch fits each.
+type static struct {
+	ours   string
+	client *http.Client
+	once   sync.Once
+	patch  []byte
+	err    error
+}
+
+func (s *static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.once.Do(func() { s.patch, s.err = s.fetch(body) })
+	if s.err != nil {
+		http.Error(w, s.err.Error(), http.StatusInternalServerError)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	answer(w, r, s.patch)
+}
+
+func (s *static) fetch(body []byte) ([]byte, error) {
+	resp, err := s.client.Post(s.ours, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	review := &admissionv1.AdmissionReview{}
+	if err := json.NewDecoder(resp.Body).Decode(review); err != nil {
+		return nil, err
+	}
+	if review.Response == nil || review.Response.Patch == nil {
+		return nil, errors.New("our webhook gave no patch to precompute")
+	}
+	return review.Response.Patch, nil
+}
+
+func createNamespace(ctx context.Context, c kubernetes.Interface, name, mode string) error {
+	_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"bench": mode}}}, metav1.CreateOptions{})
+	return err
+}
+
+// pod is what every run creates: the typical Pod asking for log-shipper.
+func pod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Annotations: map[string]string{"sidecars.podpatterns.io/inject": "log-shipper"}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsUser: new(int64(1000)), FSGroup: new(int64(1000))},
+			Containers: []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0.0",
+				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+		},
+	}
+}
+
+// warmUp waits until the namespace's webhook answers as it should: the
+// API server picks up configurations asynchronously.
+func warmUp(ctx context.Context, c kubernetes.Interface, mode string) error {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return cluster.WaitFor(wctx, mode+" webhook to take effect", func() bool {
+		p, err := c.CoreV1().Pods("bench-"+mode).Create(ctx, pod(), metav1.CreateOptions{})
+		return err == nil && check(mode, p) == nil
+	})
+}
+
+// check holds each stored Pod to its mode: injected or not.
+func check(mode string, p *corev1.Pod) error {
+	injected := len(p.Spec.InitContainers) == 1 && p.Spec.InitContainers[0].Name == "log-shipper"
+	if want := mode == "static" || mode == "ours"; injected != want {
+		return fmt.Errorf("%s: pod %s injected %v, want %v", mode, p.Name, injected, want)
+	}
+	return nil
+}
+
+type result struct {
+	pods     int64
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.pods) / r.elapsed.Seconds() }
+
+func create(ctx context.Context, c kubernetes.Interface, mode string) (time.Duration, error) {
+	start := time.Now()
+	p, err := c.CoreV1().Pods("bench-"+mode).Create(ctx, pod(), metav1.CreateOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return time.Since(start), check(mode, p)
+}
+
+func flatOut(ctx context.Context, c kubernetes.Interface, mode string, conns int, d time.Duration) (result, error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr atomic.Value
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				l, err := create(ctx, c, mode)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				mu.Lock()
+				lat = append(lat, l)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return result{}, err
+	}
+	return summarize(lat, time.Since(start)), nil
+}
+
+func paced(ctx context.Context, c kubernetes.Interface, mode string, rate int, d time.Duration) (result, error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr atomic.Value
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; time.Since(start) < d; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		wg.Go(func() {
+			l, err := create(ctx, c, mode)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			mu.Lock()
+			lat = append(lat, l)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return result{}, err
+	}
+	return summarize(lat, time.Since(start)), nil
+}
+
+func summarize(lat []time.Duration, elapsed time.Duration) result {
+	slices.Sort(lat)
+	r := result{pods: int64(len(lat)), elapsed: elapsed}
+	if len(lat) > 0 {
+		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	return r
+}
+
+func report(results map[string][]result, c config) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "run\tPods/s\tp50\tp99\t")
+	var names []string
+	for name := range results {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool { return order(names[i]) < order(names[j]) })
+	for _, name := range names {
+		rs := results[name]
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t\n", name, median(rs, result.rate), ms(medianDur(rs, func(r result) time.Duration { return r.p50 })), ms(medianDur(rs, func(r result) time.Duration { return r.p99 })))
+	}
+	w.Flush()
+	fmt.Println()
+	ratio := func(a, b string) float64 {
+		var v []float64
+		for i := range results[a] {
+			v = append(v, results[a][i].rate()/results[b][i].rate())
+		}
+		return medianOf(v)
+	}
+	fmt.Printf("flat out, Pods/s: ours/static %.2f, ours/noop %.2f, static/none %.2f (target: ours/static >= 0.95)\n",
+		ratio("ours max", "static max"), ratio("ours max", "noop max"), ratio("static max", "none max"))
+	if c.rate > 0 {
+		paced := func(m string) string { return fmt.Sprintf("%s @%d/s", m, c.rate) }
+		var diff []float64
+		for i := range results[paced("ours")] {
+			diff = append(diff, float64(results[paced("ours")][i].p50-results[paced("static")][i].p50)/float64(time.Millisecond))
+		}
+		fmt.Printf("at %d Pods/s, p50: ours - static %+.2fms (target: within 0.3ms); none %s, static %s, ours %s\n", c.rate, medianOf(diff),
+			ms(medianDur(results[paced("none")], func(r result) time.Duration { return r.p50 })),
+			ms(medianDur(results[paced("static")], func(r result) time.Duration { return r.p50 })),
+			ms(medianDur(results[paced("ours")], func(r result) time.Duration { return r.p50 })))
+	}
+}
+
+func order(name string) int {
+	for i, m := range modes {
+		if len(name) > len(m) && name[:len(m)+1] == m+" " {
+			if name[len(m)+1:] == "max" {
+				return i
+			}
+			return len(modes) + i
+		}
+	}
+	return 99
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	return medianOf(v)
+}
+
+func medianDur(rs []result, f func(result) time.Duration) time.Duration {
+	return time.Duration(median(rs, func(r result) float64 { return float64(f(r)) }))
+}
+
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
+
+func pemEncode(w io.Writer, der []byte) error {
+	return pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
