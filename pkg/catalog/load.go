@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	_ "embed"
@@ -9,14 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 )
 
 //go:embed default.yaml
@@ -113,36 +112,19 @@ type namedDoc struct {
 }
 
 func decode(src Source) ([]namedDoc, error) {
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(src.Data)))
+	docs, err := manifest.Split(bytes.NewReader(src.Data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	}
 	var out []namedDoc
-	for i := 0; ; i++ {
-		chunk, err := reader.Read()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", src.Name, err)
-		}
-		if onlyComments(chunk) {
-			continue
-		}
+	for _, d := range docs {
 		doc := &Document{}
-		if err := yaml.UnmarshalStrict(chunk, doc); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", src.Name, i+1, err)
+		if err := yaml.UnmarshalStrict(d.JSON, doc); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", src.Name, d.Index, err)
 		}
-		out = append(out, namedDoc{source: fmt.Sprintf("%s (document %d)", src.Name, i+1), doc: doc})
+		out = append(out, namedDoc{source: fmt.Sprintf("%s (document %d)", src.Name, d.Index), doc: doc})
 	}
-}
-
-// onlyComments reports whether a YAML document holds nothing but blank
-// lines and comments, as the end of a file after "---" often does.
-func onlyComments(b []byte) bool {
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			return false
-		}
-	}
-	return true
+	return out, nil
 }
 
 func build(docs []namedDoc) (*Catalog, error) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/diagnose"
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
@@ -106,15 +107,15 @@ func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*repo
 	if err != nil {
 		return nil, err
 	}
-	docs, err := workload.ReadDocuments(bytes.NewReader(input))
+	docs, err := manifest.Split(bytes.NewReader(input))
 	if err != nil {
 		return nil, err
 	}
 	var reports []*report
-	for i, doc := range docs {
-		pod, name, err := workload.PodOf(doc)
+	for _, doc := range docs {
+		pod, name, err := workload.PodOf(doc.JSON)
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
 		}
 		if pod != nil {
 			reports = append(reports, &report{Pod: name, Findings: diagnose.Pod(pod, cat)})

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
 	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
@@ -82,9 +82,13 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return withCode(ExitBadInput, err)
 	}
-	docs, err := workload.ReadDocuments(bytes.NewReader(input))
+	split, err := manifest.Split(bytes.NewReader(input))
 	if err != nil {
 		return withCode(ExitBadInput, err)
+	}
+	docs := make([][]byte, len(split))
+	for i, d := range split {
+		docs[i] = d.JSON
 	}
 	var results []*workload.Result
 	denied := 0
@@ -113,12 +117,8 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 }
 
 func name(doc []byte) string {
-	var head struct {
-		Kind     string
-		Metadata struct{ Name, GenerateName string }
-	}
-	_ = json.Unmarshal(doc, &head)
-	return strings.TrimSpace(head.Kind + " " + head.Metadata.Name + head.Metadata.GenerateName)
+	head, _ := manifest.ReadHead(doc)
+	return head.Name()
 }
 
 func (f *injectFlags) write(w io.Writer, docs [][]byte, results []*workload.Result) error {

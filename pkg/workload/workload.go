@@ -16,6 +16,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
 
@@ -48,16 +49,12 @@ type Result struct {
 // Inject runs the engine over one JSON document. Kinds without a pod
 // template pass through unchanged. A denial comes back as *inject.Denial.
 func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
-	var head struct {
-		APIVersion string            `json:"apiVersion"`
-		Kind       string            `json:"kind"`
-		Items      []json.RawMessage `json:"items"`
-	}
-	if err := json.Unmarshal(doc, &head); err != nil {
-		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
+	head, err := manifest.ReadHead(doc)
+	if err != nil {
+		return nil, err
 	}
 	if head.Kind == "List" && head.APIVersion == "v1" {
-		return injectList(doc, head.Items, nsLabels, cat, &Result{Name: "List", Out: doc})
+		return injectList(doc, nsLabels, cat, &Result{Name: "List", Out: doc})
 	}
 	t, err := locate(doc)
 	if err != nil {
@@ -113,18 +110,11 @@ type located struct {
 // does: member names are case-sensitive ("Annotations" is not
 // "annotations") and a duplicate name is an error.
 func locate(doc []byte) (*located, error) {
-	var head struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Name         string `json:"name"`
-			GenerateName string `json:"generateName"`
-		} `json:"metadata"`
+	head, err := manifest.ReadHead(doc)
+	if err != nil {
+		return nil, err
 	}
-	if err := jsonv2.Unmarshal(doc, &head); err != nil {
-		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
-	}
-	t := &located{name: strings.TrimSpace(head.Kind + " " + head.Metadata.Name + head.Metadata.GenerateName)}
+	t := &located{name: head.Name()}
 	prefix, ok := templatePaths[head.APIVersion+"/"+head.Kind]
 	if !ok {
 		return t, nil
@@ -147,10 +137,14 @@ func locate(doc []byte) (*located, error) {
 	return t, nil
 }
 
-func injectList(doc []byte, items []json.RawMessage, nsLabels map[string]string, cat *catalog.Catalog, res *Result) (*Result, error) {
+func injectList(doc []byte, nsLabels map[string]string, cat *catalog.Catalog, res *Result) (*Result, error) {
 	var list map[string]json.RawMessage
 	if err := json.Unmarshal(doc, &list); err != nil {
 		return nil, err
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(list["items"], &items); err != nil && list["items"] != nil {
+		return nil, fmt.Errorf("List: items: %w", err)
 	}
 	out := make([]json.RawMessage, len(items))
 	for i, item := range items {

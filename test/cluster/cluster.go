@@ -18,12 +18,13 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 )
 
 // Cluster is a running control plane.
@@ -124,19 +125,18 @@ func Render(dir string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(text), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err == io.EOF {
-			return objs, nil
-		} else if err != nil {
-			return nil, err
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
+	docs, err := manifest.Split(bytes.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]*unstructured.Unstructured, len(docs))
+	for i, d := range docs {
+		objs[i] = &unstructured.Unstructured{}
+		if err := objs[i].UnmarshalJSON(d.JSON); err != nil {
+			return nil, fmt.Errorf("kustomize %s: document %d: %w", dir, d.Index, err)
 		}
 	}
+	return objs, nil
 }
 
 // FreePorts returns n distinct ports that were free a moment ago on
