@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -366,22 +367,28 @@ func report(results map[string][]result, c config) {
 	}
 	w.Flush()
 	fmt.Println()
-	ratio := func(a, b string) float64 {
+	ratio := func(a, b string) string {
 		var v []float64
+		var each []string
 		for i := range results[a] {
 			v = append(v, results[a][i].rate()/results[b][i].rate())
+			each = append(each, fmt.Sprintf("%.2f", v[len(v)-1]))
 		}
-		return medianOf(v)
+		return fmt.Sprintf("%.2f (rounds %s)", medianOf(v), strings.Join(each, " "))
 	}
-	fmt.Printf("flat out, Pods/s: ours/static %.2f, ours/noop %.2f, static/none %.2f (target: ours/static >= 0.95)\n",
-		ratio("ours max", "static max"), ratio("ours max", "noop max"), ratio("static max", "none max"))
+	fmt.Printf("flat out, Pods/s: ours/static %s (target >= 0.95)\n", ratio("ours max", "static max"))
+	fmt.Printf("                  ours/noop %s, static/none %s\n", ratio("ours max", "noop max"), ratio("static max", "none max"))
 	if c.rate > 0 {
 		paced := func(m string) string { return fmt.Sprintf("%s @%d/s", m, c.rate) }
 		var diff []float64
 		for i := range results[paced("ours")] {
 			diff = append(diff, float64(results[paced("ours")][i].p50-results[paced("static")][i].p50)/float64(time.Millisecond))
 		}
-		fmt.Printf("at %d Pods/s, p50: ours - static %+.2fms (target: within 0.3ms); none %s, static %s, ours %s\n", c.rate, medianOf(diff),
+		var each []string
+		for _, d := range diff {
+			each = append(each, fmt.Sprintf("%+.2f", d))
+		}
+		fmt.Printf("at %d Pods/s, p50: ours - static %+.2fms (rounds %s; target: within 0.3ms); none %s, static %s, ours %s\n", c.rate, medianOf(diff), strings.Join(each, " "),
 			ms(medianDur(results[paced("none")], func(r result) time.Duration { return r.p50 })),
 			ms(medianDur(results[paced("static")], func(r result) time.Duration { return r.p50 })),
 			ms(medianDur(results[paced("ours")], func(r result) time.Duration { return r.p50 })))
