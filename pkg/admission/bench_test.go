@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -74,6 +75,19 @@ func decodeOnly(b *testing.B, body []byte) {
 	}
 }
 
+// decodeV2 is decodeOnly with encoding/json v2 (go-json-experiment/json),
+// the decoder the handler uses.
+func decodeV2(b *testing.B, body []byte) {
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var review podReview
+		if err := jsonv2.Unmarshal(body, &review); err != nil || review.Request.Object == nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func injector(b *testing.B) *Handler {
 	c, err := catalog.Default()
 	if err != nil {
@@ -82,12 +96,14 @@ func injector(b *testing.B) *Handler {
 	return &Handler{Catalog: func() *catalog.Catalog { return c }, Log: logr.Discard()}
 }
 
-// Compare each "handler" figure with the "floor" and "decode" figures of
-// the same run; docs/performance.md has the ratios.
+// Compare each "handler" figure with the "floor", "decode" (encoding/json)
+// and "decode-v2" figures of the same run; docs/performance.md has the
+// ratios.
 func BenchmarkReview(b *testing.B) {
 	for name, body := range map[string][]byte{"typical": typicalReview(b), "huge": hugeReview()} {
 		b.Run(name+"/floor", func(b *testing.B) { benchHandler(b, floor, body) })
 		b.Run(name+"/decode", func(b *testing.B) { decodeOnly(b, body) })
+		b.Run(name+"/decode-v2", func(b *testing.B) { decodeV2(b, body) })
 		b.Run(name+"/handler", func(b *testing.B) { benchHandler(b, injector(b), body) })
 	}
 }
