@@ -19,15 +19,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -37,12 +38,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podpatterns/sidecar-injector/pkg/certs"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -55,6 +59,13 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) == 6 && os.Args[1] == "serve" {
+		if err := serve(os.Args[2], os.Args[3], os.Args[4], os.Args[5]); err != nil {
+			fmt.Fprintln(os.Stderr, "apiload serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c := config{}
 	flag.StringVar(&c.server, "server", "bin/sidecar-injector", "sidecar-injector binary to measure")
 	flag.DurationVar(&c.duration, "duration", 3*time.Second, "length of each run")
@@ -96,19 +107,42 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	noop := tlsServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w, r, nil) }))
-	defer noop.Close()
-	st := &static{ours: hook.URL(), client: noop.Client()}
-	st.client.Transport.(*http.Transport).TLSClientConfig.RootCAs.AppendCertsFromPEM(ca)
-	stSrv := tlsServer(st)
-	defer stSrv.Close()
+	// The no-op and static webhooks run in processes of their own, as
+	// ours does, so that none shares the load generator's CPU time.
+	certDir := filepath.Join(cl.Dir, "bench-tls")
+	if _, err := certs.Write(certDir, certs.Options{Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour}); err != nil {
+		return err
+	}
+	benchCA, err := cluster.CAPEM(certDir)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ports, err := cluster.FreePorts(2)
+	if err != nil {
+		return err
+	}
+	urls := map[string]string{"ours": hook.URL()}
+	cas := map[string][]byte{"ours": ca, "noop": benchCA, "static": benchCA}
+	caFile := filepath.Join(hook.CertDir, certs.CACert)
+	for i, mode := range []string{"noop", "static"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
+		cmd := exec.Command(self, "serve", addr, mode, certDir, hook.URL()+" "+caFile)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		urls[mode] = "https://" + addr + "/mutate-pods"
+	}
 
 	objs, err := cluster.Render(filepath.Join(root, "deploy", "base"))
 	if err != nil {
 		return err
 	}
-	urls := map[string]string{"ours": hook.URL(), "noop": noop.URL + "/mutate-pods", "static": stSrv.URL + "/mutate-pods"}
-	cas := map[string][]byte{"ours": ca, "noop": certPEM(noop), "static": certPEM(stSrv)}
 	for _, mode := range modes {
 		if err := createNamespace(ctx, cl.Client, "bench-"+mode, mode); err != nil {
 			return err
@@ -168,23 +202,40 @@ func run(c config) error {
 	return nil
 }
 
-func tlsServer(h http.Handler) *httptest.Server {
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true // as the API server calls webhooks
-	srv.StartTLS()
-	return srv
+// serve is a no-op or static webhook on addr, HTTP/2 and HTTP/1.1 over
+// TLS with the certificate in certDir. The static one asks ours (its URL
+// and CA file, space-separated in ours) for the patch of the first review.
+func serve(addr, mode, certDir, ours string) error {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, certs.ServerCert), filepath.Join(certDir, certs.ServerKey))
+	if err != nil {
+		return err
+	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w, r, nil) })
+	if mode == "static" {
+		url, caFile, _ := strings.Cut(ours, " ")
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		h = &static{ours: url, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}}
+	return srv.ListenAndServeTLS("", "")
 }
 
-func certPEM(srv *httptest.Server) []byte {
-	var b bytes.Buffer
-	_ = pemEncode(&b, srv.Certificate().Raw)
-	return b.Bytes()
-}
-
-// answer allows the review, with patch when it is not nil.
+// answer allows the review, with patch when it is not nil. It reads only
+// the request's UID, as little as any webhook can.
 func answer(w http.ResponseWriter, r *http.Request, patch []byte) {
-	review := &admissionv1.AdmissionReview{}
-	if err := json.NewDecoder(r.Body).Decode(review); err != nil || review.Request == nil {
+	var review struct {
+		Request *struct {
+			UID types.UID `json:"uid"`
+		} `json:"request"`
+	}
+	body, _ := io.ReadAll(r.Body)
+	if err := jsonv2.Unmarshal(body, &review); err != nil || review.Request == nil {
 		http.Error(w, "bad review", http.StatusBadRequest)
 		return
 	}
@@ -193,9 +244,8 @@ func answer(w http.ResponseWriter, r *http.Request, patch []byte) {
 		pt := admissionv1.PatchTypeJSONPatch
 		resp.Patch, resp.PatchType = patch, &pt
 	}
-	review.Request, review.Response = nil, resp
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(review)
+	_ = json.NewEncoder(w).Encode(&admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: resp})
 }
 
 // static answers every review with the patch ours gave the first one:
@@ -431,7 +481,3 @@ func medianOf(v []float64) float64 {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
-
-func pemEncode(w io.Writer, der []byte) error {
-	return pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
