@@ -105,19 +105,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.Metrics.InFlight.Dec()
 	}
 	a := &answer{}
-	body := getBuf()
+	body := &budgetReader{h: h, buf: getBuf()}
 	defer func() {
 		if p := recover(); p != nil {
 			a.fail(http.StatusInternalServerError, fmt.Errorf("internal error: %v", p))
 			h.Log.Error(fmt.Errorf("%v", p), "Panic while handling an admission request", "uid", a.uid)
 		}
 		h.finish(w, a, start)
-		putBuf(body) // the request's view may point into it until now
+		body.release() // last: what was decoded from it lives until now
 	}()
 	h.serve(r, body, a)
 }
 
-func (h *Handler) serve(r *http.Request, body *bytes.Buffer, a *answer) {
+func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 	if r.Method != http.MethodPost {
 		a.fail(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; send POST", r.Method))
 		return
@@ -140,7 +140,7 @@ func (h *Handler) serve(r *http.Request, body *bytes.Buffer, a *answer) {
 		}
 		return
 	}
-	req, code, err := decode(body.Bytes(), a)
+	req, code, err := decode(body.buf.Bytes(), a)
 	if err != nil {
 		a.fail(code, err)
 		return
@@ -172,39 +172,39 @@ func (e *tooLargeError) Error() string {
 // errBusy is the answer to a large body while others use the budget.
 var errBusy = errors.New("too many large request bodies in flight; retry later")
 
-// read reads the body into buf. A Content-Length over the limit is
-// refused before reading; a large body is read only while the in-flight
-// budget has room for it: all of it up front when its length is known,
-// else as it arrives.
-func (h *Handler) read(r *http.Request, buf *bytes.Buffer) error {
+// read reads the body. A Content-Length over the limit is refused before
+// reading; a large body is read only while the in-flight budget has room
+// for it: all of it up front when its length is known, else as it
+// arrives. What it charges stays charged until the answer is written.
+func (h *Handler) read(r *http.Request, body *budgetReader) error {
 	limit := cmp.Or(h.MaxRequestBytes, DefaultMaxRequestBytes)
 	n := r.ContentLength
 	if n > limit {
 		return &tooLargeError{limit}
 	}
-	body := &budgetReader{r: io.LimitReader(r.Body, limit+1), h: h, free: smallBody}
-	defer func() { h.inFlight.Add(-body.charged) }()
+	body.r, body.free = io.LimitReader(r.Body, limit+1), smallBody
 	if n > smallBody {
 		if !body.charge(n - smallBody) {
 			return errBusy
 		}
-		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free at the end
+		body.buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free at the end
 	}
-	if _, err := buf.ReadFrom(body); err != nil {
+	if _, err := body.buf.ReadFrom(body); err != nil {
 		return err
 	}
-	if int64(buf.Len()) > limit {
+	if int64(body.buf.Len()) > limit {
 		return &tooLargeError{limit}
 	}
 	return nil
 }
 
-// budgetReader charges the handler's in-flight budget for what it reads
-// past its free bytes, a chunk at a time, and fails once the budget is
-// spent.
+// budgetReader reads a request body into a pooled buffer, charging the
+// handler's in-flight budget for what it reads past its free bytes, a
+// chunk at a time; it fails once the budget is spent.
 type budgetReader struct {
 	r       io.Reader
 	h       *Handler
+	buf     *bytes.Buffer
 	free    int64 // read without a charge
 	read    int64
 	charged int64
@@ -231,6 +231,13 @@ func (b *budgetReader) charge(n int64) bool {
 	}
 	b.charged += n
 	return true
+}
+
+// release returns the charge and the buffer.
+func (b *budgetReader) release() {
+	b.h.inFlight.Add(-b.charged)
+	b.charged = 0
+	putBuf(b.buf)
 }
 
 func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a *answer) {
