@@ -18,6 +18,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -34,7 +35,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -339,59 +339,60 @@ func create(ctx context.Context, c kubernetes.Interface, mode string) (time.Dura
 	return time.Since(start), check(mode, p)
 }
 
+// recorder collects the latencies of creates made from many goroutines
+// and keeps the first error.
+type recorder struct {
+	mu  sync.Mutex
+	lat []time.Duration
+	err error
+}
+
+// create creates one Pod and records it; false once a create failed.
+func (r *recorder) create(ctx context.Context, c kubernetes.Interface, mode string) bool {
+	l, err := create(ctx, c, mode)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.err = cmp.Or(r.err, err)
+		return false
+	}
+	r.lat = append(r.lat, l)
+	return true
+}
+
+func (r *recorder) result(elapsed time.Duration) (result, error) {
+	if r.err != nil {
+		return result{}, r.err
+	}
+	return summarize(r.lat, elapsed), nil
+}
+
 func flatOut(ctx context.Context, c kubernetes.Interface, mode string, conns int, d time.Duration) (result, error) {
-	var mu sync.Mutex
-	var lat []time.Duration
-	var firstErr atomic.Value
+	rec := &recorder{}
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conns {
 		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				l, err := create(ctx, c, mode)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				mu.Lock()
-				lat = append(lat, l)
-				mu.Unlock()
+			for time.Now().Before(deadline) && rec.create(ctx, c, mode) {
 			}
 		})
 	}
 	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
-		return result{}, err
-	}
-	return summarize(lat, time.Since(start)), nil
+	return rec.result(time.Since(start))
 }
 
 func paced(ctx context.Context, c kubernetes.Interface, mode string, rate int, d time.Duration) (result, error) {
-	var mu sync.Mutex
-	var lat []time.Duration
-	var firstErr atomic.Value
+	rec := &recorder{}
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := 0; time.Since(start) < d; i++ {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
-		wg.Go(func() {
-			l, err := create(ctx, c, mode)
-			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
-				return
-			}
-			mu.Lock()
-			lat = append(lat, l)
-			mu.Unlock()
-		})
+		wg.Go(func() { rec.create(ctx, c, mode) })
 	}
 	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
-		return result{}, err
-	}
-	return summarize(lat, time.Since(start)), nil
+	return rec.result(time.Since(start))
 }
 
 func summarize(lat []time.Duration, elapsed time.Duration) result {
