@@ -65,6 +65,9 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 		res.Injected = append(res.Injected, name)
 	}
 	res.Warnings = append(res.Warnings, b.warnings...)
+	if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(b.plan.Containers) > 0 && len(b.targets) > 0 {
+		b.plan.DefaultContainer = pod.Spec.Containers[b.targets[0]].Name
+	}
 	if len(res.Injected) > 0 || b.plan.Status.String() != pod.Annotations[StatusAnnotation] {
 		res.Plan = b.plan
 	}

@@ -21,6 +21,10 @@ const (
 	None = "none"
 )
 
+// DefaultContainerAnnotation is kubectl's: the container `kubectl logs`
+// and `kubectl exec` pick when none is named.
+const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
+
 // ParameterAnnotation is the annotation key that sets a template parameter.
 func ParameterAnnotation(template, parameter string) string {
 	return template + "." + Domain + "/" + parameter

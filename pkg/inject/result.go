@@ -24,6 +24,11 @@ type Plan struct {
 	// Status is the new value of the status annotation: the templates
 	// the Pod carries, verified or injected now.
 	Status Status
+	// DefaultContainer, when set, is the value of the annotation
+	// kubectl.kubernetes.io/default-container, which the Pod lacks: the
+	// first target app container, so that `kubectl logs` and `kubectl
+	// exec` keep landing in the app once sidecars sit beside it.
+	DefaultContainer string
 }
 
 // AppAdditions are added to one app container.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,7 +39,11 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 		ops = appendAll(ops, base+"/env", len(c.Env), app.Env)
 	}
 	ops = appendAll(ops, "/spec/imagePullSecrets", len(pod.Spec.ImagePullSecrets), plan.ImagePullSecrets)
-	return append(ops, Annotation(pod.Annotations, inject.StatusAnnotation, plan.Status.String()))
+	set := map[string]string{inject.StatusAnnotation: plan.Status.String()}
+	if plan.DefaultContainer != "" {
+		set[inject.DefaultContainerAnnotation] = plan.DefaultContainer
+	}
+	return append(ops, Annotations(pod.Annotations, set)...)
 }
 
 // appendAll adds items to the array at path, which holds have elements:
@@ -56,14 +62,18 @@ func appendAll[T any](ops []Operation, path string, have int, items []T) []Opera
 	return ops
 }
 
-// Annotation sets one annotation, creating the map when the object has
-// none. An empty map is created afresh too: encoders omit it, so the
-// object may not hold it.
-func Annotation(annotations map[string]string, key, value string) Operation {
-	if len(annotations) == 0 {
-		return jsonpatch.NewPatch("add", "/metadata/annotations", map[string]string{key: value})
+// Annotations sets annotations on an object that has the given ones, in
+// key order, creating the map when the object has none. An empty map is
+// created afresh too: encoders omit it, so the object may not hold it.
+func Annotations(have, set map[string]string) []Operation {
+	if len(have) == 0 {
+		return []Operation{jsonpatch.NewPatch("add", "/metadata/annotations", set)}
 	}
-	return jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), value)
+	var ops []Operation
+	for _, key := range slices.Sorted(maps.Keys(set)) {
+		ops = append(ops, jsonpatch.NewPatch("add", "/metadata/annotations/"+Escape(key), set[key]))
+	}
+	return ops
 }
 
 var escaper = strings.NewReplacer("~", "~0", "/", "~1")

@@ -12,7 +12,7 @@ import (
 
 // annotationPatch is the patch that sets one annotation.
 func annotationPatch(annotations map[string]string, key, value string) []Operation {
-	return []Operation{Annotation(annotations, key, value)}
+	return Annotations(annotations, map[string]string{key: value})
 }
 
 func TestPathsAndValuesAreEscaped(t *testing.T) {

@@ -48,6 +48,9 @@ func TestClassicExampleIsStoredInjected(t *testing.T) {
 	if !strings.Contains(pod.Annotations["sidecars.podpatterns.io/status"], `"name":"content-filler"`) {
 		t.Errorf("status annotation %q", pod.Annotations["sidecars.podpatterns.io/status"])
 	}
+	if got := pod.Annotations["kubectl.kubernetes.io/default-container"]; got != "nginx" {
+		t.Errorf("default container %q, want the app, nginx", got)
+	}
 }
 
 func TestNativeSidecarEnvAndAmbassador(t *testing.T) {
