@@ -122,3 +122,27 @@ func TestParameterTypes(t *testing.T) {
 		})
 	}
 }
+
+func TestOverridesAreValidated(t *testing.T) {
+	_, err := Parse(Source{Name: "c.yaml", Data: []byte(`apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: a
+  pattern: sidecar
+  description: a
+  parameters: [{name: memory-limit}]
+  overrides:
+    resources:
+      requests: {cpu: {min: "1", max: 500m}, ephemeral-storage: {max: 1Gi}}
+  containers: [{name: a, image: busybox:1.37.0}]
+`)})
+	for _, want := range []string{
+		`templates[0].parameters[0].name: Invalid value: "memory-limit": reserved for resource overrides`,
+		`templates[0].overrides.resources.requests[cpu].min: Invalid value: "1": must not exceed max 500m`,
+		`templates[0].overrides.resources.requests[ephemeral-storage]: Unsupported value: "ephemeral-storage"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nwant it to contain %q", err, want)
+		}
+	}
+}

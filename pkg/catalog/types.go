@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -63,6 +64,10 @@ type Template struct {
 
 	Parameters []Parameter `json:"parameters,omitempty"`
 
+	// Overrides are what a Pod may change, within bounds, through
+	// annotations; nothing else can be changed.
+	Overrides *Overrides `json:"overrides,omitempty"`
+
 	// Content is what the template adds, as the admin wrote it, with
 	// {{name}} placeholders.
 	Content `json:",inline"`
@@ -87,6 +92,27 @@ type Parameter struct {
 	Validation string `json:"validation,omitempty"`
 
 	re *regexp.Regexp
+}
+
+// Overrides open parts of a template to the Pods that use it.
+type Overrides struct {
+	// Resources open the requests and limits of every container of the
+	// template, set by the annotations <template>.sidecars.podpatterns.io/
+	// cpu-request, cpu-limit, memory-request and memory-limit.
+	Resources *ResourceOverrides `json:"resources,omitempty"`
+}
+
+// ResourceOverrides bound each request and limit a Pod may set, by
+// resource (cpu, memory); a resource absent here cannot be set.
+type ResourceOverrides struct {
+	Requests map[corev1.ResourceName]Bounds `json:"requests,omitempty"`
+	Limits   map[corev1.ResourceName]Bounds `json:"limits,omitempty"`
+}
+
+// Bounds are inclusive; an absent one does not bound.
+type Bounds struct {
+	Min *resource.Quantity `json:"min,omitempty"`
+	Max *resource.Quantity `json:"max,omitempty"`
 }
 
 // Policy maps namespaces, by their labels, to the templates allowed there,

@@ -170,6 +170,9 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 		pp := p.Child("parameters").Index(i)
 		prm := &t.Parameters[i]
 		errs = append(errs, dnsLabel(prm.Name, pp.Child("name"))...)
+		if slices.Contains(ReservedParameters, prm.Name) {
+			errs = append(errs, field.Invalid(pp.Child("name"), prm.Name, fmt.Sprintf("reserved for resource overrides (%v); choose another name", ReservedParameters)))
+		}
 		if params[prm.Name] {
 			errs = append(errs, field.Duplicate(pp.Child("name"), prm.Name))
 		}
@@ -239,8 +242,29 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, validatePlaceholders(t, params, p)...)
+	if t.Overrides != nil && t.Overrides.Resources != nil {
+		rp := p.Child("overrides", "resources")
+		for _, list := range []struct {
+			field  string
+			bounds map[corev1.ResourceName]Bounds
+		}{{"requests", t.Overrides.Resources.Requests}, {"limits", t.Overrides.Resources.Limits}} {
+			for name, b := range list.bounds {
+				bp := rp.Child(list.field).Key(string(name))
+				if name != corev1.ResourceCPU && name != corev1.ResourceMemory {
+					errs = append(errs, field.NotSupported(bp, name, []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}))
+				}
+				if b.Min != nil && b.Max != nil && b.Min.Cmp(*b.Max) > 0 {
+					errs = append(errs, field.Invalid(bp.Child("min"), b.Min.String(), "must not exceed max "+b.Max.String()))
+				}
+			}
+		}
+	}
 	return errs
 }
+
+// ReservedParameters are the annotation names of resource overrides,
+// which no parameter may take.
+var ReservedParameters = []string{"cpu-request", "cpu-limit", "memory-request", "memory-limit"}
 
 func validateContainer(c *corev1.Container, p *field.Path, volumes map[string]bool) field.ErrorList {
 	var errs field.ErrorList

@@ -203,9 +203,10 @@ func (b *builder) claimPort(port int32, protocol corev1.Protocol, container, tem
 // parameters, the user its containers run as, and whether they run as
 // native sidecars.
 type rendering struct {
-	content *catalog.Content
-	user    *user // nil: the template's own
-	native  bool
+	content   *catalog.Content
+	user      *user // nil: the template's own
+	native    bool
+	overrides []override
 }
 
 // render works out t's rendering for the Pod; remarks on the user go to
@@ -216,6 +217,12 @@ func (b *builder) render(t *catalog.Template, warn bool) (rendering, error) {
 		return rendering{}, err
 	}
 	r := rendering{content: t.Render(values), native: t.NativeSidecar || b.complete}
+	if r.overrides, err = overrides(b.pod, t); err != nil {
+		return rendering{}, err
+	}
+	if err := checkOverrides(t, r.content, r.overrides); err != nil {
+		return rendering{}, err
+	}
 	if u, ok := b.appUser(t, warn); ok {
 		r.user = &u
 	}
@@ -226,10 +233,10 @@ func (b *builder) render(t *catalog.Template, warn bool) (rendering, error) {
 // to spec.containers.
 func (r rendering) containers() (init, regular []corev1.Container) {
 	for _, c := range r.content.InitContainers {
-		init = append(init, runAs(c, r.user))
+		init = append(init, withOverrides(runAs(c, r.user), r.overrides))
 	}
 	for _, c := range r.content.Containers {
-		c = runAs(c, r.user)
+		c = withOverrides(runAs(c, r.user), r.overrides)
 		if r.native {
 			c.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
 			init = append(init, c)
@@ -243,7 +250,8 @@ func (r rendering) containers() (init, regular []corev1.Container) {
 // hash identifies what r adds: the rendered content, the user it runs
 // as and whether it runs native.
 func (r rendering) hash() string {
-	// The bytes hashed are "<content hash>|<uid>[:<gid>]|<native>".
+	// The bytes hashed are "<content hash>|<uid>[:<gid>]|<native>", then
+	// "|<key>=<quantity>" for each resource override.
 	in := r.content.Hash + "|"
 	if u := r.user; u != nil {
 		in += strconv.FormatInt(*u.uid, 10)
@@ -253,7 +261,7 @@ func (r rendering) hash() string {
 			in += ":nogroup"
 		}
 	}
-	in += "|" + strconv.FormatBool(r.native)
+	in += "|" + strconv.FormatBool(r.native) + overridesKey(r.overrides)
 	sum := sha256.Sum256([]byte(in))
 	return hex.EncodeToString(sum[:8])
 }

@@ -120,6 +120,9 @@ func parameters(pod *corev1.Pod, t *catalog.Template) ([]string, error) {
 	}
 	for _, key := range keys {
 		name, value := key[len(prefix):], pod.Annotations[key]
+		if slices.Contains(catalog.ReservedParameters, name) {
+			continue // a resource override
+		}
 		i := slices.IndexFunc(t.Parameters, func(p catalog.Parameter) bool { return p.Name == name })
 		if i < 0 {
 			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -478,5 +480,61 @@ func TestKubeSystemIsNeverSent(t *testing.T) {
 	}
 	if after := total(requests(t)); after != before {
 		t.Errorf("the webhook was called for kube-system (%d requests, then %d)", before, after)
+	}
+}
+
+// A LimitRange caps memory per container at 64Mi, below the log shipper's
+// 96Mi limit: its Pods are refused until the Deployment sizes the shipper
+// with an override inside the template's bounds.
+func TestResourceOverrideFitsALimitRange(t *testing.T) {
+	ns := namespace(t, "e2e-limitrange", optIn)
+	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}}}}
+	if _, err := suite.client.CoreV1().LimitRanges(ns).Create(ctxFor(t), lr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	app := func(name string, annotations map[string]string) *corev1.Pod {
+		p := nginxPod(name, "log-shipper")
+		maps.Copy(p.Annotations, annotations)
+		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
+		return p
+	}
+	_, err := create(t, ns, app("too-big", nil))
+	if err == nil || !strings.Contains(err.Error(), "maximum memory usage per Container is 64Mi") {
+		t.Fatalf("without an override: %v, want the LimitRange's refusal", err)
+	}
+	_, err = create(t, ns, app("out-of-bounds", map[string]string{"log-shipper.sidecars.podpatterns.io/memory-limit": "32Mi"}))
+	if err == nil || !strings.Contains(err.Error(), "32Mi is outside [64Mi, 512Mi]") {
+		t.Fatalf("an override below the template's bounds: %v", err)
+	}
+
+	labels := map[string]string{"app": "sized"}
+	template := app("", map[string]string{"log-shipper.sidecars.podpatterns.io/memory-limit": "64Mi"})
+	template.Labels = labels
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "sized"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: template.ObjectMeta, Spec: template.Spec},
+		},
+	}
+	if _, err := suite.client.AppsV1().Deployments(ns).Create(ctxFor(t), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	eventually(t, "the ReplicaSet controller to create the Pod", func() bool {
+		list, err := suite.client.CoreV1().Pods(ns).List(ctxFor(t), metav1.ListOptions{LabelSelector: "app=sized"})
+		if err != nil || len(list.Items) == 0 {
+			return false
+		}
+		pod = list.Items[0]
+		return true
+	})
+	if len(pod.Spec.InitContainers) != 1 || pod.Spec.InitContainers[0].Name != "log-shipper" {
+		t.Fatalf("init containers %v, want the log shipper", containerNames(pod.Spec.InitContainers))
+	}
+	if got := pod.Spec.InitContainers[0].Resources.Limits.Memory().String(); got != "64Mi" {
+		t.Errorf("log shipper memory limit %s, want the override's 64Mi", got)
 	}
 }
