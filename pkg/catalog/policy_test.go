@@ -146,3 +146,39 @@ templates:
 		}
 	}
 }
+
+func TestLifecycleFitsEachMode(t *testing.T) {
+	_, err := Parse(Source{Name: "c.yaml", Data: []byte(`apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: early
+  pattern: ambassador
+  description: starts before the app without saying how to tell it is up
+  startBeforeApp: true
+  containers: [{name: early, image: busybox:1.37.0}]
+- name: probed
+  pattern: ambassador
+  description: a network probe on a port bound to localhost, and an init container with a probe
+  nativeSidecar: true
+  parameters: [{name: port, type: port, default: "9000"}]
+  localPorts: ['{{port}}']
+  initContainers:
+  - {name: prepare, image: busybox:1.37.0, readinessProbe: {exec: {command: ["true"]}}}
+  containers:
+  - name: proxy
+    image: busybox:1.37.0
+    startupProbe: {tcpSocket: {port: '{{port}}'}}
+    restartPolicy: Always
+`)})
+	for _, want := range []string{
+		`templates[0].startBeforeApp: Invalid value: true: needs nativeSidecar: true`,
+		`templates[0].containers[0].startupProbe: Required value: startBeforeApp`,
+		`templates[1].containers[0].startupProbe: Invalid value: "{{port}}": the kubelet probes the Pod's IP`,
+		`templates[1].initContainers[0].readinessProbe: Forbidden: an init container runs to completion`,
+		`templates[1].containers[0].restartPolicy: Forbidden: set nativeSidecar: true instead`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nwant it to contain %q", err, want)
+		}
+	}
+}

@@ -56,6 +56,10 @@ type Template struct {
 	// restartPolicy Always (Kubernetes 1.29+): they start before the app
 	// and never keep a finished Job's Pod alive.
 	NativeSidecar bool `json:"nativeSidecar,omitempty"`
+	// StartBeforeApp makes the app wait until the template is ready: each
+	// of its containers, native sidecars, carries a startupProbe, and the
+	// kubelet starts the app's containers only once those have succeeded.
+	StartBeforeApp bool `json:"startBeforeApp,omitempty"`
 	// RunAsAppUser runs the injected containers with the runAsUser and
 	// runAsGroup of the first target app container (or of the Pod), so a
 	// reader can read what the app wrote to a shared volume. Never as root

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"sort"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -164,6 +166,7 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 	if len(t.Containers)+len(t.InitContainers) == 0 {
 		errs = append(errs, field.Required(p.Child("containers"), "a template injects at least one container"))
 	}
+	errs = append(errs, validateLifecycle(t, p)...)
 
 	params := map[string]bool{}
 	for i := range t.Parameters {
@@ -260,6 +263,58 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// validateLifecycle holds each container to what its mode allows, so a
+// template cannot give a Pod the API server rejects: an init container
+// runs to completion and takes no probes or lifecycle hooks; a container
+// never sets restartPolicy (the engine makes it a native sidecar); a
+// template that starts before the app is native and probes its startup;
+// and no kubelet probe reaches a port bound to localhost only.
+func validateLifecycle(t *Template, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i := range t.InitContainers {
+		c, cp := &t.InitContainers[i], p.Child("initContainers").Index(i)
+		for name, set := range map[string]bool{"livenessProbe": c.LivenessProbe != nil, "readinessProbe": c.ReadinessProbe != nil, "startupProbe": c.StartupProbe != nil, "lifecycle": c.Lifecycle != nil, "restartPolicy": c.RestartPolicy != nil} {
+			if set {
+				errs = append(errs, field.Forbidden(cp.Child(name), "an init container runs to completion before the app; put a long-running helper under containers (with nativeSidecar: true to start it first)"))
+			}
+		}
+	}
+	for i := range t.Containers {
+		c, cp := &t.Containers[i], p.Child("containers").Index(i)
+		if c.RestartPolicy != nil {
+			errs = append(errs, field.Forbidden(cp.Child("restartPolicy"), "set nativeSidecar: true instead; the engine sets restartPolicy Always"))
+		}
+		if t.StartBeforeApp && c.StartupProbe == nil {
+			errs = append(errs, field.Required(cp.Child("startupProbe"), "startBeforeApp: the app waits for this probe to succeed; use an exec probe for a port bound to localhost"))
+		}
+		for name, probe := range map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe} {
+			if port, ok := networkPort(probe); ok && slices.Contains(t.LocalPorts, port) {
+				errs = append(errs, field.Invalid(cp.Child(name), port, "the kubelet probes the Pod's IP, but this port is one of localPorts, bound to localhost only; use an exec probe that connects to 127.0.0.1"))
+			}
+		}
+	}
+	if t.StartBeforeApp && !t.NativeSidecar {
+		errs = append(errs, field.Invalid(p.Child("startBeforeApp"), true, "needs nativeSidecar: true; only a native sidecar starts, and is probed, before the app"))
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() }) // maps above
+	return errs
+}
+
+// networkPort is the port a probe connects to over the network, as text.
+func networkPort(p *corev1.Probe) (string, bool) {
+	switch {
+	case p == nil:
+		return "", false
+	case p.TCPSocket != nil:
+		return p.TCPSocket.Port.String(), true
+	case p.HTTPGet != nil:
+		return p.HTTPGet.Port.String(), true
+	case p.GRPC != nil:
+		return strconv.Itoa(int(p.GRPC.Port)), true
+	}
+	return "", false
 }
 
 // ReservedParameters are the annotation names of resource overrides,
