@@ -126,3 +126,28 @@ func run(root interface {
 	}
 	return ExitOK
 }
+
+// diagnose reads everything inject reads and writes: for every CLI input,
+// `inject -f IN | diagnose -f -` never exits 2 (bad input).
+func TestDiagnoseReadsWhatInjectWrites(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/cli/in/*.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	piped := 0
+	for _, in := range inputs {
+		var injected, stderr bytes.Buffer
+		if code := Execute(context.Background(), []string{"inject", "-f", in}, &bytes.Buffer{}, &injected, &stderr); code != 0 {
+			continue // denied or not a manifest: nothing to pipe
+		}
+		piped++
+		var out bytes.Buffer
+		stderr.Reset()
+		if code := Execute(context.Background(), []string{"diagnose", "-f", "-"}, &injected, &out, &stderr); code == ExitBadInput {
+			t.Errorf("inject -f %s | diagnose -f -: exit %d: %s", in, code, stderr.String())
+		}
+	}
+	if piped < 10 {
+		t.Errorf("only %d inputs went through inject; want at least 10", piped)
+	}
+}

@@ -113,17 +113,15 @@ func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*repo
 	}
 	var reports []*report
 	for _, doc := range docs {
-		pod, name, err := workload.PodOf(doc.JSON)
+		pods, err := workload.PodsOf(doc.JSON)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
 		}
-		if pod != nil {
-			reports = append(reports, &report{Pod: name, Findings: diagnose.Pod(pod, cat)})
+		for _, p := range pods {
+			reports = append(reports, &report{Pod: p.Name, Findings: diagnose.Pod(p.Pod, cat)})
 		}
 	}
-	if len(reports) == 0 {
-		return nil, errors.New("no Pod or pod template in the input")
-	}
+
 	return reports, nil
 }
 
@@ -168,10 +166,14 @@ func (f *diagnoseFlags) print(w io.Writer, reports []*report) error {
 	if f.output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		if len(reports) == 1 {
-			return enc.Encode(reports[0])
-		}
-		return enc.Encode(reports)
+		// One shape whatever the count, for scripts.
+		return enc.Encode(struct {
+			Pods []*report `json:"pods"`
+		}{reports})
+	}
+	if len(reports) == 0 {
+		_, err := fmt.Fprintln(w, "no Pod or pod template in the input: nothing to check")
+		return err
 	}
 	for i, r := range reports {
 		if i > 0 {

@@ -105,6 +105,9 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 		for _, w := range r.Warnings {
 			fmt.Fprintf(stderr, "document %d (%s): warning: %s\n", i+1, r.Name, w)
 		}
+		if r.Notice != "" {
+			fmt.Fprintf(stderr, "document %d (%s): passed through unchanged: %s\n", i+1, r.Name, r.Notice)
+		}
 		results = append(results, r)
 	}
 	if denied > 0 {

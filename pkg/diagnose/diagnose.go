@@ -39,7 +39,7 @@ type Finding struct {
 // should look like. Findings come sorted: errors first, then by check and
 // container.
 func Pod(pod *corev1.Pod, cat *catalog.Catalog) []Finding {
-	d := &diagnosis{pod: pod, cat: cat}
+	d := &diagnosis{pod: pod, cat: cat, findings: []Finding{}}
 	d.index()
 	for _, check := range []func(){
 		d.status, d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.statuses,

@@ -7,11 +7,15 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strconv"
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -76,4 +80,59 @@ func ReadHead(doc []byte) (Head, error) {
 // Name reads "Deployment web" for messages.
 func (h Head) Name() string {
 	return strings.TrimSpace(h.Kind + " " + h.Metadata.Name + h.Metadata.GenerateName)
+}
+
+// FieldError words a jsonv2 decode error for a person: the field as a
+// path ("metadata.labels.team"), what it holds and what it must hold,
+// with a hint to quote a YAML boolean or number where text is wanted.
+// Other errors come back as they are.
+func FieldError(err error) error {
+	var se *jsonv2.SemanticError
+	if !errors.As(err, &se) || se.GoType == nil {
+		return err
+	}
+	field := fieldPath(string(se.JSONPointer))
+	got := map[jsontext.Kind]string{'n': "null", 't': "a boolean", 'f': "a boolean", '"': "a string", '0': "a number", '{': "an object", '[': "an array"}[se.JSONKind]
+	want := se.GoType.Kind().String()
+	switch se.GoType.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Struct, reflect.Map, reflect.Pointer:
+		want = "an object"
+	case reflect.Slice:
+		want = "a list"
+	case reflect.Bool:
+		want = "a boolean"
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		want = "an integer"
+	}
+	if got == "" {
+		return fmt.Errorf("%s: %v", field, se.Err)
+	}
+	msg := fmt.Sprintf("%s: %s, want %s", field, got, want)
+	if want == "a string" && (got == "a boolean" || got == "a number") {
+		msg += ` (quote it: in YAML, yes, no, on, off, true and 123 are not text)`
+	}
+	return errors.New(msg)
+}
+
+// fieldPath turns a JSON pointer into a field path: /spec/containers/0/name
+// is spec.containers[0].name.
+func fieldPath(pointer string) string {
+	if pointer == "" {
+		return "the document"
+	}
+	var b strings.Builder
+	for _, tok := range strings.Split(strings.TrimPrefix(pointer, "/"), "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		if _, err := strconv.Atoi(tok); err == nil {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
 }

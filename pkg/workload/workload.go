@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -31,7 +32,13 @@ var templatePaths = map[string]string{
 	"apps/v1/ReplicaSet":  "/spec/template",
 	"batch/v1/Job":        "/spec/template",
 	"batch/v1/CronJob":    "/spec/jobTemplate/spec/template",
+	"v1/ReplicationController": "/spec/template",
 }
+
+// podHolders are the pod templates of kinds this tool does not know, as
+// OpenShift's DeploymentConfig and Argo's Rollout hold them: documents
+// with one are passed through with a notice, never silently.
+var podHolders = []string{"/spec/template", "/spec/jobTemplate/spec/template"}
 
 // Result is one document after injection.
 type Result struct {
@@ -44,6 +51,9 @@ type Result struct {
 	// Injected names the templates added.
 	Injected []string
 	Warnings []string
+	// Notice, when set, says why a document that holds Pods was passed
+	// through unchanged.
+	Notice string
 }
 
 // Inject runs the engine over one JSON document. Kinds without a pod
@@ -62,6 +72,9 @@ func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Resu
 	}
 	res := &Result{Name: t.name, Out: doc}
 	if t.pod == nil {
+		if holdsPods(doc) != "" {
+			res.Notice = "not a workload kind this tool knows; its Pods will be injected by the webhook when created"
+		}
 		return res, nil
 	}
 	r, err := inject.Pod(t.pod, nsLabels, cat)
@@ -87,15 +100,71 @@ func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Resu
 	return res, nil
 }
 
-// PodOf returns the Pod, or the pod template of a workload, held by one
-// JSON document, and a name for messages. Kinds without a pod template
-// give a nil Pod.
-func PodOf(doc []byte) (*corev1.Pod, string, error) {
+// holdsPods returns where a document of an unknown kind has a pod
+// template, as workloads keep one, or "".
+func holdsPods(doc []byte) string {
+	for _, path := range podHolders {
+		if raw, err := pointer(doc, path); err == nil {
+			var t struct {
+				Spec *struct {
+					Containers []json.RawMessage `json:"containers"`
+				} `json:"spec"`
+			}
+			if jsonv2.Unmarshal(raw, &t) == nil && t.Spec != nil && len(t.Spec.Containers) > 0 {
+				return path
+			}
+		}
+	}
+	return ""
+}
+
+// NamedPod is a Pod, or a workload's pod template, with a name for
+// messages ("Deployment web").
+type NamedPod struct {
+	Name string
+	Pod  *corev1.Pod
+}
+
+// PodsOf returns the Pods and pod templates one JSON document holds: the
+// document's own, those of the items of a v1 List, or the template of a
+// kind Inject passes through with a notice; everything Inject reads and
+// writes. Kinds without a pod template hold none.
+func PodsOf(doc []byte) ([]NamedPod, error) {
+	head, err := manifest.ReadHead(doc)
+	if err != nil {
+		return nil, err
+	}
+	if head.Kind == "List" && head.APIVersion == "v1" {
+		var list struct {
+			Items []jsontext.Value `json:"items"`
+		}
+		if err := jsonv2.Unmarshal(doc, &list); err != nil {
+			return nil, fmt.Errorf("List: %w", manifest.FieldError(err))
+		}
+		var out []NamedPod
+		for i, item := range list.Items {
+			pods, err := PodsOf(item)
+			if err != nil {
+				return nil, fmt.Errorf("items[%d]: %w", i, err)
+			}
+			out = append(out, pods...)
+		}
+		return out, nil
+	}
 	t, err := locate(doc)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return t.pod, t.name, nil
+	if t.pod == nil {
+		path := holdsPods(doc)
+		if path == "" {
+			return nil, nil
+		}
+		if err := t.decode(doc, path); err != nil {
+			return nil, err
+		}
+	}
+	return []NamedPod{{t.name, t.pod}}, nil
 }
 
 // located is a document's pod template.
@@ -119,22 +188,27 @@ func locate(doc []byte) (*located, error) {
 	if !ok {
 		return t, nil
 	}
+	return t, t.decode(doc, prefix)
+}
+
+// decode reads the pod template at prefix.
+func (t *located) decode(doc []byte, prefix string) error {
 	t.prefix = prefix
 	raw, err := pointer(doc, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.name, err)
+		return fmt.Errorf("%s: %w", t.name, err)
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("%s: the pod template at %q is not an object", t.name, prefix)
+		return fmt.Errorf("%s: the pod template at %q is not an object", t.name, prefix)
 	}
 	meta, ok := m["metadata"]
 	t.hasMetadata = ok && string(meta) != "null"
 	t.pod = &corev1.Pod{}
 	if err := jsonv2.Unmarshal(raw, t.pod); err != nil {
-		return nil, fmt.Errorf("%s: decoding the pod template: %w", t.name, err)
+		return fmt.Errorf("%s: %w", t.name, manifest.FieldError(prefixPointer(err, prefix)))
 	}
-	return t, nil
+	return nil
 }
 
 func injectList(doc []byte, nsLabels map[string]string, cat *catalog.Catalog, res *Result) (*Result, error) {
@@ -155,6 +229,9 @@ func injectList(doc []byte, nsLabels map[string]string, cat *catalog.Catalog, re
 		out[i] = r.Out
 		res.Injected = append(res.Injected, r.Injected...)
 		res.Warnings = append(res.Warnings, r.Warnings...)
+		if r.Notice != "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("items[%d] (%s) passed through unchanged: %s", i, r.Name, r.Notice))
+		}
 		for _, op := range r.Patch {
 			op.Path = fmt.Sprintf("/items/%d%s", i, op.Path)
 			res.Patch = append(res.Patch, op)
@@ -166,6 +243,16 @@ func injectList(doc []byte, nsLabels map[string]string, cat *catalog.Catalog, re
 	}
 	res.Out, err = json.Marshal(list)
 	return res, err
+}
+
+// prefixPointer places a decode error of the pod template at its path in
+// the document.
+func prefixPointer(err error, prefix string) error {
+	var se *jsonv2.SemanticError
+	if errors.As(err, &se) {
+		se.JSONPointer = jsontext.Pointer(prefix) + se.JSONPointer
+	}
+	return err
 }
 
 // pointer returns the value at a JSON pointer of plain keys.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -132,4 +133,61 @@ func withDefault(t *testing.T, name string) *catalog.Catalog {
 		t.Fatal(err)
 	}
 	return cat
+}
+
+// A ReplicationController's Pods get from the offline tool what the
+// server gives them: every golden Pod, as an RC's template.
+func TestReplicationControllerMatchesTheServer(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &admission.Handler{Catalog: func() *catalog.Catalog { return cat }, Log: logr.Discard()}
+	inputs, _ := filepath.Glob("../inject/testdata/golden/*.yaml")
+	compared := 0
+	for _, in := range inputs {
+		text, _ := os.ReadFile(in)
+		raw, err := yaml.YAMLToJSON(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pod map[string]any
+		if err := json.Unmarshal(raw, &pod); err != nil {
+			t.Fatal(err)
+		}
+		template := map[string]any{"metadata": pod["metadata"], "spec": pod["spec"]}
+		rc, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ReplicationController", "metadata": map[string]any{"name": "rc"}, "spec": map[string]any{"template": template}})
+		offline, err := Inject(rc, nil, cat)
+		templateJSON, _ := json.Marshal(template)
+		served, denied := serve(t, h, templateJSON)
+		if IsDenial(err) != denied {
+			t.Errorf("%s: offline denial %v, server denial %v", in, err, denied)
+			continue
+		}
+		if denied {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		var got struct {
+			Spec struct {
+				Template any `json:"template"`
+			} `json:"spec"`
+		}
+		var want any
+		if err := json.Unmarshal(offline.Out, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(served, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Spec.Template, want) {
+			t.Errorf("%s: the RC's template differs from the served Pod:\n%s\n%s", in, offline.Out, served)
+		}
+		compared++
+	}
+	if compared < 20 {
+		t.Errorf("compared only %d pods", compared)
+	}
 }

@@ -1,0 +1,1 @@
+diagnose -f testdata/cli/in/list.json -o json

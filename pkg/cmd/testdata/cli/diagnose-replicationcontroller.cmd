@@ -1,0 +1,1 @@
+diagnose -f testdata/cli/in/replicationcontroller.yaml
