@@ -25,13 +25,13 @@ import (
 // apiVersion and kind; a Pod is its own template. A kind of another API
 // group (a CRD that is also called Pod) is not one of these.
 var templatePaths = map[string]string{
-	"v1/Pod":              "",
-	"apps/v1/Deployment":  "/spec/template",
-	"apps/v1/StatefulSet": "/spec/template",
-	"apps/v1/DaemonSet":   "/spec/template",
-	"apps/v1/ReplicaSet":  "/spec/template",
-	"batch/v1/Job":        "/spec/template",
-	"batch/v1/CronJob":    "/spec/jobTemplate/spec/template",
+	"v1/Pod":                   "",
+	"apps/v1/Deployment":       "/spec/template",
+	"apps/v1/StatefulSet":      "/spec/template",
+	"apps/v1/DaemonSet":        "/spec/template",
+	"apps/v1/ReplicaSet":       "/spec/template",
+	"batch/v1/Job":             "/spec/template",
+	"batch/v1/CronJob":         "/spec/jobTemplate/spec/template",
 	"v1/ReplicationController": "/spec/template",
 }
 
