@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -90,7 +91,9 @@ const nogroup = 65534
 
 // appUser returns the user the template's containers run as when it asks
 // to run as the app's user; ok is false when they keep the template's.
-// Root and group 0 are never taken from the app. Remarks go to the
+// The app's user is the Pod's runAsUser if set, else the one user every
+// target container runs as; with several, the template keeps its own and
+// a warning names them. Root and group 0 are never taken from the app. Remarks go to the
 // warnings when warn is set.
 func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 	if !t.RunAsAppUser {
@@ -104,19 +107,37 @@ func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 	if sc := b.pod.Spec.SecurityContext; sc != nil {
 		u = user{uid: sc.RunAsUser, gid: sc.RunAsGroup}
 	}
-	if len(b.targets) > 0 {
-		if sc := b.pod.Spec.Containers[b.targets[0]].SecurityContext; sc != nil {
-			if sc.RunAsUser != nil {
-				u.uid = sc.RunAsUser
+	if u.uid == nil {
+		// The one user every target container runs as, or none.
+		var uids []string
+		shared := true
+		for _, i := range b.targets {
+			c := &b.pod.Spec.Containers[i]
+			var uid *int64
+			if c.SecurityContext != nil {
+				uid = c.SecurityContext.RunAsUser
 			}
-			if sc.RunAsGroup != nil {
-				u.gid = sc.RunAsGroup
+			uids = append(uids, fmt.Sprintf("%s=%s", c.Name, describeUID(uid)))
+			if uid == nil || (u.uid != nil && *u.uid != *uid) {
+				shared = false
 			}
+			if uid != nil && u.uid == nil {
+				u.uid = uid
+			}
+		}
+		if !shared {
+			if u.uid != nil {
+				remark("template %q runs as the app's user, but the target containers run as different users (%s); it runs as the template's user: set runAsUser on the Pod, fsGroup so every user can read the files, or name the writer in %s", t.Name, strings.Join(uids, ", "), TargetContainersAnnotation)
+			}
+			u.uid = nil
+		}
+		if u.uid != nil && u.gid == nil {
+			u.gid = sharedGroup(b.pod, b.targets)
 		}
 	}
 	fsGroup := b.pod.Spec.SecurityContext != nil && b.pod.Spec.SecurityContext.FSGroup != nil
 	switch {
-	case u.uid == nil && !fsGroup:
+	case u.uid == nil && !fsGroup && !mixedUsers(b.pod, b.targets):
 		remark("template %q runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable", t.Name)
 		return user{}, false
 	case u.uid == nil:
@@ -130,6 +151,38 @@ func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 		u.gid, u.notRootGroup = nil, true
 	}
 	return u, true
+}
+
+// describeUID is a runAsUser for a message.
+func describeUID(uid *int64) string {
+	if uid == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*uid)
+}
+
+// mixedUsers reports whether some target container sets a runAsUser
+// (so the shared-user remark, not the no-user one, applies).
+func mixedUsers(pod *corev1.Pod, targets []int) bool {
+	for _, i := range targets {
+		if sc := pod.Spec.Containers[i].SecurityContext; sc != nil && sc.RunAsUser != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// sharedGroup is the runAsGroup every target container sets alike, or nil.
+func sharedGroup(pod *corev1.Pod, targets []int) *int64 {
+	var gid *int64
+	for _, i := range targets {
+		sc := pod.Spec.Containers[i].SecurityContext
+		if sc == nil || sc.RunAsGroup == nil || (gid != nil && *gid != *sc.RunAsGroup) {
+			return nil
+		}
+		gid = sc.RunAsGroup
+	}
+	return gid
 }
 
 // runAs returns c running as u: a copy of the shared container with its
