@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -118,6 +120,9 @@ func decode(src Source) ([]namedDoc, error) {
 	}
 	var out []namedDoc
 	for _, d := range docs {
+		if err := selectorsAreText(d.JSON); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", src.Name, d.Index, err)
+		}
 		doc := &Document{}
 		if err := yaml.UnmarshalStrict(d.JSON, doc); err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", src.Name, d.Index, err)
@@ -125,6 +130,50 @@ func decode(src Source) ([]namedDoc, error) {
 		out = append(out, namedDoc{source: fmt.Sprintf("%s (document %d)", src.Name, d.Index), doc: doc})
 	}
 	return out, nil
+}
+
+// selectorsAreText refuses a label value in a policy's selector that YAML
+// read as a boolean or a number: `env: yes` would otherwise become "true"
+// and never match a namespace labelled env=yes. kubectl refuses them too.
+func selectorsAreText(doc []byte) error {
+	var d struct {
+		Policies []struct {
+			NamespaceSelector *struct {
+				MatchLabels      map[string]any `json:"matchLabels"`
+				MatchExpressions []struct {
+					Values []any `json:"values"`
+				} `json:"matchExpressions"`
+			} `json:"namespaceSelector"`
+		} `json:"policies"`
+	}
+	if json.Unmarshal(doc, &d) != nil {
+		return nil // the strict decode says what is wrong
+	}
+	var errs []error
+	for i, p := range d.Policies {
+		if p.NamespaceSelector == nil {
+			continue
+		}
+		at := fmt.Sprintf("policies[%d].namespaceSelector", i)
+		for _, k := range slices.Sorted(maps.Keys(p.NamespaceSelector.MatchLabels)) {
+			if v := p.NamespaceSelector.MatchLabels[k]; !isText(v) {
+				errs = append(errs, fmt.Errorf("%s.matchLabels.%s: %v is not text: YAML reads unquoted yes, no, on, off, true, false and numbers as other types; quote the value", at, k, v))
+			}
+		}
+		for j, e := range p.NamespaceSelector.MatchExpressions {
+			for k, v := range e.Values {
+				if !isText(v) {
+					errs = append(errs, fmt.Errorf("%s.matchExpressions[%d].values[%d]: %v is not text; quote the value", at, j, k, v))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isText(v any) bool {
+	_, ok := v.(string)
+	return ok
 }
 
 func build(docs []namedDoc) (*Catalog, error) {

@@ -182,3 +182,26 @@ templates:
 		}
 	}
 }
+
+// YAML reads `env: yes` as a boolean; a selector must say "yes".
+func TestSelectorValuesMustBeText(t *testing.T) {
+	_, err := Parse(Source{Name: "c.yaml", Data: []byte(twoTemplates + `
+- name: prod
+  namespaceSelector:
+    matchLabels: {env: yes, tier: 1}
+    matchExpressions: [{key: zone, operator: In, values: [on, "b"]}]
+  defaults: [a]
+`)})
+	for _, want := range []string{
+		`c.yaml: document 1: policies[0].namespaceSelector.matchLabels.env: true is not text: YAML reads unquoted yes`,
+		`policies[0].namespaceSelector.matchLabels.tier: 1 is not text`,
+		`policies[0].namespaceSelector.matchExpressions[0].values[0]: true is not text`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nwant it to contain %q", err, want)
+		}
+	}
+	if _, err := Parse(Source{Name: "c.yaml", Data: []byte(twoTemplates + "- {name: p, namespaceSelector: {matchLabels: {env: \"yes\"}}}\n")}); err != nil {
+		t.Errorf("a quoted value refused: %v", err)
+	}
+}

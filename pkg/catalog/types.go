@@ -66,6 +66,11 @@ type Template struct {
 	// or as group 0: the template's own user or group is kept then.
 	RunAsAppUser bool `json:"runAsAppUser,omitempty"`
 
+	// HostNetwork "allowed" lets the template into a Pod on the host's
+	// network, where its ports are ports of the node; by default such a
+	// Pod is denied a template that declares ports or localPorts.
+	HostNetwork string `json:"hostNetwork,omitempty"`
+
 	Parameters []Parameter `json:"parameters,omitempty"`
 
 	// Overrides are what a Pod may change, within bounds, through

@@ -167,6 +167,9 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 		errs = append(errs, field.Required(p.Child("containers"), "a template injects at least one container"))
 	}
 	errs = append(errs, validateLifecycle(t, p)...)
+	if t.HostNetwork != "" && t.HostNetwork != "allowed" {
+		errs = append(errs, field.NotSupported(p.Child("hostNetwork"), t.HostNetwork, []string{"allowed"}))
+	}
 
 	params := map[string]bool{}
 	for i := range t.Parameters {

@@ -42,7 +42,7 @@ func Pod(pod *corev1.Pod, cat *catalog.Catalog) []Finding {
 	d := &diagnosis{pod: pod, cat: cat, findings: []Finding{}}
 	d.index()
 	for _, check := range []func(){
-		d.status, d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.statuses,
+		d.status, d.hostNetwork, d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.statuses,
 	} {
 		check()
 	}
@@ -136,6 +136,24 @@ func (d *diagnosis) status() {
 		if c.Reason != "" {
 			d.add(Error, "status-mismatch", "", fmt.Sprintf("annotation %s names %s, but the Pod does not carry it: %s", inject.StatusAnnotation, c.Name, c.Reason),
 				"re-create the Pod so the webhook injects it afresh; the webhook never takes a status it cannot verify")
+		}
+	}
+}
+
+// hostNetwork: on the host's network, every port an injected container
+// declares is a port of the node.
+func (d *diagnosis) hostNetwork() {
+	if !d.pod.Spec.HostNetwork {
+		return
+	}
+	for _, c := range d.all {
+		t := d.injected[c.Name]
+		if t == nil || t.HostNetwork == "allowed" {
+			continue
+		}
+		for _, p := range c.Ports {
+			d.add(Error, "host-network", c.Name, fmt.Sprintf("the Pod runs on the host's network, so port %d of template %s is port %d of the node", p.ContainerPort, t.Name, p.ContainerPort),
+				"run the Pod off the host network, or have the cluster admin set hostNetwork: allowed on the template")
 		}
 	}
 }

@@ -30,13 +30,16 @@ func TestDiagnoseLivePod(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Fatalf("diagnose exit: %v, want 1 for error-level findings; output %s", err, out)
 	}
-	var report struct {
-		Pod      string
-		Findings []struct{ Check, Container string }
+	var reports struct {
+		Pods []struct {
+			Pod      string
+			Findings []struct{ Check, Container string }
+		}
 	}
-	if err := json.Unmarshal(out, &report); err != nil {
+	if err := json.Unmarshal(out, &reports); err != nil || len(reports.Pods) != 1 {
 		t.Fatalf("%v: %s", err, out)
 	}
+	report := reports.Pods[0]
 	checks := map[string]bool{}
 	for _, f := range report.Findings {
 		checks[f.Check+"/"+f.Container] = true

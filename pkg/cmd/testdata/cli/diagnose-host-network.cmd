@@ -1,0 +1,1 @@
+diagnose -f testdata/cli/in/diagnose/host-network.yaml
