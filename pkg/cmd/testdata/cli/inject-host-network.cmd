@@ -1,0 +1,1 @@
+inject -f ../inject/testdata/golden/host-network-ports.yaml

@@ -1,0 +1,1 @@
+inject -f ../inject/testdata/golden/log-shipper-mixed-users.yaml -o patch
