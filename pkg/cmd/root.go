@@ -70,6 +70,7 @@ func NewRootCommand(runServe func(context.Context, server.Options) error) *cobra
 		newVersionCommand(),
 		newInjectCommand(),
 		newDiagnoseCommand(),
+		newAuditCommand(),
 		newCatalogCommand(),
 		newCertsCommand(),
 	)

@@ -74,6 +74,24 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	return res, nil
 }
 
+// Wanted returns the templates the Pod should carry: what it asks for,
+// or the namespace defaults, plus what the policies require, as the
+// webhook decides them. A Denial when the request itself is unusable.
+func Wanted(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) ([]string, error) {
+	names, _, err := requested(pod, cat.Apply(nsLabels), cat)
+	return names, err
+}
+
+// Claimed returns the template names the Pod's status annotation lists.
+func Claimed(pod *corev1.Pod) []string {
+	s, _ := readStatus(pod)
+	var names []string
+	for _, in := range s.Templates {
+		names = append(names, in.Name)
+	}
+	return names
+}
+
 // builder accumulates a Plan while checking each addition against the Pod
 // and against what earlier templates added.
 type builder struct {

@@ -20,6 +20,12 @@ type Claim struct {
 	// Reason says why the Pod does not carry the template; "" when it
 	// does.
 	Reason string
+	// Current reports whether the entry's hash is the one the template
+	// renders for the Pod today.
+	Current bool
+	// Present reports whether the Pod has every container the template
+	// names, whatever their content.
+	Present bool
 }
 
 // VerifyStatus checks each template the Pod's status annotation names
@@ -37,10 +43,24 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 	var out []Claim
 	for _, in := range claimed.Templates {
 		c := Claim{Name: in.Name}
-		if t := cat.Template(in.Name); t == nil {
+		t := cat.Template(in.Name)
+		if t == nil {
 			c.Reason = "not in the catalog"
-		} else {
-			_, c.Reason = b.verify(t)
+			out = append(out, c)
+			continue
+		}
+		var hash string
+		hash, c.Reason = b.verify(t)
+		if c.Reason == "" {
+			c.Current = hash == in.Hash
+		} else if r, err := b.render(t, false); err == nil {
+			c.Current = r.hash() == in.Hash
+		}
+		c.Present = true
+		for _, tc := range slices.Concat(t.InitContainers, t.Containers) {
+			if findContainer(b.pod.Spec.InitContainers, tc.Name) == nil && findContainer(b.pod.Spec.Containers, tc.Name) == nil {
+				c.Present = false
+			}
 		}
 		out = append(out, c)
 	}

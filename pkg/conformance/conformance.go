@@ -1,0 +1,134 @@
+// Package conformance classifies a running Pod against what it should
+// carry: every template it asks for, or its namespace's policies default
+// or require, injected as the catalog renders it today. The audit command
+// and the controller share it; like the engine it does no I/O.
+package conformance
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// State is how a template, or a Pod as a whole, stands.
+type State string
+
+// The states, from worst to best.
+const (
+	// Tampered: the status annotation and the Pod's containers disagree.
+	Tampered State = "tampered"
+	// Missing: asked for, required or defaulted, and not injected.
+	Missing State = "missing"
+	// Stale: injected, but the catalog now renders something else.
+	Stale State = "stale"
+	// NotWanted: injected, but neither asked for nor allowed any more.
+	NotWanted State = "not-wanted"
+	// Current: injected as the catalog renders it today.
+	Current State = "current"
+	// None: the Pod asks for nothing and nothing applies.
+	None State = "none"
+)
+
+// States lists every state, worst first.
+var States = []State{Tampered, Missing, Stale, NotWanted, Current, None}
+
+// NeedsRepair reports whether a Pod in state s should be re-created.
+func (s State) NeedsRepair() bool { return s == Tampered || s == Missing || s == Stale }
+
+// worse reports whether a is worse than b.
+func worse(a, b State) bool { return slices.Index(States, a) < slices.Index(States, b) }
+
+// Template is one template's state in a Pod.
+type Template struct {
+	Name   string `json:"name"`
+	State  State  `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Result is a Pod's state: the worst of its templates'.
+type Result struct {
+	State     State      `json:"state"`
+	Templates []Template `json:"templates"`
+}
+
+// Classify works out the Pod's state in a namespace with these labels.
+func Classify(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) Result {
+	var res Result
+	wanted, err := inject.Wanted(pod, nsLabels, cat)
+	if err != nil {
+		// The Pod's own request is unusable (the webhook would deny it):
+		// nothing it asks for can be current.
+		res.Templates = append(res.Templates, Template{Name: inject.InjectAnnotation, State: Missing, Reason: err.Error()})
+	}
+	claims, err := inject.VerifyStatus(pod, cat)
+	if err != nil {
+		res.Templates = append(res.Templates, Template{Name: inject.StatusAnnotation, State: Tampered, Reason: err.Error()})
+	}
+	claimed := map[string]inject.Claim{}
+	for _, c := range claims {
+		claimed[c.Name] = c
+	}
+	for _, name := range wanted {
+		c, ok := claimed[name]
+		switch {
+		case !ok && hasContainerOf(pod, cat.Template(name)):
+			res.Templates = append(res.Templates, Template{name, Tampered, "a container has the template's name, but the status annotation does not list it"})
+		case !ok:
+			res.Templates = append(res.Templates, Template{name, Missing, "not injected"})
+		default:
+			res.Templates = append(res.Templates, claimState(c))
+		}
+	}
+	for _, c := range claims {
+		if slices.Contains(wanted, c.Name) {
+			continue
+		}
+		if cat.Template(c.Name) == nil {
+			res.Templates = append(res.Templates, Template{c.Name, NotWanted, "injected, but no longer in the catalog"})
+			continue
+		}
+		t := claimState(c)
+		if t.State == Current || t.State == Stale {
+			t.State, t.Reason = NotWanted, "injected, but neither asked for nor required any more"
+		}
+		res.Templates = append(res.Templates, t)
+	}
+	res.State = None
+	for _, t := range res.Templates {
+		if res.State == None || worse(t.State, res.State) {
+			res.State = t.State
+		}
+	}
+	return res
+}
+
+// claimState is the state of a template the status annotation lists.
+func claimState(c inject.Claim) Template {
+	switch {
+	case c.Reason == "":
+		return Template{c.Name, Current, ""}
+	case !c.Present:
+		return Template{c.Name, Tampered, "the status lists it, but " + c.Reason}
+	case c.Current:
+		return Template{c.Name, Tampered, "the status says it is current, but " + c.Reason}
+	}
+	return Template{c.Name, Stale, fmt.Sprintf("the catalog now renders it differently (%s)", c.Reason)}
+}
+
+func hasContainerOf(pod *corev1.Pod, t *catalog.Template) bool {
+	if t == nil {
+		return false
+	}
+	for _, tc := range slices.Concat(t.InitContainers, t.Containers) {
+		for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+			if c.Name == tc.Name {
+				return true
+			}
+		}
+	}
+	return false
+}
