@@ -43,14 +43,9 @@ type auditFlags struct {
 type auditPod struct {
 	Namespace string                 `json:"namespace"`
 	Name      string                 `json:"name"`
-	Owner     owner                  `json:"owner"`
+	Owner     conformance.Owner      `json:"owner"`
 	State     conformance.State      `json:"state"`
 	Templates []conformance.Template `json:"templates"`
-}
-
-type owner struct {
-	Kind string `json:"kind"`
-	Name string `json:"name"`
 }
 
 // auditReport is the whole answer; its JSON is stable for scripts.
@@ -289,27 +284,16 @@ func (r *auditReport) add(pod *corev1.Pod, nsLabels map[string]string, cat *cata
 	r.Summary[res.State]++
 }
 
-// ownerOf names the workload that owns the Pod: a Deployment through its
-// ReplicaSet (by the pod-template-hash the ReplicaSet's name ends in), a
-// CronJob through its Job where jobOwner can tell, or the Pod itself.
-func ownerOf(pod *corev1.Pod, jobOwner func(ns, job string) string) owner {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return owner{"Pod", pod.Name}
-	}
-	switch ref.Kind {
-	case "ReplicaSet":
-		if hash := pod.Labels["pod-template-hash"]; hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
-			return owner{"Deployment", strings.TrimSuffix(ref.Name, "-"+hash)}
-		}
-	case "Job":
-		if jobOwner != nil {
-			if cron := jobOwner(pod.Namespace, ref.Name); cron != "" {
-				return owner{"CronJob", cron}
-			}
+// ownerOf names the workload that owns the Pod, a CronJob through its
+// Job where jobOwner can tell.
+func ownerOf(pod *corev1.Pod, jobOwner func(ns, job string) string) conformance.Owner {
+	o := conformance.OwnerOf(pod)
+	if o.Kind == "Job" && jobOwner != nil {
+		if cron := jobOwner(pod.Namespace, o.Name); cron != "" {
+			return conformance.Owner{Kind: "CronJob", Name: cron}
 		}
 	}
-	return owner{ref.Kind, ref.Name}
+	return o
 }
 
 // ownerCache looks up the CronJob that owns a Job, once per Job.
@@ -336,7 +320,7 @@ func (c ownerCache) jobOwner(ctx context.Context) func(ns, job string) string {
 }
 
 // repair is the command that re-creates an owner's Pods.
-func repair(ns string, o owner) string {
+func repair(ns string, o conformance.Owner) string {
 	switch o.Kind {
 	case "Deployment", "StatefulSet", "DaemonSet":
 		return fmt.Sprintf("kubectl rollout restart %s/%s -n %s", strings.ToLower(o.Kind), o.Name, ns)
@@ -361,7 +345,7 @@ func (f *auditFlags) print(w io.Writer, rep *auditReport) error {
 	}
 	type group struct {
 		ns     string
-		owner  owner
+		owner  conformance.Owner
 		states map[conformance.State]int
 		worst  conformance.State
 	}

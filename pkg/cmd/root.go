@@ -71,6 +71,7 @@ func NewRootCommand(runServe func(context.Context, server.Options) error) *cobra
 		newInjectCommand(),
 		newDiagnoseCommand(),
 		newAuditCommand(),
+		newControllerCommand(),
 		newCatalogCommand(),
 		newCertsCommand(),
 	)

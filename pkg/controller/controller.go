@@ -1,0 +1,309 @@
+// Package controller keeps the fleet's conformance in view: it classifies
+// every Pod of the namespaces in scope with package conformance, exports
+// the counts as metrics, records an Event on each workload whose Pods
+// turn missing, stale or tampered, and, when asked, rolls out those
+// workloads one at a time so the webhook injects their new Pods. It is
+// the only part of the project that writes to the cluster.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/conformance"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// Options configure the reconciler. Zero values take the documented
+// defaults.
+type Options struct {
+	// Catalog returns the catalog in force.
+	Catalog func() *catalog.Catalog
+	// Repair rolls out the Deployments, StatefulSets and DaemonSets whose
+	// Pods need repair; off by default.
+	Repair bool
+	// DryRun logs and counts the rollouts Repair would start, and starts
+	// none.
+	DryRun bool
+	// MaxConcurrentRestarts bounds the rollouts in progress at once.
+	// Defaulted to 1 if zero.
+	MaxConcurrentRestarts int
+	// AuditInterval is the full resync. Defaulted to 10m if zero.
+	AuditInterval time.Duration
+	Log           logr.Logger
+}
+
+// Reconciler classifies the whole fleet on every request: the requests
+// all share one key, so a burst of Pod events makes one pass.
+type Reconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	Metrics  *Metrics
+	Options
+
+	last       map[key]conformance.State // owners reported, for one Event per change
+	restarting map[key]bool              // rollouts started and not yet complete
+}
+
+// key names a workload.
+type key struct {
+	namespace string
+	owner     conformance.Owner
+}
+
+// Request is the one request every event maps to.
+var Request = reconcile.Request{NamespacedName: types.NamespacedName{Name: "fleet"}}
+
+var _ reconcile.Reconciler = &Reconciler{}
+
+// Reconcile classifies every Pod in scope, sets the gauges, records the
+// Events and starts the rollouts that are due.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {
+	if r.last == nil {
+		r.last, r.restarting = map[key]conformance.State{}, map[key]bool{}
+	}
+	cat := r.Catalog()
+	var namespaces corev1.NamespaceList
+	if err := r.Client.List(ctx, &namespaces); err != nil {
+		return ctrl.Result{}, err
+	}
+	inScope := map[string]map[string]string{}
+	for _, ns := range namespaces.Items {
+		if ns.Labels[inject.InjectionLabel] == "enabled" || len(cat.Apply(ns.Labels).Required) > 0 {
+			inScope[ns.Name] = ns.Labels
+		}
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods); err != nil {
+		return ctrl.Result{}, err
+	}
+	start := time.Now()
+	owners := map[key]conformance.State{}
+	counts := map[[3]string]float64{}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		labels, ok := inScope[pod.Namespace]
+		if !ok || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
+			continue
+		}
+		res := conformance.Classify(pod, labels, cat)
+		for _, t := range res.Templates {
+			counts[[3]string{pod.Namespace, t.Name, string(t.State)}]++
+		}
+		if len(res.Templates) == 0 {
+			counts[[3]string{pod.Namespace, "", string(conformance.None)}]++
+		}
+		k := key{pod.Namespace, conformance.OwnerOf(pod)}
+		if cur, seen := owners[k]; !seen || slices.Index(conformance.States, res.State) < slices.Index(conformance.States, cur) {
+			owners[k] = res.State
+		}
+	}
+	r.Metrics.set(counts, cat.Version, time.Since(start))
+	r.report(owners)
+	if r.Repair {
+		if err := r.repair(ctx, owners); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	after := r.AuditInterval
+	if after == 0 {
+		after = 10 * time.Minute
+	}
+	if len(r.restarting) > 0 {
+		after = min(after, 2*time.Second) // watch the rollouts through
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// report records an Event on each owner whose worst state turned to one
+// that needs repair, once per change.
+func (r *Reconciler) report(owners map[key]conformance.State) {
+	for k, state := range owners {
+		if !state.NeedsRepair() {
+			delete(r.last, k)
+			continue
+		}
+		if r.last[k] == state {
+			continue
+		}
+		r.last[k] = state
+		r.Recorder.Eventf(object(k), corev1.EventTypeWarning, "Sidecars"+titled(state),
+			"Pods of %s %s are %s: they do not carry what the catalog renders for them today; `sidecar-injector audit -n %s` says why", k.owner.Kind, k.owner.Name, state, k.namespace)
+	}
+	for k := range r.last {
+		if _, ok := owners[k]; !ok {
+			delete(r.last, k)
+		}
+	}
+}
+
+func titled(s conformance.State) string {
+	switch s {
+	case conformance.Missing:
+		return "Missing"
+	case conformance.Stale:
+		return "Stale"
+	}
+	return "Tampered"
+}
+
+// object is a reference to the owner, enough for an Event.
+func object(k key) client.Object {
+	meta := metav1.ObjectMeta{Name: k.owner.Name, Namespace: k.namespace}
+	switch k.owner.Kind {
+	case "Deployment":
+		return &appsv1.Deployment{ObjectMeta: meta}
+	case "StatefulSet":
+		return &appsv1.StatefulSet{ObjectMeta: meta}
+	case "DaemonSet":
+		return &appsv1.DaemonSet{ObjectMeta: meta}
+	}
+	return &corev1.Pod{ObjectMeta: meta} // bare Pods and Jobs' Pods: reported only
+}
+
+// repair finishes the rollouts in progress and starts the next ones, at
+// most MaxConcurrentRestarts at a time, oldest name first. It never
+// touches a workload already mid-rollout, a bare Pod or a Job.
+func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.State) error {
+	for k := range r.restarting {
+		done, err := r.rolledOut(ctx, k)
+		if err != nil {
+			return err
+		}
+		if done {
+			delete(r.restarting, k)
+		}
+	}
+	var due []key
+	for k, state := range owners {
+		if state.NeedsRepair() && restartable(k.owner.Kind) && !r.restarting[k] {
+			due = append(due, k)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		return due[i].namespace+"/"+due[i].owner.Name < due[j].namespace+"/"+due[j].owner.Name
+	})
+	limit := max(r.MaxConcurrentRestarts, 1)
+	for _, k := range due {
+		if len(r.restarting) >= limit {
+			return nil
+		}
+		if done, err := r.rolledOut(ctx, k); err != nil || !done {
+			continue // mid-rollout already, or gone
+		}
+		if r.DryRun {
+			r.Log.Info("Would restart", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
+			r.Metrics.restarts.WithLabelValues("dry-run").Inc()
+			continue
+		}
+		if err := r.restart(ctx, k); err != nil {
+			r.Metrics.restarts.WithLabelValues("failure").Inc()
+			r.Log.Error(err, "Restart failed", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
+			continue
+		}
+		r.Metrics.restarts.WithLabelValues("success").Inc()
+		r.Log.Info("Restarted", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
+		r.restarting[k] = true
+	}
+	return nil
+}
+
+func restartable(kind string) bool {
+	return kind == "Deployment" || kind == "StatefulSet" || kind == "DaemonSet"
+}
+
+// restart sets the pod template's restartedAt annotation, as `kubectl
+// rollout restart` does.
+func (r *Reconciler) restart(ctx context.Context, k key) error {
+	obj := object(k)
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().UTC().Format(time.RFC3339))
+	return r.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(patch)))
+}
+
+// rolledOut reports whether the workload's latest rollout is complete,
+// as `kubectl rollout status` judges it; a workload that is gone counts
+// as done.
+func (r *Reconciler) rolledOut(ctx context.Context, k key) (bool, error) {
+	obj := object(k)
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return true, client.IgnoreNotFound(err)
+	}
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		want := int32(1)
+		if o.Spec.Replicas != nil {
+			want = *o.Spec.Replicas
+		}
+		s := o.Status
+		return o.Generation <= s.ObservedGeneration && s.UpdatedReplicas >= want && s.Replicas <= s.UpdatedReplicas && s.AvailableReplicas >= s.UpdatedReplicas, nil
+	case *appsv1.StatefulSet:
+		s := o.Status
+		return o.Generation <= s.ObservedGeneration && s.UpdateRevision == s.CurrentRevision && s.ReadyReplicas >= s.Replicas, nil
+	case *appsv1.DaemonSet:
+		s := o.Status
+		return o.Generation <= s.ObservedGeneration && s.UpdatedNumberScheduled >= s.DesiredNumberScheduled && s.NumberAvailable >= s.DesiredNumberScheduled, nil
+	}
+	return true, nil
+}
+
+// Metrics are the controller's Prometheus metrics.
+type Metrics struct {
+	pods     *prometheus.GaugeVec
+	catalog  *prometheus.GaugeVec
+	restarts *prometheus.CounterVec
+	duration prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		pods: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sidecar_injector_pods",
+			Help: "Pods of the namespaces in scope by namespace, template and state (current, stale, missing, tampered, not-wanted; none with no template).",
+		}, []string{"namespace", "template", "state"}),
+		catalog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sidecar_injector_controller_catalog_info",
+			Help: "The catalog version the classification uses; always 1.",
+		}, []string{"version"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sidecar_injector_controller_restarts_total",
+			Help: "Workload rollouts started to repair their Pods, by result: success, failure, or dry-run (logged, not started).",
+		}, []string{"result"}),
+		duration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sidecar_injector_controller_classification_seconds",
+			Help: "How long the last classification of every Pod in scope took.",
+		}),
+	}
+	for _, r := range []string{"success", "failure", "dry-run"} {
+		m.restarts.WithLabelValues(r)
+	}
+	reg.MustRegister(m.pods, m.catalog, m.restarts, m.duration)
+	return m
+}
+
+// set replaces the gauges with one pass's counts, so Pods that went away
+// leave no series behind.
+func (m *Metrics) set(counts map[[3]string]float64, version string, took time.Duration) {
+	m.pods.Reset()
+	for k, n := range counts {
+		m.pods.WithLabelValues(k[0], k[1], k[2]).Set(n)
+	}
+	m.catalog.Reset()
+	m.catalog.WithLabelValues(version).Set(1)
+	m.duration.Set(took.Seconds())
+}
