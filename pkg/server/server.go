@@ -318,10 +318,11 @@ func newMetrics(reg ctrlmetrics.RegistererGatherer) *serverMetrics {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
 	reg.MustRegister(m.reloads, build)
+	// controller-runtime's registry may hold Go and process collectors of
+	// its own already (its packages register them as they are linked in);
+	// either set serves.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-			panic(err)
-		}
+		_ = reg.Register(c)
 	}
 	return m
 }
