@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -111,6 +112,12 @@ func run(ctx context.Context) error {
 	step("summary")
 	for _, s := range summary {
 		fmt.Println("   ", s)
+	}
+	step("sidecar-injector audit -n %s: is every Pod carrying what it should?", optedIn)
+	audit := exec.Command(filepath.Join(root, "bin", "sidecar-injector"), "audit", "--kubeconfig", c.Kubeconfig, "-n", optedIn, "--all", "--catalog", filepath.Join(root, "deploy", "base", "catalog.yaml"))
+	audit.Stdout, audit.Stderr = os.Stdout, os.Stderr
+	if err := audit.Run(); err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	step("stopping the webhook and the control plane")
 	return nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,35 +76,58 @@ func metric(addr, series string) float64 {
 	return -1
 }
 
-// A Deployment whose Pods predate their namespace's opt-in is found
+// repairHelper is a template only this test's workloads use, so changing
+// its image makes nobody else's Pods stale.
+func repairHelper(image string) []byte {
+	return []byte(`apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: repair-helper
+  pattern: sidecar
+  description: the conformance controller's test template
+  containers: [{name: repair-helper, image: "` + image + `"}]
+`)
+}
+
+// Deployments whose Pods predate their namespace's opt-in are found
 // missing: the gauge and an Event say so; a dry run changes nothing; then
-// the leader of two controllers rolls it out, the webhook injects the new
-// Pod, and only the leader restarted anything.
-func TestControllerRepairsMissingPods(t *testing.T) {
+// the leader of two controllers rolls them out one at a time and the
+// webhook injects the new Pods. A new image in the catalog makes them
+// stale, and they are rolled out again. Only the leader restarts anything.
+func TestControllerRepairsMissingAndStalePods(t *testing.T) {
+	helper := filepath.Join(suite.catalogDir, "repair.yaml")
+	if err := os.WriteFile(helper, repairHelper("busybox:1.36.0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(helper) })
 	ns := namespace(t, "e2e-repair", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go cluster.PlayKubelet(ctx, suite.cluster.Client, ns)
 
-	labels := map[string]string{"app": "shop"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sidecars.podpatterns.io/inject": "content-filler"}},
-				Spec:       nginxPod("", "").Spec,
-			},
-		},
-	}
 	deployments := suite.client.AppsV1().Deployments(ns)
-	if _, err := deployments.Create(ctxFor(t), d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	names := []string{"shop-a", "shop-b"}
+	for _, name := range names {
+		labels := map[string]string{"app": name}
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sidecars.podpatterns.io/inject": "repair-helper"}},
+					Spec:       nginxPod("", "").Spec,
+				},
+			},
+		}
+		if _, err := deployments.Create(ctxFor(t), d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	eventually(t, "the uninjected Deployment to be available", func() bool {
-		got, err := deployments.Get(ctxFor(t), "shop", metav1.GetOptions{})
-		return err == nil && got.Status.AvailableReplicas == 1
-	})
+	rolledOut := func(name string) bool {
+		d, err := deployments.Get(ctxFor(t), name, metav1.GetOptions{})
+		return err == nil && d.Generation <= d.Status.ObservedGeneration && d.Status.UpdatedReplicas == 1 && d.Status.Replicas == 1 && d.Status.AvailableReplicas == 1
+	}
+	eventually(t, "the uninjected Deployments to be available", func() bool { return rolledOut("shop-a") && rolledOut("shop-b") })
 	nsObj, err := suite.cluster.Client.CoreV1().Namespaces().Get(ctxFor(t), ns, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -112,45 +137,73 @@ func TestControllerRepairsMissingPods(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	missing := fmt.Sprintf(`sidecar_injector_pods{namespace=%q,state="missing",template="content-filler"}`, ns)
+	series := func(state string) string {
+		return fmt.Sprintf(`sidecar_injector_pods{namespace=%q,state=%q,template="repair-helper"}`, ns, state)
+	}
 	dry, stopDry := startController(t, "--repair=restart", "--dry-run", "--leader-elect=false")
-	eventually(t, "the dry run to report the missing Pod and the rollout it would start", func() bool {
-		return metric(dry, missing) == 1 && metric(dry, `sidecar_injector_controller_restarts_total{result="dry-run"}`) >= 1
+	eventually(t, "the dry run to report the missing Pods and the rollouts it would start", func() bool {
+		return metric(dry, series("missing")) == 2 && metric(dry, `sidecar_injector_controller_restarts_total{result="dry-run"}`) >= 1
 	})
 	stopDry()
-	got, err := deployments.Get(ctxFor(t), "shop", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		got, err := deployments.Get(ctxFor(t), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, restarted := got.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"]; restarted || got.Generation != 1 {
+			t.Fatalf("the dry run changed %s: generation %d, annotations %v", name, got.Generation, got.Spec.Template.Annotations)
+		}
 	}
-	if _, restarted := got.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"]; restarted || got.Generation != 1 {
-		t.Fatalf("the dry run changed the Deployment: generation %d, annotations %v", got.Generation, got.Spec.Template.Annotations)
-	}
-	eventually(t, "an Event on the Deployment", func() bool {
+	eventually(t, "an Event on each Deployment", func() bool {
 		events, err := suite.client.CoreV1().Events(ns).List(ctxFor(t), metav1.ListOptions{})
 		if err != nil {
 			return false
 		}
-		return slices.ContainsFunc(events.Items, func(e corev1.Event) bool {
-			return e.InvolvedObject.Kind == "Deployment" && e.InvolvedObject.Name == "shop" && e.Reason == "SidecarsMissing"
-		})
+		for _, name := range names {
+			if !slices.ContainsFunc(events.Items, func(e corev1.Event) bool {
+				return e.InvolvedObject.Kind == "Deployment" && e.InvolvedObject.Name == name && e.Reason == "SidecarsMissing"
+			}) {
+				return false
+			}
+		}
+		return true
 	})
 
 	a, _ := startController(t, "--repair=restart")
 	b, _ := startController(t, "--repair=restart")
-	eventually(t, "the leader to roll the Deployment out and its new Pod to be injected", func() bool {
-		pods, err := suite.client.CoreV1().Pods(ns).List(ctxFor(t), metav1.ListOptions{LabelSelector: "app=shop"})
-		if err != nil || len(pods.Items) != 1 {
-			return false
-		}
-		return slices.Contains(containerNames(pods.Items[0].Spec.Containers), "content-filler")
+	// One rollout at a time: never both mid-rollout at once.
+	inject := func(image string) {
+		t.Helper()
+		eventually(t, "every Pod to carry repair-helper "+image+", one rollout at a time", func() bool {
+			if !rolledOut("shop-a") && !rolledOut("shop-b") {
+				t.Fatal("both Deployments are mid-rollout at once; --max-concurrent-restarts is 1")
+			}
+			pods, err := suite.client.CoreV1().Pods(ns).List(ctxFor(t), metav1.ListOptions{})
+			if err != nil || len(pods.Items) != 2 {
+				return false
+			}
+			for _, p := range pods.Items {
+				c := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "repair-helper" })
+				if c < 0 || p.Spec.Containers[c].Image != image {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	inject("busybox:1.36.0")
+	eventually(t, "the leader's gauge to show both Pods current", func() bool {
+		return max(metric(a, series("current")), metric(b, series("current"))) == 2
 	})
-	current := fmt.Sprintf(`sidecar_injector_pods{namespace=%q,state="current",template="content-filler"}`, ns)
-	eventually(t, "the leader's gauge to show the Pod current", func() bool {
-		return max(metric(a, current), metric(b, current)) == 1
-	})
+
+	if err := os.WriteFile(helper, repairHelper("busybox:1.37.0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inject("busybox:1.37.0")
+
 	restarts := []float64{metric(a, `sidecar_injector_controller_restarts_total{result="success"}`), metric(b, `sidecar_injector_controller_restarts_total{result="success"}`)}
 	slices.Sort(restarts)
-	if restarts[1] != 1 || restarts[0] > 0 {
-		t.Errorf("restarts by the two controllers %v; want one by the leader and none by the other", restarts)
+	if restarts[1] != 4 || restarts[0] != 0 {
+		t.Errorf("restarts by the two controllers %v; want 4 (two workloads, missing then stale) by the leader, none by the other", restarts)
 	}
 }
