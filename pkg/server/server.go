@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
@@ -103,6 +106,7 @@ func Run(ctx context.Context, o Options) error {
 	log := o.Log
 
 	m := newMetrics(o.Registry)
+	o.Registry.MustRegister(certificateExpiry(o.CertFile))
 	store, err := loadCatalog(o.CatalogPath)
 	if err != nil {
 		return err
@@ -298,6 +302,30 @@ func loadCatalog(path string) (*catalog.Store, error) {
 type serverMetrics struct {
 	admission *admission.Metrics
 	reloads   *prometheus.CounterVec
+}
+
+// certificateExpiry exports when the serving certificate on disk expires,
+// read at each scrape so a rotation shows at once; 0 when it cannot be
+// read.
+func certificateExpiry(certFile string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sidecar_injector_certificate_expiry_timestamp_seconds",
+		Help: "When the serving certificate expires, in seconds since the Unix epoch.",
+	}, func() float64 {
+		data, err := os.ReadFile(certFile)
+		if err != nil {
+			return 0
+		}
+		block, _ := pem.Decode(data)
+		if block == nil {
+			return 0
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return 0
+		}
+		return float64(cert.NotAfter.Unix())
+	})
 }
 
 // newMetrics creates and registers the server's metrics, with the Go and

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -386,5 +387,15 @@ func TestMetricsCountEachOutcome(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// The certificate certs.Write made lives an hour.
+	var expiry float64
+	for line := range strings.SplitSeq(text, "\n") {
+		if v, ok := strings.CutPrefix(line, "sidecar_injector_certificate_expiry_timestamp_seconds "); ok {
+			expiry, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if left := time.Until(time.Unix(int64(expiry), 0)); left < 50*time.Minute || left > time.Hour+time.Minute {
+		t.Errorf("certificate expiry %v is %s away; want about an hour", expiry, left)
 	}
 }
