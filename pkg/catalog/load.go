@@ -203,6 +203,13 @@ func build(docs []namedDoc) (*Catalog, error) {
 	for _, e := range validateOverlaps(c.policies) {
 		errs = append(errs, e)
 	}
+	if slices.ContainsFunc(docs, func(nd namedDoc) bool { return nd.doc.RequireDigests }) {
+		for _, img := range c.Images() {
+			if !img.Pinned() {
+				errs = append(errs, fmt.Errorf("%s: Invalid value: %q: requireDigests is set: pin it by digest (sidecar-injector catalog pin)", img.Path, img.Ref))
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

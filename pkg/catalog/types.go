@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"fmt"
 	"regexp"
+	"strings"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +36,9 @@ type Document struct {
 	APIVersion string      `json:"apiVersion"`
 	Kind       string      `json:"kind"`
 	Defaults   *Defaults   `json:"defaults,omitempty"`
+	// RequireDigests refuses any image not pinned by digest
+	// (name@sha256:...), so a retagged image cannot change what runs.
+	RequireDigests bool `json:"requireDigests,omitempty"`
 	Templates  []*Template `json:"templates,omitempty"`
 	Policies   []*Policy   `json:"policies,omitempty"`
 }
@@ -159,6 +164,33 @@ func (c *Catalog) Template(name string) *Template { return c.templates[name] }
 
 // Names lists the template names in sorted order.
 func (c *Catalog) Names() []string { return c.names }
+
+// Images lists every image of every template, with its path in the
+// catalog ("templates[log-shipper].containers[0].image"), in name order.
+func (c *Catalog) Images() []Image {
+	var out []Image
+	for _, name := range c.names {
+		t := c.templates[name]
+		for _, list := range []struct {
+			field string
+			cs    []corev1.Container
+		}{{"initContainers", t.InitContainers}, {"containers", t.Containers}} {
+			for i, ctr := range list.cs {
+				out = append(out, Image{Path: fmt.Sprintf("templates[%s].%s[%d].image", name, list.field, i), Ref: ctr.Image})
+			}
+		}
+	}
+	return out
+}
+
+// Image is one image reference of a catalog.
+type Image struct {
+	Path string
+	Ref  string
+}
+
+// Pinned reports whether the reference names a digest.
+func (i Image) Pinned() bool { return strings.Contains(i.Ref, "@sha256:") }
 
 // ParameterNames lists t's parameter names in declaration order.
 func (t *Template) ParameterNames() []string {

@@ -14,7 +14,7 @@ import (
 func newCatalogCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "catalog",
-		Short: "Validate and list catalogs",
+		Short: "Validate, list and pin catalogs",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [PATH]",
@@ -31,6 +31,11 @@ func newCatalogCommand() *cobra.Command {
 			}
 			if path == "" {
 				path = "embedded default catalog"
+			}
+			for _, img := range c.Images() {
+				if !img.Pinned() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s is pinned by tag only; a retagged image changes what runs (sidecar-injector catalog pin)\n", img.Path, img.Ref)
+				}
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d templates (%s), version %s\n", path, len(c.Names()), strings.Join(c.Names(), ", "), c.Version)
 			return err
@@ -50,7 +55,7 @@ func newCatalogCommand() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&path, "catalog", path, "catalog file or directory; the embedded default if empty")
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, newPinCommand())
 	return cmd
 }
 

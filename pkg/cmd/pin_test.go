@@ -1,0 +1,110 @@
+package cmd
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	imagename "github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+// push puts a new random image under ref and returns its digest.
+func push(t *testing.T, ref string) v1.Hash {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := imagename.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Without the internet: an in-process registry, a catalog pinned against
+// it, then a retag that --check catches.
+func TestPinResolvesDigestsAndCheckCatchesARetag(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	image := host + "/sidecars/shipper:1.0"
+	first := push(t, image)
+
+	file := filepath.Join(t.TempDir(), "catalog.yaml")
+	text := `# Our catalog; comments stay.
+apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: shipper
+  pattern: sidecar
+  description: ships logs
+  containers:
+  - name: shipper
+    image: "` + image + `"   # the shipper
+`
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := (&pinFlags{file: file, inPlace: true}).run(&stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	pinned, _ := os.ReadFile(file)
+	want := `    image: "` + image + "@" + first.String() + `"   # the shipper`
+	if !strings.Contains(string(pinned), want) || !strings.HasPrefix(string(pinned), "# Our catalog; comments stay.") {
+		t.Fatalf("pinned catalog:\n%s\nwant a line %q and the comments kept", pinned, want)
+	}
+	if !strings.Contains(stderr.String(), "templates[shipper].containers[0].image: "+image+" -> ") {
+		t.Errorf("the change was not printed: %q", stderr.String())
+	}
+	stderr.Reset()
+	if err := (&pinFlags{file: file, check: true}).run(&stdout, &stderr); err != nil {
+		t.Fatalf("--check on a freshly pinned catalog: %v %s", err, stderr.String())
+	}
+
+	moved := push(t, image) // the tag now names another image
+	err := (&pinFlags{file: file, check: true}).run(&stdout, &stderr)
+	if code(err) != ExitDenied || !strings.Contains(stderr.String(), "now points to "+moved.String()) {
+		t.Errorf("--check after a retag: exit %d, %q", code(err), stderr.String())
+	}
+	stderr.Reset()
+	unpinned := filepath.Join(t.TempDir(), "catalog.yaml")
+	_ = os.WriteFile(unpinned, []byte(text), 0o644)
+	if err := (&pinFlags{file: unpinned, check: true}).run(&stdout, &stderr); code(err) != ExitDenied || !strings.Contains(stderr.String(), "is not pinned by digest") {
+		t.Errorf("--check on an unpinned catalog: exit %d, %q", code(err), stderr.String())
+	}
+}
+
+func TestRequireDigestsRefusesTags(t *testing.T) {
+	doc := `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+requireDigests: true
+templates:
+- {name: a, pattern: sidecar, description: a, containers: [{name: a, image: "registry.example.com/a:1.0"}]}
+- {name: b, pattern: sidecar, description: b, containers: [{name: b, image: "registry.example.com/b:1.0@sha256:0000000000000000000000000000000000000000000000000000000000000001"}]}
+`
+	_, err := catalog.Parse(catalog.Source{Name: "c.yaml", Data: []byte(doc)})
+	if err == nil || !strings.Contains(err.Error(), `templates[a].containers[0].image: Invalid value: "registry.example.com/a:1.0": requireDigests is set`) || strings.Contains(err.Error(), "templates[b]") {
+		t.Errorf("error %v: want templates[a] refused and templates[b] accepted", err)
+	}
+}
+
+// code is the exit code an error of a command maps to.
+func code(err error) int { return exitCode(err) }
