@@ -3,8 +3,8 @@ package catalog
 import (
 	"fmt"
 	"regexp"
-	"strings"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -33,14 +33,14 @@ var Patterns = []Pattern{Sidecar, Ambassador, Adapter}
 
 // Document is one catalog file as written by an admin.
 type Document struct {
-	APIVersion string      `json:"apiVersion"`
-	Kind       string      `json:"kind"`
-	Defaults   *Defaults   `json:"defaults,omitempty"`
+	APIVersion string    `json:"apiVersion"`
+	Kind       string    `json:"kind"`
+	Defaults   *Defaults `json:"defaults,omitempty"`
 	// RequireDigests refuses any image not pinned by digest
 	// (name@sha256:...), so a retagged image cannot change what runs.
-	RequireDigests bool `json:"requireDigests,omitempty"`
-	Templates  []*Template `json:"templates,omitempty"`
-	Policies   []*Policy   `json:"policies,omitempty"`
+	RequireDigests bool        `json:"requireDigests,omitempty"`
+	Templates      []*Template `json:"templates,omitempty"`
+	Policies       []*Policy   `json:"policies,omitempty"`
 }
 
 // Defaults apply to every injected container that leaves them open.

@@ -123,5 +123,3 @@ func replaceImage(text []byte, old, new string) []byte {
 	re := regexp.MustCompile(`(?m)(\bimage:\s*["']?)` + regexp.QuoteMeta(old) + `(["']?\s*(?:#.*)?$)`)
 	return re.ReplaceAll(text, []byte("${1}"+strings.ReplaceAll(new, "$", "$$")+"${2}"))
 }
-
-
