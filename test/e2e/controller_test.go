@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -59,22 +55,8 @@ func startController(t *testing.T, args ...string) (metrics string, stop func())
 	return metrics, stop
 }
 
-// metric reads one sample from a Prometheus text endpoint; -1 if absent.
-func metric(addr, series string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			v, _ := strconv.ParseFloat(rest, 64)
-			return v
-		}
-	}
-	return -1
-}
+// metric reads one series of a controller's /metrics; -1 if absent.
+func metric(addr, series string) float64 { return cluster.Metric("http://"+addr+"/metrics", series) }
 
 // repairHelper is a template only this test's workloads use, so changing
 // its image makes nobody else's Pods stale.

@@ -7,15 +7,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,16 +103,16 @@ func run(bin string, n int) error {
 	current := fmt.Sprintf(`sidecar_injector_pods{namespace=%q,state="current",template="log-shipper"}`, ns)
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	if err := cluster.WaitFor(wctx, "every Pod classified current", func() bool { return sample(metrics, current) == float64(n) }); err != nil {
+	if err := cluster.WaitFor(wctx, "every Pod classified current", func() bool { return cluster.Metric("http://"+metrics+"/metrics", current) == float64(n) }); err != nil {
 		return err
 	}
 	fmt.Printf("controller: every Pod classified current %s after start (cache sync included)\n", time.Since(start).Round(time.Millisecond))
 	var took []string
 	for range 3 { // later passes, on a warm cache
 		time.Sleep(2500 * time.Millisecond)
-		took = append(took, fmt.Sprintf("%.2fs", sample(metrics, "sidecar_injector_controller_classification_seconds")))
+		took = append(took, fmt.Sprintf("%.2fs", cluster.Metric("http://"+metrics+"/metrics", "sidecar_injector_controller_classification_seconds")))
 	}
-	rss := procStatus(cmd.Process.Pid, "VmHWM:")
+	rss := cluster.ProcStatus(cmd.Process.Pid, "VmHWM:")
 	fmt.Printf("full classification of %d Pods: %s (target < 5s); controller peak RSS %.1f MiB (target < 150 MiB)\n", n, strings.Join(took, ", "), float64(rss)/(1<<20))
 	return nil
 }
@@ -144,36 +141,4 @@ func injectedPod() (*corev1.Pod, error) {
 	}
 	injected := &corev1.Pod{}
 	return injected, json.Unmarshal(out, injected)
-}
-
-// sample reads one series from a Prometheus text endpoint; -1 if absent.
-func sample(addr, series string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			v, _ := strconv.ParseFloat(rest, 64)
-			return v
-		}
-	}
-	return -1
-}
-
-// procStatus reads a "kB" field of /proc/PID/status, in bytes.
-func procStatus(pid int, field string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
