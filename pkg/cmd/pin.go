@@ -64,34 +64,37 @@ func (f *pinFlags) run(stdout, stderr io.Writer) error {
 		return withCode(ExitBadInput, err)
 	}
 	options := append([]remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}, f.options...)
-	var problems []string
-	done := map[string]bool{}
+	var problems, refs []string
+	paths := map[string][]string{} // image -> where the catalog uses it
 	for _, img := range cat.Images() {
-		if done[img.Ref] {
-			continue
+		if paths[img.Ref] == nil {
+			refs = append(refs, img.Ref)
 		}
-		done[img.Ref] = true
-		tagged, digest, _ := strings.Cut(img.Ref, "@")
+		paths[img.Ref] = append(paths[img.Ref], img.Path)
+	}
+	for _, image := range refs {
+		where := strings.Join(paths[image], ", ")
+		tagged, digest, _ := strings.Cut(image, "@")
 		ref, err := imagename.ParseReference(tagged)
 		if err != nil {
-			return withCode(ExitBadInput, fmt.Errorf("%s: %q: %w", img.Path, img.Ref, err))
+			return withCode(ExitBadInput, fmt.Errorf("%s: %q: %w", where, image, err))
 		}
 		desc, err := remote.Head(ref, options...)
 		if err != nil {
-			return fmt.Errorf("%s: resolving %s: %w", img.Path, tagged, err)
+			return fmt.Errorf("%s: resolving %s: %w", where, tagged, err)
 		}
 		now := desc.Digest.String()
 		switch {
 		case digest == now:
 			continue
 		case f.check && digest == "":
-			problems = append(problems, fmt.Sprintf("%s: %s is not pinned by digest (%s now)", img.Path, img.Ref, now))
+			problems = append(problems, fmt.Sprintf("%s: %s is not pinned by digest (%s now)", where, image, now))
 		case f.check:
-			problems = append(problems, fmt.Sprintf("%s: %s now points to %s", img.Path, img.Ref, now))
+			problems = append(problems, fmt.Sprintf("%s: %s now points to %s", where, image, now))
 		default:
 			pinned := tagged + "@" + now
-			text = replaceImage(text, img.Ref, pinned)
-			fmt.Fprintf(stderr, "%s: %s -> %s\n", img.Path, img.Ref, pinned)
+			text = replaceImage(text, image, pinned)
+			fmt.Fprintf(stderr, "%s: %s -> %s\n", where, image, pinned)
 		}
 	}
 	if f.check {
@@ -104,8 +107,14 @@ func (f *pinFlags) run(stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintf(stdout, "%s: every image is pinned by digest and its tag still points there\n", f.file)
 		return err
 	}
-	if _, err := catalog.Parse(catalog.Source{Name: f.file, Data: text}); err != nil {
+	after, err := catalog.Parse(catalog.Source{Name: f.file, Data: text})
+	if err != nil {
 		return fmt.Errorf("the pinned catalog does not load (a defect): %w", err)
+	}
+	for _, img := range after.Images() {
+		if !img.Pinned() {
+			return fmt.Errorf("%s: %s could not be rewritten in the file (an unusual YAML form); pin it by hand", img.Path, img.Ref)
+		}
 	}
 	switch {
 	case f.inPlace:
@@ -118,8 +127,8 @@ func (f *pinFlags) run(stdout, stderr io.Writer) error {
 }
 
 // replaceImage rewrites every `image: OLD` of the YAML text, quoted or
-// not, to NEW; nothing else of the text changes.
+// not, in block or flow style, to NEW; nothing else of the text changes.
 func replaceImage(text []byte, old, new string) []byte {
-	re := regexp.MustCompile(`(?m)(\bimage:\s*["']?)` + regexp.QuoteMeta(old) + `(["']?\s*(?:#.*)?$)`)
+	re := regexp.MustCompile(`(?m)(\bimage:\s*["']?)` + regexp.QuoteMeta(old) + `(["']?\s*(?:[,}\]#]|$))`)
 	return re.ReplaceAll(text, []byte("${1}"+strings.ReplaceAll(new, "$", "$$")+"${2}"))
 }

@@ -58,6 +58,7 @@ templates:
   containers:
   - name: shipper
     image: "` + image + `"   # the shipper
+- {name: flow, pattern: sidecar, description: flow style, containers: [{name: flow, image: ` + image + `}]}
 `
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -68,10 +69,11 @@ templates:
 	}
 	pinned, _ := os.ReadFile(file)
 	want := `    image: "` + image + "@" + first.String() + `"   # the shipper`
-	if !strings.Contains(string(pinned), want) || !strings.HasPrefix(string(pinned), "# Our catalog; comments stay.") {
+	flow := `image: ` + image + "@" + first.String() + `}]}`
+	if !strings.Contains(string(pinned), want) || !strings.Contains(string(pinned), flow) || !strings.HasPrefix(string(pinned), "# Our catalog; comments stay.") {
 		t.Fatalf("pinned catalog:\n%s\nwant a line %q and the comments kept", pinned, want)
 	}
-	if !strings.Contains(stderr.String(), "templates[shipper].containers[0].image: "+image+" -> ") {
+	if !strings.Contains(stderr.String(), "templates[flow].containers[0].image, templates[shipper].containers[0].image: "+image+" -> ") {
 		t.Errorf("the change was not printed: %q", stderr.String())
 	}
 	stderr.Reset()
