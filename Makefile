@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/podpatterns/sidecar-injector/pkg/version.Versio
 IMAGE     ?= sidecar-injector:$(VERSION)
 export GOTOOLCHAIN := local
 
-.PHONY: build test unit e2e controlplane demo run bench certs deploy image fmt vet clean
+.PHONY: build test unit e2e controlplane demo run bench certs deploy image image-test fmt vet clean
 
 build: ## static binary, the same one the image holds
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sidecar-injector
@@ -42,8 +42,18 @@ deploy: build ## development certificates + the self-signed overlay, applied to 
 	$(BIN) certs --out-dir deploy/overlays/self-signed --webhook-config deploy/overlays/self-signed/webhook-ca.yaml
 	kubectl apply -k deploy/overlays/self-signed
 
-image: ## needs a container engine
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+# The image copies the static binary of `make build` onto scratch, so no
+# base image is pulled; podman or docker, whichever is installed.
+ENGINE    ?= $(shell command -v podman || command -v docker)
+
+image: build ## the image, with podman or docker
+	@test -n "$(ENGINE)" || { echo "no container engine: install podman (apt-get install podman runc)"; exit 1; }
+	CONTAINERS_CONF=$(CURDIR)/test/image/containers.conf $(ENGINE) build -t $(IMAGE) .
+
+image-test: ## installs podman if missing, builds the image and runs it as the Deployment does (needs root)
+	@command -v podman >/dev/null || { apt-get update -qq && apt-get install -y -qq podman runc; }
+	$(MAKE) image ENGINE=$$(command -v podman)
+	CONTAINERS_CONF=$(CURDIR)/test/image/containers.conf $(GO) run ./test/image -image $(IMAGE)
 
 fmt:
 	gofmt -l -w cmd pkg test
