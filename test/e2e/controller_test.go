@@ -105,11 +105,22 @@ func TestControllerRepairsMissingAndStalePods(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rolledOut := func(name string) bool {
-		d, err := deployments.Get(ctxFor(t), name, metav1.GetOptions{})
-		return err == nil && d.Generation <= d.Status.ObservedGeneration && d.Status.UpdatedReplicas == 1 && d.Status.Replicas == 1 && d.Status.AvailableReplicas == 1
+	// midRollout counts the Deployments mid-rollout in one consistent
+	// read of both; -1 when the read fails.
+	midRollout := func() int {
+		list, err := deployments.List(ctxFor(t), metav1.ListOptions{})
+		if err != nil {
+			return -1
+		}
+		n := 0
+		for _, d := range list.Items {
+			if d.Generation > d.Status.ObservedGeneration || d.Status.UpdatedReplicas != 1 || d.Status.Replicas != 1 || d.Status.AvailableReplicas != 1 {
+				n++
+			}
+		}
+		return n
 	}
-	eventually(t, "the uninjected Deployments to be available", func() bool { return rolledOut("shop-a") && rolledOut("shop-b") })
+	eventually(t, "the uninjected Deployments to be available", func() bool { return midRollout() == 0 })
 	nsObj, err := suite.cluster.Client.CoreV1().Namespaces().Get(ctxFor(t), ns, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +168,7 @@ func TestControllerRepairsMissingAndStalePods(t *testing.T) {
 	inject := func(image string) {
 		t.Helper()
 		eventually(t, "every Pod to carry repair-helper "+image+", one rollout at a time", func() bool {
-			if !rolledOut("shop-a") && !rolledOut("shop-b") {
+			if midRollout() == 2 {
 				t.Fatal("both Deployments are mid-rollout at once; --max-concurrent-restarts is 1")
 			}
 			pods, err := suite.client.CoreV1().Pods(ns).List(ctxFor(t), metav1.ListOptions{})
