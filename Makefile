@@ -14,9 +14,9 @@ build: ## static binary, the same one the image holds
 controlplane: ## build or find kube-apiserver, etcd, kube-controller-manager
 	@bash test/controlplane.sh >/dev/null
 
-# Helm's libraries (the chart's tests), Prometheus' rule parser and the
-# Prometheus Operator's types (the monitoring tests) are imported by test
-# files only: they are in go.mod so that one `go test ./...` runs every
+# Helm's libraries (the chart's tests), cert-manager's and the Prometheus
+# Operator's types and Prometheus' rule parser (the chart and monitoring
+# tests) are imported by test files only: they are in go.mod so that one `go test ./...` runs every
 # test, and never in the binary (`go version -m bin/sidecar-injector`).
 test: controlplane ## every test: unit, golden, handler and end-to-end against a real API server
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) test -count=1 -timeout 20m ./...

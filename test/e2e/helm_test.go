@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
@@ -119,6 +120,21 @@ func TestChartLintsAndRenders(t *testing.T) {
 	dashboard, _ := os.ReadFile(filepath.Join(chartDir(), "files", "dashboard.json"))
 	if want, _ := os.ReadFile(filepath.Join(suite.root, "deploy", "monitoring", "dashboard.json")); !bytes.Equal(dashboard, want) {
 		t.Error("deploy/helm/sidecar-injector/files/dashboard.json differs from deploy/monitoring/dashboard.json: copy it over")
+	}
+	// cert-manager's objects fit its types (this API server lacks its CRDs).
+	kinds := 0
+	for _, o := range renderChart(t, certModes["from cert-manager"]) {
+		switch o.GetKind() {
+		case "Issuer":
+			strict(t, o, &cmv1.Issuer{})
+			kinds++
+		case "Certificate":
+			strict(t, o, &cmv1.Certificate{})
+			kinds++
+		}
+	}
+	if kinds != 2 {
+		t.Errorf("certManager mode rendered %d Issuers and Certificates, want one of each", kinds)
 	}
 	// The monitoring objects fit the Prometheus Operator's types, and the
 	// alerts are deploy/monitoring's.
@@ -230,8 +246,8 @@ func TestChartMatchesKustomize(t *testing.T) {
 
 // Every object the chart renders is accepted by the API server (a server
 // side dry run; the Prometheus Operator's and cert-manager's, whose CRDs
-// this API server lacks, are left to TestChartLintsAndRenders and, for
-// monitoring, to the strict decode of TestMonitoringMatchesWhatIsExported),
+// this API server lacks, are decoded strictly into their projects' Go
+// types by TestChartLintsAndRenders instead),
 // and the webhook configuration it renders makes the API server inject.
 func TestChartInstallsAndInjects(t *testing.T) {
 	c, err := client.New(suite.cluster.Config, client.Options{})
