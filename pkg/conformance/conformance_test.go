@@ -105,3 +105,13 @@ policies:
 		})
 	}
 }
+
+// A status annotation that is not JSON is tampered with, never a template
+// "not in the catalog".
+func TestMalformedStatusIsTampered(t *testing.T) {
+	p := pod("content-filler")
+	p.Annotations[inject.StatusAnnotation] = `{"templates":[`
+	if got := Classify(p, nil, parse(t, "")); got.State != Tampered {
+		t.Errorf("state %s, want tampered: %+v", got.State, got.Templates)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -39,10 +40,11 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	if err != nil {
 		return nil, err
 	}
-	for _, in := range claimed.Templates {
+	var unknown []string
+	for _, in := range claimed.Templates { // one entry per name (readStatus)
 		t := cat.Template(in.Name)
 		if t == nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, which is not in the catalog; the entry is dropped", StatusAnnotation, in.Name))
+			unknown = append(unknown, in.Name)
 			continue
 		}
 		hash, reason := b.verify(t)
@@ -50,10 +52,12 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, but the Pod does not carry it (%s); the entry is dropped", StatusAnnotation, in.Name, reason))
 			continue
 		}
-		if !slices.ContainsFunc(b.plan.Status.Templates, func(i Injected) bool { return i.Name == t.Name }) {
-			b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: hash})
-			res.Verified = append(res.Verified, t.Name)
-		}
+		b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: hash})
+		res.Verified = append(res.Verified, t.Name)
+	}
+	if len(unknown) > 0 {
+		// One warning however many: the Pod's author controls the list.
+		res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names templates that are not in the catalog: %s; those entries are dropped", StatusAnnotation, firstNames(unknown, 3)))
 	}
 	for _, name := range names {
 		if slices.Contains(res.Verified, name) {
@@ -74,22 +78,24 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	return res, nil
 }
 
+// firstNames quotes up to n names, and says how many more there are.
+func firstNames(names []string, n int) string {
+	var quoted []string
+	for _, name := range names[:min(n, len(names))] {
+		quoted = append(quoted, strconv.Quote(name))
+	}
+	if len(names) > n {
+		quoted = append(quoted, fmt.Sprintf("and %d more", len(names)-n))
+	}
+	return strings.Join(quoted, ", ")
+}
+
 // Wanted returns the templates the Pod should carry: what it asks for,
 // or the namespace defaults, plus what the policies require, as the
 // webhook decides them. A Denial when the request itself is unusable.
 func Wanted(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) ([]string, error) {
 	names, _, err := requested(pod, cat.Apply(nsLabels), cat)
 	return names, err
-}
-
-// Claimed returns the template names the Pod's status annotation lists.
-func Claimed(pod *corev1.Pod) []string {
-	s, _ := readStatus(pod)
-	var names []string
-	for _, in := range s.Templates {
-		names = append(names, in.Name)
-	}
-	return names
 }
 
 // builder accumulates a Plan while checking each addition against the Pod

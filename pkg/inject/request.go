@@ -161,7 +161,8 @@ func strayParameters(pod *corev1.Pod, names []string) []string {
 }
 
 // readStatus parses the status annotation: what the Pod claims to carry,
-// to be verified. A malformed one is reported and treated as empty.
+// to be verified, one entry per template name (the first). A malformed
+// one is reported and treated as empty.
 func readStatus(pod *corev1.Pod) (Status, []string) {
 	value, ok := pod.Annotations[StatusAnnotation]
 	if !ok {
@@ -171,6 +172,12 @@ func readStatus(pod *corev1.Pod) (Status, []string) {
 	if err := json.Unmarshal([]byte(value), &s); err != nil {
 		return Status{}, []string{"annotation " + StatusAnnotation + " is not valid JSON and was ignored: " + err.Error()}
 	}
+	seen := map[string]bool{}
+	s.Templates = slices.DeleteFunc(s.Templates, func(in Injected) bool {
+		dup := seen[in.Name]
+		seen[in.Name] = true
+		return dup
+	})
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -30,11 +31,12 @@ type Claim struct {
 
 // VerifyStatus checks each template the Pod's status annotation names
 // against what the Pod holds, as the engine does before it trusts one.
-// A Denial comes back when the Pod's target annotation is unusable.
+// An error when the annotation is not JSON, or a Denial when the Pod's
+// target annotation is unusable.
 func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 	claimed, warnings := readStatus(pod)
 	if len(warnings) > 0 {
-		return []Claim{{Name: StatusAnnotation, Reason: warnings[0]}}, nil
+		return nil, errors.New(warnings[0])
 	}
 	b, err := newBuilder(pod, cat, claimed)
 	if err != nil {
