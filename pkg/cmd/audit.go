@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,7 +24,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/manifest"
-	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
 // The catalog the cluster's injector serves, as deploy/base installs it.
@@ -178,13 +178,9 @@ func podsOf(doc []byte) ([]*corev1.Pod, error) {
 	if head.APIVersion != "v1" || head.Kind != "Pod" {
 		return nil, nil // workloads: their Pods are what runs
 	}
-	pods, err := workload.PodsOf(doc)
-	if err != nil || len(pods) == 0 {
-		return nil, err
-	}
 	pod := &corev1.Pod{}
-	if err := json.Unmarshal(doc, pod); err != nil {
-		return nil, err
+	if err := jsonv2.Unmarshal(doc, pod); err != nil { // as the API server reads it
+		return nil, manifest.FieldError(err)
 	}
 	return []*corev1.Pod{pod}, nil
 }
@@ -358,9 +354,7 @@ func (f *auditFlags) print(w io.Writer, rep *auditReport) error {
 			groups[key] = g
 		}
 		g.states[p.State]++
-		if slices.Index(conformance.States, p.State) < slices.Index(conformance.States, g.worst) {
-			g.worst = p.State
-		}
+		g.worst = conformance.Worst(g.worst, p.State)
 	}
 	keys := make([]string, 0, len(groups))
 	for k := range groups {

@@ -41,8 +41,13 @@ var States = []State{Tampered, Missing, Stale, NotWanted, Current, None}
 // NeedsRepair reports whether a Pod in state s should be re-created.
 func (s State) NeedsRepair() bool { return s == Tampered || s == Missing || s == Stale }
 
-// worse reports whether a is worse than b.
-func worse(a, b State) bool { return slices.Index(States, a) < slices.Index(States, b) }
+// Worst returns the worse of two states.
+func Worst(a, b State) State {
+	if slices.Index(States, a) < slices.Index(States, b) {
+		return a
+	}
+	return b
+}
 
 // Template is one template's state in a Pod.
 type Template struct {
@@ -101,9 +106,7 @@ func Classify(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog)
 	}
 	res.State = None
 	for _, t := range res.Templates {
-		if res.State == None || worse(t.State, res.State) {
-			res.State = t.State
-		}
+		res.State = Worst(res.State, t.State)
 	}
 	return res
 }

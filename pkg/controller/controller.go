@@ -9,7 +9,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -111,7 +110,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 			counts[[3]string{pod.Namespace, "", string(conformance.None)}]++
 		}
 		k := key{pod.Namespace, conformance.OwnerOf(pod)}
-		if cur, seen := owners[k]; !seen || slices.Index(conformance.States, res.State) < slices.Index(conformance.States, cur) {
+		if cur, seen := owners[k]; seen {
+			owners[k] = conformance.Worst(cur, res.State)
+		} else {
 			owners[k] = res.State
 		}
 	}
@@ -144,7 +145,7 @@ func (r *Reconciler) report(owners map[key]conformance.State) {
 			continue
 		}
 		r.last[k] = state
-		r.Recorder.Eventf(object(k), corev1.EventTypeWarning, "Sidecars"+titled(state),
+		r.Recorder.Eventf(eventRef(k), corev1.EventTypeWarning, "Sidecars"+titled(state),
 			"Pods of %s %s are %s: they do not carry what the catalog renders for them today; `sidecar-injector audit -n %s` says why", k.owner.Kind, k.owner.Name, state, k.namespace)
 	}
 	for k := range r.last {
@@ -164,7 +165,19 @@ func titled(s conformance.State) string {
 	return "Tampered"
 }
 
-// object is a reference to the owner, enough for an Event.
+// ownerAPIVersions are the API versions of the owners OwnerOf names.
+var ownerAPIVersions = map[string]string{
+	"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "ReplicaSet": "apps/v1",
+	"Job": "batch/v1", "CronJob": "batch/v1", "Pod": "v1", "ReplicationController": "v1",
+}
+
+// eventRef is the owner an Event is recorded on, whatever its kind.
+func eventRef(k key) *corev1.ObjectReference {
+	return &corev1.ObjectReference{APIVersion: ownerAPIVersions[k.owner.Kind], Kind: k.owner.Kind, Namespace: k.namespace, Name: k.owner.Name}
+}
+
+// object is the owner as an object to read or patch; only the kinds
+// repair rolls out are asked for.
 func object(k key) client.Object {
 	meta := metav1.ObjectMeta{Name: k.owner.Name, Namespace: k.namespace}
 	switch k.owner.Kind {
@@ -175,7 +188,7 @@ func object(k key) client.Object {
 	case "DaemonSet":
 		return &appsv1.DaemonSet{ObjectMeta: meta}
 	}
-	return &corev1.Pod{ObjectMeta: meta} // bare Pods and Jobs' Pods: reported only
+	return nil
 }
 
 // repair finishes the rollouts in progress and starts the next ones, at
@@ -242,6 +255,9 @@ func (r *Reconciler) restart(ctx context.Context, k key) error {
 // as done.
 func (r *Reconciler) rolledOut(ctx context.Context, k key) (bool, error) {
 	obj := object(k)
+	if obj == nil {
+		return true, nil
+	}
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		return true, client.IgnoreNotFound(err)
 	}

@@ -23,19 +23,9 @@ import (
 // The offline tool and the server give the same Pod, byte for byte, for
 // every golden input of the engine.
 func TestInjectMatchesTheServer(t *testing.T) {
-	cat, err := catalog.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &admission.Handler{Catalog: func() *catalog.Catalog { return cat }, Log: logr.Discard()}
-	inputs, _ := filepath.Glob("../inject/testdata/golden/*.yaml")
+	cat, h := server(t)
 	compared := 0
-	for _, in := range inputs {
-		text, _ := os.ReadFile(in)
-		raw, err := yaml.YAMLToJSON(text)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for in, raw := range goldenPods(t) {
 		offline, err := Inject(raw, nil, cat)
 		served, denied := serve(t, h, raw)
 		if IsDenial(err) != denied {
@@ -55,6 +45,34 @@ func TestInjectMatchesTheServer(t *testing.T) {
 	}
 	if compared < 20 {
 		t.Errorf("compared only %d pods", compared)
+	}
+}
+
+// server is the default catalog and the webhook's handler serving it.
+func server(t *testing.T) (*catalog.Catalog, http.Handler) {
+	t.Helper()
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat, &admission.Handler{Catalog: func() *catalog.Catalog { return cat }, Log: logr.Discard()}
+}
+
+// goldenPods yields the engine's golden input Pods as JSON, by file.
+func goldenPods(t *testing.T) func(func(string, []byte) bool) {
+	t.Helper()
+	inputs, _ := filepath.Glob("../inject/testdata/golden/*.yaml")
+	return func(yield func(string, []byte) bool) {
+		for _, in := range inputs {
+			text, _ := os.ReadFile(in)
+			raw, err := yaml.YAMLToJSON(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !yield(in, raw) {
+				return
+			}
+		}
 	}
 }
 
@@ -90,11 +108,7 @@ func serve(t *testing.T, h http.Handler, raw []byte) ([]byte, bool) {
 // server's: case-sensitive names, a null pod template metadata, and a Pod
 // kind of another API group left alone.
 func TestInjectDecodesLikeTheAPIServer(t *testing.T) {
-	cat, err := catalog.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &admission.Handler{Catalog: func() *catalog.Catalog { return cat }, Log: logr.Discard()}
+	cat, h := server(t)
 
 	capital := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","Annotations":{"sidecars.podpatterns.io/inject":"content-filler"}},"spec":{"containers":[{"name":"web","image":"nginx","Ports":[{"containerPort":80}]}]}}`)
 	offline, err := Inject(capital, nil, cat)
@@ -138,19 +152,9 @@ func withDefault(t *testing.T, name string) *catalog.Catalog {
 // A ReplicationController's Pods get from the offline tool what the
 // server gives them: every golden Pod, as an RC's template.
 func TestReplicationControllerMatchesTheServer(t *testing.T) {
-	cat, err := catalog.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &admission.Handler{Catalog: func() *catalog.Catalog { return cat }, Log: logr.Discard()}
-	inputs, _ := filepath.Glob("../inject/testdata/golden/*.yaml")
+	cat, h := server(t)
 	compared := 0
-	for _, in := range inputs {
-		text, _ := os.ReadFile(in)
-		raw, err := yaml.YAMLToJSON(text)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for in, raw := range goldenPods(t) {
 		var pod map[string]any
 		if err := json.Unmarshal(raw, &pod); err != nil {
 			t.Fatal(err)

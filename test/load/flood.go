@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
 // floodResult is what a flood did to the webhook.
@@ -109,7 +110,7 @@ func runFlood(bin string, conns, size int, d time.Duration, review []byte) (floo
 	close(done)
 	wg.Wait()
 	res.bodies, res.refused = bodies.Load(), refused.Load()
-	res.peakRSS = procStatus(t.cmd.Process.Pid, "VmHWM:")
+	res.peakRSS = cluster.ProcStatus(t.cmd.Process.Pid, "VmHWM:")
 	return res, nil
 }
 

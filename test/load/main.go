@@ -43,6 +43,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
 type config struct {
@@ -680,7 +681,7 @@ func (s *rssSampler) start() (stop func()) {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if v := procStatus(s.pid, "VmRSS:"); v > s.max {
+			if v := cluster.ProcStatus(s.pid, "VmRSS:"); v > s.max {
 				s.max = v
 			}
 			select {
@@ -693,22 +694,7 @@ func (s *rssSampler) start() (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-func (s *rssSampler) hwm() int64 { return procStatus(s.pid, "VmHWM:") }
-
-// procStatus reads a "kB" field of /proc/PID/status, in bytes.
-func procStatus(pid int, field string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func (s *rssSampler) hwm() int64 { return cluster.ProcStatus(s.pid, "VmHWM:") }
 
 // serveFloor is the floor: the webhook's TLS setup, a handler that reads
 // the body and answers a fixed "allowed". With decode it also decodes the
