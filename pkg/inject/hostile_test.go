@@ -44,3 +44,21 @@ func TestAStatusFloodGetsOneWarning(t *testing.T) {
 		})
 	}
 }
+
+// Thousands of parameter annotations for templates the Pod does not get
+// give a few warnings, not one each.
+func TestStrayParametersAreBounded(t *testing.T) {
+	pod := &corev1.Pod{}
+	pod.Annotations = map[string]string{inject.InjectAnnotation: "content-filler"}
+	for i := range 5000 {
+		pod.Annotations[inject.ParameterAnnotation(fmt.Sprintf("t%d", i), "p")] = "x"
+	}
+	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
+	res, err := inject.Pod(pod, nil, testCatalog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 4 || !strings.Contains(res.Warnings[3], "4997 more annotations") {
+		t.Errorf("%d warnings, last %q; want three and a count of the rest", len(res.Warnings), res.Warnings[len(res.Warnings)-1])
+	}
+}

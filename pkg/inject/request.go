@@ -157,6 +157,9 @@ func strayParameters(pod *corev1.Pod, names []string) []string {
 		}
 	}
 	sort.Strings(warnings)
+	if len(warnings) > 3 { // the Pod's author controls how many
+		warnings = append(warnings[:3], fmt.Sprintf("%d more annotations set parameters of templates this Pod does not get", len(warnings)-3))
+	}
 	return warnings
 }
 
