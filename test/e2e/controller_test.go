@@ -121,14 +121,7 @@ func TestControllerRepairsMissingAndStalePods(t *testing.T) {
 		return n
 	}
 	eventually(t, "the uninjected Deployments to be available", func() bool { return midRollout() == 0 })
-	nsObj, err := suite.cluster.Client.CoreV1().Namespaces().Get(ctxFor(t), ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels["sidecars.podpatterns.io/injection"] = "enabled"
-	if _, err := suite.cluster.Client.CoreV1().Namespaces().Update(ctxFor(t), nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	labelNamespace(t, ns, "sidecars.podpatterns.io/injection", "enabled")
 
 	series := func(state string) string {
 		return fmt.Sprintf(`sidecar_injector_pods{namespace=%q,state=%q,template="repair-helper"}`, ns, state)

@@ -66,14 +66,7 @@ func TestAuditFindsUninjectedPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Opt in now: the Pod above predates it.
-	nsObj, err := suite.cluster.Client.CoreV1().Namespaces().Get(ctxFor(t), ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels["sidecars.podpatterns.io/injection"] = "enabled"
-	if _, err := suite.cluster.Client.CoreV1().Namespaces().Update(ctxFor(t), nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	labelNamespace(t, ns, "sidecars.podpatterns.io/injection", "enabled")
 	type report struct {
 		Unlabelled []string `json:"unlabelledNamespaces"`
 		Pods       []struct {

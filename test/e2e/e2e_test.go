@@ -279,14 +279,7 @@ func TestPoliciesFollowNamespaceLabels(t *testing.T) {
 	}
 
 	// Relabel while the server runs: no policy matches team=b.
-	nsObj, err := suite.cluster.Client.CoreV1().Namespaces().Get(ctxFor(t), ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels["team"] = "b"
-	if _, err := suite.cluster.Client.CoreV1().Namespaces().Update(ctxFor(t), nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	labelNamespace(t, ns, "team", "b")
 	i := 0
 	eventually(t, "the relabelled namespace to allow the ambassador", func() bool {
 		i++

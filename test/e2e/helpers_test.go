@@ -64,6 +64,23 @@ func namespace(t *testing.T, name string, labels map[string]string) string {
 	return name
 }
 
+// labelNamespace sets one label on a namespace that exists.
+func labelNamespace(t *testing.T, name, key, value string) {
+	t.Helper()
+	api := suite.cluster.Client.CoreV1().Namespaces()
+	ns, err := api.Get(ctxFor(t), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
+	}
+	ns.Labels[key] = value
+	if _, err := api.Update(ctxFor(t), ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 var optIn = map[string]string{"sidecars.podpatterns.io/injection": "enabled"}
 
 func create(t *testing.T, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
