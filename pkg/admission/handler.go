@@ -248,7 +248,6 @@ func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a
 			// Without its labels no policy can be applied: an HTTP error
 			// lets the webhook's failurePolicy decide, never "no policy".
 			a.fail(http.StatusServiceUnavailable, fmt.Errorf("reading the labels of namespace %q: %w", req.Namespace, err))
-			a.status = http.StatusServiceUnavailable
 			return
 		}
 	}
@@ -295,13 +294,15 @@ func (a *answer) skip() {
 
 // fail answers a fault. Faults that are not the API server's (a panic, an
 // encoding error) are 500; malformed requests are 4xx. The review itself
-// goes back with HTTP 200 when it could be read, as the API server expects.
+// goes back with HTTP 200 when it could be read, as the API server expects;
+// 503 (the webhook cannot decide now) is always an HTTP error, so the
+// webhook's failurePolicy applies.
 func (a *answer) fail(code int, err error) {
 	a.outcome, a.err = Error, err
 	a.resp.Allowed = false
 	a.resp.Patch, a.resp.PatchType, a.resp.Warnings = nil, nil, nil
 	a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()}
-	if a.req == nil && code != http.StatusInternalServerError {
+	if (a.req == nil && code != http.StatusInternalServerError) || code == http.StatusServiceUnavailable {
 		a.status = code
 	}
 }
