@@ -174,27 +174,34 @@ func run(c config) error {
 
 	fmt.Printf("Pods created through kube-apiserver: %d concurrent creates flat out, then paced at %d/s; %s per run, %d rounds\n\n", c.conns, c.rate, c.duration, c.rounds)
 	results := map[string][]result{}
-	for range c.rounds {
-		for _, mode := range modes {
+	for round := range c.rounds {
+		// Odd rounds run the namespaces in reverse, so that no mode
+		// always follows another: a drift in the machine's speed over a
+		// round then favours none of them.
+		order := slices.Clone(modes)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, mode := range order {
 			r, err := flatOut(ctx, client, mode, c.conns, c.duration)
+			if err == nil {
+				err = clearPods(ctx, client, mode)
+			}
 			if err != nil {
 				return err
 			}
 			results[mode+" max"] = append(results[mode+" max"], r)
 		}
 		if c.rate > 0 {
-			for _, mode := range modes {
+			for _, mode := range order {
 				r, err := paced(ctx, client, mode, c.rate, c.duration)
+				if err == nil {
+					err = clearPods(ctx, client, mode)
+				}
 				if err != nil {
 					return err
 				}
 				results[fmt.Sprintf("%s @%d/s", mode, c.rate)] = append(results[fmt.Sprintf("%s @%d/s", mode, c.rate)], r)
-			}
-		}
-		for _, mode := range modes { // keep etcd small between rounds
-			zero := int64(0)
-			if err := client.CoreV1().Pods("bench-"+mode).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
-				return err
 			}
 		}
 	}
@@ -365,6 +372,13 @@ func (r *recorder) result(elapsed time.Duration) (result, error) {
 		return result{}, r.err
 	}
 	return summarize(r.lat, elapsed), nil
+}
+
+// clearPods deletes the namespace's Pods, so that every run starts from
+// the same store whichever mode ran before it.
+func clearPods(ctx context.Context, c kubernetes.Interface, mode string) error {
+	zero := int64(0)
+	return c.CoreV1().Pods("bench-"+mode).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
 }
 
 func flatOut(ctx context.Context, c kubernetes.Interface, mode string, conns int, d time.Duration) (result, error) {
