@@ -109,15 +109,9 @@ func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 	}
 	if u.uid == nil {
 		// The one user every target container runs as, or none.
-		var uids []string
 		shared := true
 		for _, i := range b.targets {
-			c := &b.pod.Spec.Containers[i]
-			var uid *int64
-			if c.SecurityContext != nil {
-				uid = c.SecurityContext.RunAsUser
-			}
-			uids = append(uids, fmt.Sprintf("%s=%s", c.Name, describeUID(uid)))
+			uid := runAsUser(&b.pod.Spec.Containers[i])
 			if uid == nil || (u.uid != nil && *u.uid != *uid) {
 				shared = false
 			}
@@ -127,6 +121,11 @@ func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 		}
 		if !shared {
 			if u.uid != nil {
+				var uids []string
+				for _, i := range b.targets {
+					c := &b.pod.Spec.Containers[i]
+					uids = append(uids, c.Name+"="+describeUID(runAsUser(c)))
+				}
 				remark("template %q runs as the app's user, but the target containers run as different users (%s); it runs as the template's user: set runAsUser on the Pod, fsGroup so every user can read the files, or name the writer in %s", t.Name, strings.Join(uids, ", "), TargetContainersAnnotation)
 			}
 			u.uid = nil
@@ -161,11 +160,19 @@ func describeUID(uid *int64) string {
 	return fmt.Sprint(*uid)
 }
 
+// runAsUser is the user c sets, or nil.
+func runAsUser(c *corev1.Container) *int64 {
+	if c.SecurityContext == nil {
+		return nil
+	}
+	return c.SecurityContext.RunAsUser
+}
+
 // mixedUsers reports whether some target container sets a runAsUser
 // (so the shared-user remark, not the no-user one, applies).
 func mixedUsers(pod *corev1.Pod, targets []int) bool {
 	for _, i := range targets {
-		if sc := pod.Spec.Containers[i].SecurityContext; sc != nil && sc.RunAsUser != nil {
+		if runAsUser(&pod.Spec.Containers[i]) != nil {
 			return true
 		}
 	}
