@@ -39,7 +39,7 @@ bench: build controlplane ## Go benchmarks; the handler against a floor over HTT
 	$(GO) test -run XXX -bench . -benchmem ./pkg/inject ./pkg/admission
 	$(GO) run ./test/load -server $(BIN) -rounds 5 -duration 3s
 	$(GO) run ./test/load -server $(BIN) -flood -duration 5s
-	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/apiload -server $(BIN) -rounds 5 -duration 3s
+	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/apiload -server $(BIN) -rounds 10 -duration 3s
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/fleetload -server $(BIN) -pods 10000
 
 deploy: build ## development certificates + the self-signed overlay, applied to the current kubectl context
