@@ -10,10 +10,13 @@
 //     the first one (the limit for this mutation: the API server's own
 //     cost of calling a webhook, applying the patch and storing the
 //     bigger Pod);
-//   - ours: `sidecar-injector serve`.
+//   - ours: `sidecar-injector serve`;
+//   - baseline, with -baseline BIN: another binary of ours, to measure a
+//     change old against new in the same rounds.
 //
 // It reports Pods/s and create latency p50/p99 for each, and the ratios
-// of ours to static, each the median of the rounds' ratios.
+// of ours to static (and to the baseline), each the median of the rounds'
+// ratios.
 package main
 
 import (
@@ -54,6 +57,7 @@ import (
 
 type config struct {
 	server   string
+	baseline string
 	duration time.Duration
 	rounds   int
 	conns    int
@@ -70,6 +74,7 @@ func main() {
 	}
 	c := config{}
 	flag.StringVar(&c.server, "server", "bin/sidecar-injector", "sidecar-injector binary to measure")
+	flag.StringVar(&c.baseline, "baseline", "", "another sidecar-injector binary to measure in the same rounds, in a fifth namespace")
 	flag.DurationVar(&c.duration, "duration", 3*time.Second, "length of each run")
 	flag.IntVar(&c.rounds, "rounds", 3, "how many times each namespace is measured, alternating")
 	flag.IntVar(&c.conns, "conns", 16, "concurrent creates in the flat-out runs")
@@ -81,8 +86,12 @@ func main() {
 	}
 }
 
-// modes are the namespaces, in the order each round measures them.
+// modes are the namespaces, in the order each round measures them;
+// "baseline" follows when there is one.
 var modes = []string{"none", "noop", "static", "ours"}
+
+// injects reports whether mode's webhook injects.
+func injects(mode string) bool { return mode == "static" || mode == "ours" || mode == "baseline" }
 
 func run(c config) error {
 	logs, err := os.CreateTemp("", "sidecar-injector-apiload-*.log")
@@ -129,6 +138,19 @@ func run(c config) error {
 	}
 	urls := map[string]string{"ours": hook.URL()}
 	cas := map[string][]byte{"ours": ca, "noop": benchCA, "static": benchCA}
+	hooks := map[string]*cluster.Webhook{"ours": hook}
+	if c.baseline != "" {
+		modes = append(modes, "baseline")
+		base, err := cluster.StartWebhook(ctx, c.baseline, filepath.Join(cl.Dir, "tls-baseline"), cl.Kubeconfig, logs, "--log-level", "error")
+		if err != nil {
+			return fmt.Errorf("starting the baseline: %w", err)
+		}
+		defer func() { _ = base.Stop() }()
+		if cas["baseline"], err = cluster.CAPEM(base.CertDir); err != nil {
+			return err
+		}
+		urls["baseline"], hooks["baseline"] = base.URL(), base
+	}
 	caFile := filepath.Join(hook.CertDir, certs.CACert)
 	for i, mode := range []string{"noop", "static"} {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
@@ -201,13 +223,16 @@ func run(c config) error {
 				if err != nil {
 					return err
 				}
-				handled := handlerTotals(hook)
+				var handled [2]float64
+				if hooks[mode] != nil {
+					handled = handlerTotals(hooks[mode])
+				}
 				r, err := paced(ctx, client, mode, c.rate, c.duration)
 				if err == nil {
 					r.call, err = callTime(ctx, client, mode, before)
 				}
-				if mode == "ours" {
-					r.handler = handlerTime(hook, handled)
+				if hooks[mode] != nil {
+					r.handler = handlerTime(hooks[mode], handled)
 				}
 				if err == nil {
 					err = clearPods(ctx, client, mode)
@@ -337,7 +362,7 @@ func warmUp(ctx context.Context, c kubernetes.Interface, mode string) error {
 // check holds each stored Pod to its mode: injected or not.
 func check(mode string, p *corev1.Pod) error {
 	injected := len(p.Spec.InitContainers) == 1 && p.Spec.InitContainers[0].Name == "log-shipper"
-	if want := mode == "static" || mode == "ours"; injected != want {
+	if want := injects(mode); injected != want {
 		return fmt.Errorf("%s: pod %s injected %v, want %v", mode, p.Name, injected, want)
 	}
 	return nil
@@ -351,8 +376,8 @@ type result struct {
 	// API server measures it (sending the review, the webhook's answer,
 	// applying its patch); 0 without a webhook or in the flat-out runs.
 	call time.Duration
-	// handler is ours' mean request duration by its own histogram, in
-	// the paced runs.
+	// handler is ours' (or the baseline's) mean request duration by its
+	// own histogram, in the paced runs.
 	handler time.Duration
 }
 
@@ -534,25 +559,33 @@ func report(results map[string][]result, c config) {
 	}
 	fmt.Printf("flat out, Pods/s: ours/static %s (target >= 0.95)\n", ratio("ours max", "static max"))
 	fmt.Printf("                  ours/noop %s, static/none %s\n", ratio("ours max", "noop max"), ratio("static max", "none max"))
+	if c.baseline != "" {
+		fmt.Printf("                  ours/baseline %s\n", ratio("ours max", "baseline max"))
+	}
 	if c.rate > 0 {
 		paced := func(m string) string { return fmt.Sprintf("%s @%d/s", m, c.rate) }
-		// minus is ours minus static of f, the median over rounds and
+		// minus is ours minus other of f, the median over rounds and
 		// each round's.
-		minus := func(f func(result) time.Duration) string {
+		minus := func(other string, f func(result) time.Duration) string {
 			var diff []float64
 			var each []string
 			for i := range results[paced("ours")] {
-				diff = append(diff, float64(f(results[paced("ours")][i])-f(results[paced("static")][i]))/float64(time.Millisecond))
+				diff = append(diff, float64(f(results[paced("ours")][i])-f(results[paced(other)][i]))/float64(time.Millisecond))
 				each = append(each, fmt.Sprintf("%+.2f", diff[i]))
 			}
 			return fmt.Sprintf("%+.2fms (rounds %s)", medianOf(diff), strings.Join(each, " "))
 		}
-		fmt.Printf("at %d Pods/s, p50: ours - static %s (target: within 0.3ms); none %s, static %s, ours %s\n", c.rate, minus(func(r result) time.Duration { return r.p50 }),
-			ms(medianDur(results[paced("none")], func(r result) time.Duration { return r.p50 })),
-			ms(medianDur(results[paced("static")], func(r result) time.Duration { return r.p50 })),
-			ms(medianDur(results[paced("ours")], func(r result) time.Duration { return r.p50 })))
-		fmt.Printf("at %d Pods/s, mean webhook call as the API server times it: ours - static %s; ours' handler by its own histogram %s\n", c.rate, minus(func(r result) time.Duration { return r.call }),
-			ms(medianDur(results[paced("ours")], func(r result) time.Duration { return r.handler })))
+		p50 := func(r result) time.Duration { return r.p50 }
+		call := func(r result) time.Duration { return r.call }
+		handler := func(r result) time.Duration { return r.handler }
+		fmt.Printf("at %d Pods/s, p50: ours - static %s (target: within 0.3ms); none %s, static %s, ours %s\n", c.rate, minus("static", p50),
+			ms(medianDur(results[paced("none")], p50)), ms(medianDur(results[paced("static")], p50)), ms(medianDur(results[paced("ours")], p50)))
+		fmt.Printf("at %d Pods/s, mean webhook call as the API server times it: ours - static %s; ours' handler by its own histogram %s\n", c.rate, minus("static", call),
+			ms(medianDur(results[paced("ours")], handler)))
+		if c.baseline != "" {
+			fmt.Printf("at %d Pods/s, ours - baseline: p50 %s, webhook call %s; the baseline's handler %s\n", c.rate, minus("baseline", p50), minus("baseline", call),
+				ms(medianDur(results[paced("baseline")], handler)))
+		}
 	}
 }
 
