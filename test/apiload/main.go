@@ -219,24 +219,7 @@ func run(c config) error {
 		}
 		if c.rate > 0 {
 			for _, mode := range order {
-				before, err := webhookCalls(ctx, client)
-				if err != nil {
-					return err
-				}
-				var handled [2]float64
-				if hooks[mode] != nil {
-					handled = handlerTotals(hooks[mode])
-				}
-				r, err := paced(ctx, client, mode, c.rate, c.duration)
-				if err == nil {
-					r.call, err = callTime(ctx, client, mode, before)
-				}
-				if hooks[mode] != nil {
-					r.handler = handlerTime(hooks[mode], handled)
-				}
-				if err == nil {
-					err = clearPods(ctx, client, mode)
-				}
+				r, err := pacedWithCalls(ctx, client, mode, hooks[mode], c.rate, c.duration)
 				if err != nil {
 					return err
 				}
@@ -469,6 +452,31 @@ func paced(ctx context.Context, c kubernetes.Interface, mode string, rate int, d
 	}
 	wg.Wait()
 	return rec.result(time.Since(start))
+}
+
+// pacedWithCalls is a paced run with the mean webhook call as the API
+// server times it and, for a webhook of ours (hook), its handler's mean
+// time; the namespace is emptied afterwards.
+func pacedWithCalls(ctx context.Context, c kubernetes.Interface, mode string, hook *cluster.Webhook, rate int, d time.Duration) (result, error) {
+	before, err := webhookCalls(ctx, c)
+	if err != nil {
+		return result{}, err
+	}
+	var handled [2]float64
+	if hook != nil {
+		handled = handlerTotals(hook)
+	}
+	r, err := paced(ctx, c, mode, rate, d)
+	if err != nil {
+		return r, err
+	}
+	if r.call, err = callTime(ctx, c, mode, before); err != nil {
+		return r, err
+	}
+	if hook != nil {
+		r.handler = handlerTime(hook, handled)
+	}
+	return r, clearPods(ctx, c, mode)
 }
 
 // calls is the API server's count and total time of calls to a webhook.
