@@ -192,6 +192,16 @@ type Image struct {
 // Pinned reports whether the reference names a digest.
 func (i Image) Pinned() bool { return strings.Contains(i.Ref, "@sha256:") }
 
+// ContainerNames lists the names of t's init containers, then of its
+// containers.
+func (t *Template) ContainerNames() []string {
+	var names []string
+	for _, c := range slices.Concat(t.InitContainers, t.Containers) {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
 // ParameterNames lists t's parameter names in declaration order.
 func (t *Template) ParameterNames() []string {
 	names := make([]string, len(t.Parameters))

@@ -128,14 +128,10 @@ func hasContainerOf(pod *corev1.Pod, t *catalog.Template) bool {
 	if t == nil {
 		return false
 	}
-	for _, tc := range slices.Concat(t.InitContainers, t.Containers) {
-		for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
-			if c.Name == tc.Name {
-				return true
-			}
-		}
-	}
-	return false
+	names := t.ContainerNames()
+	return slices.ContainsFunc(slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers), func(c corev1.Container) bool {
+		return slices.Contains(names, c.Name)
+	})
 }
 
 // Owner is the workload that owns a Pod.

@@ -175,9 +175,7 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, claimed Status) (*builder
 	var injected []string
 	for _, in := range claimed.Templates {
 		if t := cat.Template(in.Name); t != nil {
-			for _, c := range slices.Concat(t.InitContainers, t.Containers) {
-				injected = append(injected, c.Name)
-			}
+			injected = append(injected, t.ContainerNames()...)
 		}
 	}
 	var err error
@@ -341,7 +339,7 @@ func (b *builder) addContainers(t *catalog.Template, r rendering) error {
 	all := slices.Concat(init, regular)
 	for _, c := range all {
 		if prior, taken := b.names.find(c.Name); taken {
-			if prior.template == "" && b.isTemplateContainer(t, c.Name) {
+			if prior.template == "" && slices.Contains(t.ContainerNames(), c.Name) {
 				_, reason := b.verify(t)
 				return deny("template %q: %s has the name of the template's container but not its content (%s); a Pod cannot carry its own copy of a template, so remove that container or rename it", t.Name, prior, reason)
 			}
@@ -367,11 +365,6 @@ func (b *builder) addContainers(t *catalog.Template, r rendering) error {
 	b.plan.InitContainers = append(b.plan.InitContainers, init...)
 	b.plan.Containers = append(b.plan.Containers, regular...)
 	return nil
-}
-
-// isTemplateContainer reports whether t declares a container called name.
-func (b *builder) isTemplateContainer(t *catalog.Template, name string) bool {
-	return slices.ContainsFunc(slices.Concat(t.InitContainers, t.Containers), func(c corev1.Container) bool { return c.Name == name })
 }
 
 func hasSecret(list []corev1.LocalObjectReference, s corev1.LocalObjectReference) bool {

@@ -59,8 +59,8 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 			c.Current = r.hash() == in.Hash
 		}
 		c.Present = true
-		for _, tc := range slices.Concat(t.InitContainers, t.Containers) {
-			if findContainer(b.pod.Spec.InitContainers, tc.Name) == nil && findContainer(b.pod.Spec.Containers, tc.Name) == nil {
+		for _, name := range t.ContainerNames() {
+			if findContainer(b.pod.Spec.InitContainers, name) == nil && findContainer(b.pod.Spec.Containers, name) == nil {
 				c.Present = false
 			}
 		}
