@@ -20,8 +20,14 @@ import (
 
 // typicalReview is the committed sample, a ReplicaSet-created Pod asking
 // for log-shipper, compacted as the API server sends it.
-func typicalReview(tb testing.TB) []byte {
-	data, err := os.ReadFile("../../test/testdata/review.json")
+func typicalReview(tb testing.TB) []byte { return compacted(tb, "review.json") }
+
+// apiserverReview is what kube-apiserver v1.37 sent for test/apiload's
+// Pod, managed fields and defaults included.
+func apiserverReview(tb testing.TB) []byte { return compacted(tb, "review-apiserver.json") }
+
+func compacted(tb testing.TB, name string) []byte {
+	data, err := os.ReadFile("../../test/testdata/" + name)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -100,7 +106,7 @@ func injector(b *testing.B) *Handler {
 // and "decode-v2" figures of the same run; docs/performance.md has the
 // ratios.
 func BenchmarkReview(b *testing.B) {
-	for name, body := range map[string][]byte{"typical": typicalReview(b), "huge": hugeReview()} {
+	for name, body := range map[string][]byte{"typical": typicalReview(b), "apiserver": apiserverReview(b), "huge": hugeReview()} {
 		b.Run(name+"/floor", func(b *testing.B) { benchHandler(b, floor, body) })
 		b.Run(name+"/decode", func(b *testing.B) { decodeOnly(b, body) })
 		b.Run(name+"/decode-v2", func(b *testing.B) { decodeV2(b, body) })
