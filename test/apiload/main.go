@@ -220,8 +220,9 @@ func run(c config) error {
 			results[mode+" max"] = append(results[mode+" max"], r)
 		}
 		if c.rate > 0 {
-			// As long as the flat-out runs together, so that each
-			// namespace gets as many Pods as it would alone.
+			// The paced run lasts as long as the flat-out runs
+			// together: each namespace gets as many Pods as a run of
+			// its own at the full rate would give it.
 			rs, err := pacedTogether(ctx, client, order, hooks, c.rate, c.duration*time.Duration(len(order)))
 			if err != nil {
 				return err
