@@ -1,10 +1,6 @@
 package admission
 
-import (
-	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // Outcome labels a request in the metrics and the logs.
 type Outcome string
@@ -23,31 +19,13 @@ type Metrics struct {
 	Injections *prometheus.CounterVec
 	Duration   prometheus.Histogram
 	InFlight   prometheus.Gauge
-
-	// outcomes holds Requests' counter for each outcome and injections
-	// Injections' for each template name, looked up once rather than by
-	// label on every request.
-	outcomes   map[Outcome]prometheus.Counter
-	injections sync.Map // template name -> prometheus.Counter
 }
 
 // count counts one request with outcome o.
-func (m *Metrics) count(o Outcome) {
-	c, ok := m.outcomes[o]
-	if !ok {
-		c = m.Requests.WithLabelValues(string(o))
-	}
-	c.Inc()
-}
+func (m *Metrics) count(o Outcome) { m.Requests.WithLabelValues(string(o)).Inc() }
 
 // injected counts one injection of template t.
-func (m *Metrics) injected(t string) {
-	c, ok := m.injections.Load(t)
-	if !ok {
-		c, _ = m.injections.LoadOrStore(t, m.Injections.WithLabelValues(t))
-	}
-	c.(prometheus.Counter).Inc()
-}
+func (m *Metrics) injected(t string) { m.Injections.WithLabelValues(t).Inc() }
 
 // durationBuckets resolve the webhook's own range: tens of microseconds
 // for a typical review, milliseconds for a huge Pod, up to the API
@@ -75,9 +53,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Admission requests being handled now.",
 		}),
 	}
-	m.outcomes = map[Outcome]prometheus.Counter{}
 	for _, o := range []Outcome{Injected, Skipped, Denied, Error} {
-		m.outcomes[o] = m.Requests.WithLabelValues(string(o)) // exported as zeros from the start
+		m.Requests.WithLabelValues(string(o)) // exported as zeros from the start
 	}
 	reg.MustRegister(m.Requests, m.Injections, m.Duration, m.InFlight)
 	return m
