@@ -93,8 +93,8 @@ const nogroup = 65534
 // to run as the app's user; ok is false when they keep the template's.
 // The app's user is the Pod's runAsUser if set, else the one user every
 // target container runs as; with several, the template keeps its own and
-// a warning names them. Root and group 0 are never taken from the app. Remarks go to the
-// warnings when warn is set.
+// a warning names them. Root and group 0 are never taken from the app.
+// Remarks go to the warnings when warn is set.
 func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 	if !t.RunAsAppUser {
 		return user{}, false

@@ -298,8 +298,10 @@ func (b *builder) add(t *catalog.Template) error {
 	if b.complete && !t.NativeSidecar && len(content.Containers) > 0 {
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as a native sidecar (init container with restartPolicy Always) because the Pod's restartPolicy is %s, so the Pod can still complete; this needs Kubernetes 1.29 or later", t.Name, b.pod.Spec.RestartPolicy))
 	}
-	if ports := declaredPorts(content); b.pod.Spec.HostNetwork && t.HostNetwork != "allowed" && len(ports) > 0 {
-		return deny("template %q: the Pod runs on the host's network, where the template's ports %v would be ports of every node it lands on; run the Pod off the host network, or have the cluster admin set hostNetwork: allowed on the template", t.Name, ports)
+	if b.pod.Spec.HostNetwork && t.HostNetwork != "allowed" {
+		if ports := declaredPorts(content); len(ports) > 0 {
+			return deny("template %q: the Pod runs on the host's network, where the template's ports %v would be ports of every node it lands on; run the Pod off the host network, or have the cluster admin set hostNetwork: allowed on the template", t.Name, ports)
+		}
 	}
 	if err := b.addContainers(t, r); err != nil {
 		return err
