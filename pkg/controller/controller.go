@@ -176,8 +176,8 @@ func eventRef(k key) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: ownerAPIVersions[k.owner.Kind], Kind: k.owner.Kind, Namespace: k.namespace, Name: k.owner.Name}
 }
 
-// object is the owner as an object to read or patch; only the kinds
-// repair rolls out are asked for.
+// object is the owner as an object to read or patch; nil for the kinds
+// repair never rolls out (bare Pods, Jobs, ReplicaSets of their own).
 func object(k key) client.Object {
 	meta := metav1.ObjectMeta{Name: k.owner.Name, Namespace: k.namespace}
 	switch k.owner.Kind {
@@ -192,7 +192,7 @@ func object(k key) client.Object {
 }
 
 // repair finishes the rollouts in progress and starts the next ones, at
-// most MaxConcurrentRestarts at a time, oldest name first. It never
+// most MaxConcurrentRestarts at a time, in namespace/name order. It never
 // touches a workload already mid-rollout, a bare Pod or a Job.
 func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.State) error {
 	for k := range r.restarting {
@@ -206,7 +206,7 @@ func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.Stat
 	}
 	var due []key
 	for k, state := range owners {
-		if state.NeedsRepair() && restartable(k.owner.Kind) && !r.restarting[k] {
+		if state.NeedsRepair() && object(k) != nil && !r.restarting[k] {
 			due = append(due, k)
 		}
 	}
@@ -236,10 +236,6 @@ func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.Stat
 		r.restarting[k] = true
 	}
 	return nil
-}
-
-func restartable(kind string) bool {
-	return kind == "Deployment" || kind == "StatefulSet" || kind == "DaemonSet"
 }
 
 // restart sets the pod template's restartedAt annotation, as `kubectl
