@@ -225,7 +225,7 @@ func TestRenderConcurrently(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(*tmpl.cache.entries.Load()); n != renderCacheSize {
+	if n := len(tmpl.cache.entries); n != renderCacheSize {
 		t.Errorf("cache holds %d variants, want %d", n, renderCacheSize)
 	}
 	if tmpl.Render([]string{"first:1", "9000"}) != first {

@@ -6,12 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -40,37 +38,28 @@ type Content struct {
 const renderCacheSize = 256
 
 // renderCache holds a template's rendered content by parameter values.
-// Readers load the map and never lock; a new variant replaces the map
-// with a copy, which happens at most renderCacheSize times.
 type renderCache struct {
-	entries atomic.Pointer[map[string]*Content] // values key -> content
-	mu      sync.Mutex                          // serializes the copies
+	mu      sync.Mutex
+	entries map[string]*Content // values key -> content
 }
 
-func (c *renderCache) load(key []byte) *Content {
-	if m := c.entries.Load(); m != nil {
-		return (*m)[string(key)] // no allocation for the key
-	}
-	return nil
+func (c *renderCache) load(key string) *Content {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key]
 }
 
 // store keeps content under key unless the cache is full, and returns
 // the content kept under key, which an earlier store may have set.
-func (c *renderCache) store(key []byte, content *Content) *Content {
+func (c *renderCache) store(key string, content *Content) *Content {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := map[string]*Content{}
-	if old := c.entries.Load(); old != nil {
-		if prev, ok := (*old)[string(key)]; ok {
-			return prev
-		}
-		if len(*old) >= renderCacheSize {
-			return content
-		}
-		m = maps.Clone(*old)
+	if prev, ok := c.entries[key]; ok {
+		return prev
 	}
-	m[string(key)] = content
-	c.entries.Store(&m)
+	if len(c.entries) < renderCacheSize {
+		c.entries[key] = content
+	}
 	return content
 }
 
@@ -78,7 +67,7 @@ func (c *renderCache) store(key []byte, content *Content) *Content {
 // costs a map lookup for values seen before.
 func (t *Template) prepare(defaults corev1.ResourceRequirements) {
 	t.defaults = defaults
-	t.cache = &renderCache{}
+	t.cache = &renderCache{entries: map[string]*Content{}}
 }
 
 // Render returns the template's content with every {{name}} placeholder
@@ -93,15 +82,14 @@ func (t *Template) Render(values []string) *Content {
 	}
 	// The key is the values, each after its length: a parameter's own
 	// validation may allow any byte, so no separator is safe.
-	var buf [256]byte
-	key := buf[:0]
+	var key []byte
 	for _, v := range values {
 		key = append(binary.AppendUvarint(key, uint64(len(v))), v...)
 	}
-	if c := t.cache.load(key); c != nil {
+	if c := t.cache.load(string(key)); c != nil {
 		return c
 	}
-	return t.cache.store(key, t.render(values))
+	return t.cache.store(string(key), t.render(values))
 }
 
 func (t *Template) render(values []string) *Content {
