@@ -32,6 +32,42 @@ func Default() (*Catalog, error) {
 	return Parse(Source{Name: "default.yaml", Data: defaultCatalog})
 }
 
+// LoadOrDefault loads the catalog at path, or the embedded default when
+// path is empty: what every command's --catalog means.
+func LoadOrDefault(path string) (*Catalog, error) {
+	if path == "" {
+		return Default()
+	}
+	return Load(path)
+}
+
+// Describe names the catalog at path as logs and reports show it.
+func Describe(path string) string {
+	if path == "" {
+		return "embedded default catalog"
+	}
+	return path
+}
+
+// The ConfigMap the cluster's injector serves its catalog from, as
+// deploy/base installs it.
+const (
+	ConfigMapNamespace = "sidecar-injector"
+	ConfigMapName      = "sidecar-injector-catalog"
+)
+
+// ParseConfigMap parses a catalog ConfigMap's data: its *.yaml and *.yml
+// keys in name order, as the mounted directory reads them.
+func ParseConfigMap(data map[string]string) (*Catalog, error) {
+	var sources []Source
+	for _, key := range slices.Sorted(maps.Keys(data)) {
+		if strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml") {
+			sources = append(sources, Source{Name: key, Data: []byte(data[key])})
+		}
+	}
+	return Parse(sources...)
+}
+
 // Source is one named piece of catalog YAML; the name prefixes its errors.
 type Source struct {
 	Name string

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/go-logr/logr"
 )
 
 // Store holds the catalog in force. Readers get it with Current; a Watcher
@@ -29,12 +30,14 @@ func (s *Store) Current() *Catalog { return s.current.Load() }
 // Set replaces the catalog in force.
 func (s *Store) Set(c *Catalog) { s.current.Store(c) }
 
-// Watcher reloads a catalog file or directory when it changes on disk.
+// Watcher reloads a catalog file or directory when it changes on disk,
+// and logs each reload and each refused change.
 type Watcher struct {
 	Path  string
 	Store *Store
-	// OnReload is called after every reload attempt with the new catalog,
-	// or with the error that kept the old one in force.
+	Log   logr.Logger
+	// OnReload, when set, is called after every reload attempt with the
+	// new catalog, or with the error that kept the old one in force.
 	OnReload func(*Catalog, error)
 	// Debounce groups the burst of events of one change. Defaulted to
 	// 200ms if zero.
@@ -79,9 +82,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if w.OnReload != nil {
-				w.OnReload(nil, err)
-			}
+			w.report(nil, err)
 		case <-timer.C:
 			w.reload()
 		}
@@ -95,6 +96,15 @@ func (w *Watcher) reload() {
 			return // touched, not changed
 		}
 		w.Store.Set(c)
+	}
+	w.report(c, err)
+}
+
+func (w *Watcher) report(c *Catalog, err error) {
+	if err != nil {
+		w.Log.Error(err, "Catalog change refused; the last good catalog stays in force", "path", w.Path, "version", w.Store.Current().Version)
+	} else {
+		w.Log.Info("Catalog reloaded", "path", w.Path, "version", c.Version, "templates", c.Names())
 	}
 	if w.OnReload != nil {
 		w.OnReload(c, err)

@@ -19,25 +19,27 @@ func newCatalogCommand() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [PATH]",
 		Short: "Validate a catalog file or directory (the embedded default without PATH)",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Validate a catalog file or directory (the embedded default without PATH):
+every problem is reported with its path, images pinned by tag only are
+warned about.
+
+` + exitCodes("the catalog is invalid"),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			if len(args) == 1 {
 				path = args[0]
 			}
-			c, err := loadCatalogFlag(path)
+			c, err := catalog.LoadOrDefault(path)
 			if err != nil {
-				return withCode(ExitDenied, err)
-			}
-			if path == "" {
-				path = "embedded default catalog"
+				return withCode(ExitFound, err)
 			}
 			for _, img := range c.Images() {
 				if !img.Pinned() {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s is pinned by tag only; a retagged image changes what runs (sidecar-injector catalog pin)\n", img.Path, img.Ref)
 				}
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d templates (%s), version %s\n", path, len(c.Names()), strings.Join(c.Names(), ", "), c.Version)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d templates (%s), version %s\n", catalog.Describe(path), len(c.Names()), strings.Join(c.Names(), ", "), c.Version)
 			return err
 		},
 	})
@@ -47,7 +49,7 @@ func newCatalogCommand() *cobra.Command {
 		Short: "List templates: name, pattern, description, parameters and images",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadCatalogFlag(path)
+			c, err := catalog.LoadOrDefault(path)
 			if err != nil {
 				return withCode(ExitBadInput, err)
 			}

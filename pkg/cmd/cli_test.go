@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/server"
 )
 
@@ -67,64 +69,139 @@ func TestCLIGoldenOutputsHaveCommands(t *testing.T) {
 	}
 }
 
-// Serve parses its stable flags into server.Options without starting a
-// server (the run function is a parameter, as in cert-manager).
-func TestServeFlags(t *testing.T) {
-	var got server.Options
-	run := func(_ context.Context, o server.Options) error { got = o; return nil }
-	root := NewRootCommand(run)
-	root.SetArgs([]string{"serve", "--catalog", "/etc/catalog", "--tls-cert-file", "/tls/c.crt", "--tls-key-file", "/tls/c.key",
-		"--port", "8443", "--metrics-addr", ":9090", "--health-addr", ":9091", "--log-level", "debug", "--shutdown-grace", "7s"})
-	root.SetOut(&bytes.Buffer{})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if got.CatalogPath != "/etc/catalog" || got.CertFile != "/tls/c.crt" || got.KeyFile != "/tls/c.key" || got.Port != 8443 ||
-		got.MetricsAddr != ":9090" || got.HealthAddr != ":9091" || got.ShutdownGrace != 7*time.Second {
-		t.Errorf("options %+v", got)
-	}
+// runners record the options a command would run with, and start
+// nothing (the run functions are parameters, as in cert-manager).
+type runners struct {
+	serve      *server.Options
+	controller *controller.ManagerOptions
+}
 
-	defaults := server.Options{}
-	root = NewRootCommand(func(_ context.Context, o server.Options) error { defaults = o; return nil })
-	root.SetArgs([]string{"serve", "--cert-dir", "/certs"})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	if defaults.Port != 9443 || defaults.MetricsAddr != ":8080" || defaults.HealthAddr != ":8081" || defaults.CertDir != "/certs" {
-		t.Errorf("defaults %+v", defaults)
+func (r *runners) Runners() Runners {
+	return Runners{
+		Serve:      func(_ context.Context, o server.Options) error { r.serve = &o; return nil },
+		Controller: func(_ context.Context, o controller.ManagerOptions) error { r.controller = &o; return nil },
 	}
 }
 
-func TestServeRefusesBadFlags(t *testing.T) {
-	for name, args := range map[string][]string{
-		"no certificate":         {"serve"},
-		"a port out of range":    {"serve", "--cert-dir", "c", "--port", "70000"},
-		"an unknown log level":   {"serve", "--cert-dir", "c", "--log-level", "loud"},
-		"a cert without its key": {"serve", "--tls-cert-file", "c.crt"},
-		"a zero grace":           {"serve", "--cert-dir", "c", "--shutdown-grace", "0s"},
+// execute runs a command line with recording runners; the exit code and
+// stderr as Execute gives them.
+func execute(args ...string) (*runners, int, string) {
+	r := &runners{}
+	root := NewRootCommand(r.Runners())
+	var stderr bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&stderr)
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		fmt.Fprintln(&stderr, err)
+	}
+	return r, exitCode(err), stderr.String()
+}
+
+func TestServeFlags(t *testing.T) {
+	r, code, stderr := execute("serve", "--catalog", "/etc/catalog", "--tls-cert-file", "/tls/c.crt", "--tls-key-file", "/tls/c.key",
+		"--port", "8443", "--metrics-addr", ":9090", "--health-addr", ":9091", "--log-level", "debug", "--shutdown-grace", "7s", "--max-connection-age", "0")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := server.NewOptions()
+	want.CatalogPath, want.CertFile, want.KeyFile, want.Port = "/etc/catalog", "/tls/c.crt", "/tls/c.key", 8443
+	want.MetricsAddr, want.HealthAddr, want.ShutdownGrace, want.MaxConnectionAge = ":9090", ":9091", 7*time.Second, 0
+	got := *r.serve
+	got.Log, got.RestConfig = want.Log, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("options\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestServeDefaultsAreTheOptionsDefaults(t *testing.T) {
+	r, code, stderr := execute("serve", "--cert-dir", "/certs")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := server.NewOptions()
+	want.CertDir = "/certs"
+	got := *r.serve
+	got.Log, got.RestConfig = want.Log, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("options\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestControllerFlags(t *testing.T) {
+	kubeconfig := writeKubeconfig(t)
+	r, code, stderr := execute("controller", "--kubeconfig", kubeconfig, "--catalog", "/etc/catalog", "--repair", "restart", "--dry-run",
+		"--max-concurrent-restarts", "3", "--audit-interval", "1m", "--metrics-addr", "0", "--health-addr", ":9", "--leader-elect=false", "--leader-election-namespace", "ops")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got := *r.controller
+	if got.RestConfig == nil || got.RestConfig.Host != "https://127.0.0.1:6443" {
+		t.Errorf("rest config %+v, want the kubeconfig's server", got.RestConfig)
+	}
+	want := controller.NewManagerOptions()
+	want.CatalogPath, want.Repair, want.DryRun, want.MaxConcurrentRestarts, want.AuditInterval = "/etc/catalog", true, true, 3, time.Minute
+	want.MetricsAddr, want.HealthAddr, want.LeaderElection, want.LeaderElectionNamespace = "0", ":9", false, "ops"
+	got.Log, got.RestConfig = want.Log, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("options\n%+v\nwant\n%+v", got, want)
+	}
+
+	r, code, stderr = execute("controller", "--kubeconfig", kubeconfig)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got = *r.controller
+	got.Log, got.RestConfig = want.Log, nil
+	if want := controller.NewManagerOptions(); !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// writeKubeconfig writes a kubeconfig naming a cluster nothing listens
+// on: enough to load a configuration, never dialled.
+func writeKubeconfig(t *testing.T) string {
+	file := filepath.Join(t.TempDir(), "kubeconfig")
+	text := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestLongRunningCommandsRefuseBadFlags(t *testing.T) {
+	kubeconfig := writeKubeconfig(t)
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"serve with no certificate":          {[]string{"serve"}, "no serving certificate"},
+		"serve with a port out of range":     {[]string{"serve", "--cert-dir", "c", "--port", "70000"}, "--port 70000 is not a port"},
+		"serve with an unknown log level":    {[]string{"serve", "--cert-dir", "c", "--log-level", "loud"}, `--log-level "loud" not supported`},
+		"serve with a cert without its key":  {[]string{"serve", "--tls-cert-file", "c.crt"}, "go together"},
+		"serve with a zero grace":            {[]string{"serve", "--cert-dir", "c", "--shutdown-grace", "0s"}, "must be positive"},
+		"serve with a negative age":          {[]string{"serve", "--cert-dir", "c", "--max-connection-age", "-1s"}, "must not be negative"},
+		"serve with a kubeconfig not there":  {[]string{"serve", "--cert-dir", "c", "--kubeconfig", "/nonexistent"}, "loading the cluster configuration"},
+		"controller with an unknown repair":  {[]string{"controller", "--kubeconfig", kubeconfig, "--repair", "always"}, `--repair "always" not supported`},
+		"controller with no restarts":        {[]string{"controller", "--kubeconfig", kubeconfig, "--max-concurrent-restarts", "0"}, "at least 1"},
+		"controller with no cluster":         {[]string{"controller", "--kubeconfig", "/nonexistent"}, "loading the cluster configuration"},
+		"controller with a zero interval":    {[]string{"controller", "--kubeconfig", kubeconfig, "--audit-interval", "0s"}, "--audit-interval positive"},
+		"controller with an unknown log lvl": {[]string{"controller", "--kubeconfig", kubeconfig, "--log-level", "loud"}, `--log-level "loud"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			called := false
-			root := NewRootCommand(func(context.Context, server.Options) error { called = true; return nil })
-			var stderr bytes.Buffer
-			code := run(root, args, &stderr)
-			if code != ExitBadInput || called {
-				t.Errorf("exit %d, server started %v; stderr %s", code, called, stderr.String())
+			r, code, stderr := execute(tc.args...)
+			if code != ExitBadInput || r.serve != nil || r.controller != nil || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, started %v; stderr %q, want %q", code, r.serve != nil || r.controller != nil, stderr, tc.want)
 			}
 		})
 	}
-}
-
-func run(root interface {
-	SetArgs([]string)
-	ExecuteContext(context.Context) error
-}, args []string, stderr *bytes.Buffer) int {
-	root.SetArgs(args)
-	if err := root.ExecuteContext(context.Background()); err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitCode(err)
-	}
-	return ExitOK
 }
 
 // diagnose reads everything inject reads and writes: for every CLI input,

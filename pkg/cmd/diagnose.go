@@ -14,8 +14,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/diagnose"
@@ -24,10 +22,11 @@ import (
 )
 
 type diagnoseFlags struct {
-	file, catalogPath, output   string
-	kubeconfig, context, namesp string
-	logs                        bool
-	tail                        int64
+	file, catalogPath, output string
+	cluster                   kubeFlags
+	namesp                    string
+	logs                      bool
+	tail                      int64
 }
 
 // report is one Pod's findings, as `-o json` prints them.
@@ -50,7 +49,7 @@ fsGroup, missing requests and limits, two containers on one port, a Job
 kept alive by a classic sidecar, a sidecar that starts after the app, and
 for a live Pod restarts, OOMKilled, CrashLoopBackOff and image pull errors.
 
-Exit codes: 0 no error-level finding, 1 an error-level finding, 2 bad input.`,
+` + exitCodes("an error-level finding"),
 		Example: `  sidecar-injector diagnose -f pod.yaml
   sidecar-injector inject -f app.yaml | sidecar-injector diagnose -f -
   sidecar-injector diagnose -n shop checkout-7d9c5b8f6d-x2k4p --logs`,
@@ -63,8 +62,8 @@ Exit codes: 0 no error-level finding, 1 an error-level finding, 2 bad input.`,
 	fs.StringVarP(&f.file, "filename", "f", f.file, `manifest file, or "-" for standard input`)
 	fs.StringVar(&f.catalogPath, "catalog", f.catalogPath, "catalog that injected the Pod; the embedded default if empty")
 	fs.StringVarP(&f.output, "output", "o", f.output, "text or json")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", f.kubeconfig, "kubeconfig for a live Pod; $KUBECONFIG or ~/.kube/config if empty")
-	fs.StringVar(&f.context, "context", f.context, "kubeconfig context")
+	fs.StringVar(&f.cluster.kubeconfig, "kubeconfig", "", "kubeconfig for a live Pod; $KUBECONFIG or ~/.kube/config if empty")
+	fs.StringVar(&f.cluster.context, "context", "", "kubeconfig context")
 	fs.StringVarP(&f.namesp, "namespace", "n", f.namesp, "namespace of a live Pod; the context's if empty")
 	fs.BoolVar(&f.logs, "logs", f.logs, "also print the last lines of each container's logs (live Pods)")
 	fs.Int64Var(&f.tail, "tail", f.tail, "log lines per container with --logs")
@@ -78,7 +77,7 @@ func (f *diagnoseFlags) run(ctx context.Context, args []string, stdin io.Reader,
 	if (f.file == "") == (len(args) == 0) {
 		return withCode(ExitBadInput, errors.New("give either -f FILE or the name of a live Pod"))
 	}
-	cat, err := loadCatalogFlag(f.catalogPath)
+	cat, err := catalog.LoadOrDefault(f.catalogPath)
 	if err != nil {
 		return withCode(ExitBadInput, err)
 	}
@@ -94,10 +93,14 @@ func (f *diagnoseFlags) run(ctx context.Context, args []string, stdin io.Reader,
 	if err := f.print(stdout, reports); err != nil {
 		return err
 	}
+	failing := 0
 	for _, r := range reports {
 		if diagnose.HasErrors(r.Findings) {
-			return withCode(ExitDenied, errors.New(""))
+			failing++
 		}
+	}
+	if failing > 0 {
+		return found("%d of %d Pods have an error-level finding", failing, len(reports))
 	}
 	return nil
 }
@@ -126,22 +129,12 @@ func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*repo
 }
 
 func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Catalog) ([]*report, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = f.kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: f.context})
-	cfg, err := cc.ClientConfig()
+	client, ns, err := f.cluster.client()
 	if err != nil {
 		return nil, fmt.Errorf("no cluster to read Pod %s from: %w", name, err)
 	}
-	ns := f.namesp
-	if ns == "" {
-		if ns, _, err = cc.Namespace(); err != nil {
-			return nil, err
-		}
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
+	if f.namesp != "" {
+		ns = f.namesp
 	}
 	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {

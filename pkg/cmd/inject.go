@@ -3,7 +3,6 @@ package cmd
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +36,7 @@ Reads multi-document YAML or JSON: Pods, the pod templates of Deployments,
 StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs, and v1 Lists of
 them. Other kinds pass through unchanged and in order.
 
-Exit codes: 0 done, 1 a document was denied, 2 bad input.`,
+` + exitCodes("a document was denied"),
 		Example: `  sidecar-injector inject -f app.yaml
   kubectl apply -f <(sidecar-injector inject -f app.yaml)
   sidecar-injector inject -f app.yaml --namespace-labels team=a --diff`,
@@ -56,13 +55,6 @@ Exit codes: 0 done, 1 a document was denied, 2 bad input.`,
 	return cmd
 }
 
-func loadCatalogFlag(path string) (*catalog.Catalog, error) {
-	if path == "" {
-		return catalog.Default()
-	}
-	return catalog.Load(path)
-}
-
 func readInput(file string, stdin io.Reader) ([]byte, error) {
 	if file == "-" {
 		return io.ReadAll(stdin)
@@ -74,7 +66,7 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if f.output != "yaml" && f.output != "json" && f.output != "patch" {
 		return withCode(ExitBadInput, fmt.Errorf("--output %q not supported; use yaml, json or patch", f.output))
 	}
-	cat, err := loadCatalogFlag(f.catalog)
+	cat, err := catalog.LoadOrDefault(f.catalog)
 	if err != nil {
 		return withCode(ExitBadInput, err)
 	}
@@ -111,7 +103,7 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 		results = append(results, r)
 	}
 	if denied > 0 {
-		return withCode(ExitDenied, errors.New(""))
+		return found("%d of %d documents denied; nothing written", denied, len(docs))
 	}
 	if err := f.write(stdout, docs, results); err != nil {
 		return withCode(ExitBadInput, err)

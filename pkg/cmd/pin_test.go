@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog/pin"
 )
 
 // push puts a new random image under ref and returns its digest.
@@ -64,7 +65,7 @@ templates:
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	if err := (&pinFlags{file: file, inPlace: true}).run(&stdout, &stderr); err != nil {
+	if err := (&pinFlags{file: file, inPlace: true, resolve: pin.Registry()}).run(&stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	pinned, _ := os.ReadFile(file)
@@ -77,19 +78,19 @@ templates:
 		t.Errorf("the change was not printed: %q", stderr.String())
 	}
 	stderr.Reset()
-	if err := (&pinFlags{file: file, check: true}).run(&stdout, &stderr); err != nil {
+	if err := (&pinFlags{file: file, check: true, resolve: pin.Registry()}).run(&stdout, &stderr); err != nil {
 		t.Fatalf("--check on a freshly pinned catalog: %v %s", err, stderr.String())
 	}
 
 	moved := push(t, image) // the tag now names another image
-	err := (&pinFlags{file: file, check: true}).run(&stdout, &stderr)
-	if code(err) != ExitDenied || !strings.Contains(stderr.String(), "now points to "+moved.String()) {
+	err := (&pinFlags{file: file, check: true, resolve: pin.Registry()}).run(&stdout, &stderr)
+	if code(err) != ExitFound || !strings.Contains(stderr.String(), "now points to "+moved.String()) {
 		t.Errorf("--check after a retag: exit %d, %q", code(err), stderr.String())
 	}
 	stderr.Reset()
 	unpinned := filepath.Join(t.TempDir(), "catalog.yaml")
 	_ = os.WriteFile(unpinned, []byte(text), 0o644)
-	if err := (&pinFlags{file: unpinned, check: true}).run(&stdout, &stderr); code(err) != ExitDenied || !strings.Contains(stderr.String(), "is not pinned by digest") {
+	if err := (&pinFlags{file: unpinned, check: true, resolve: pin.Registry()}).run(&stdout, &stderr); code(err) != ExitFound || !strings.Contains(stderr.String(), "is not pinned by digest") {
 		t.Errorf("--check on an unpinned catalog: exit %d, %q", code(err), stderr.String())
 	}
 }

@@ -7,10 +7,8 @@ package conformance
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -132,24 +130,4 @@ func hasContainerOf(pod *corev1.Pod, t *catalog.Template) bool {
 	return slices.ContainsFunc(slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers), func(c corev1.Container) bool {
 		return slices.Contains(names, c.Name)
 	})
-}
-
-// Owner is the workload that owns a Pod.
-type Owner struct {
-	Kind string `json:"kind"`
-	Name string `json:"name"`
-}
-
-// OwnerOf names the workload that owns the Pod: a Deployment through its
-// ReplicaSet (by the pod-template-hash the ReplicaSet's name ends in), the
-// Pod's controller otherwise, or the Pod itself.
-func OwnerOf(pod *corev1.Pod) Owner {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return Owner{"Pod", pod.Name}
-	}
-	if hash := pod.Labels["pod-template-hash"]; ref.Kind == "ReplicaSet" && hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
-		return Owner{"Deployment", strings.TrimSuffix(ref.Name, "-"+hash)}
-	}
-	return Owner{ref.Kind, ref.Name}
 }

@@ -8,7 +8,7 @@ package controller
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"sort"
 	"time"
 
@@ -25,10 +25,9 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
-	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
-// Options configure the reconciler. Zero values take the documented
+// Options configure the reconciler; NewManagerOptions gives the
 // defaults.
 type Options struct {
 	// Catalog returns the catalog in force.
@@ -39,10 +38,10 @@ type Options struct {
 	// DryRun logs and counts the rollouts Repair would start, and starts
 	// none.
 	DryRun bool
-	// MaxConcurrentRestarts bounds the rollouts in progress at once.
-	// Defaulted to 1 if zero.
+	// MaxConcurrentRestarts bounds the rollouts in progress at once; at
+	// least 1.
 	MaxConcurrentRestarts int
-	// AuditInterval is the full resync. Defaulted to 10m if zero.
+	// AuditInterval is the full resync.
 	AuditInterval time.Duration
 	Log           logr.Logger
 }
@@ -83,7 +82,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	}
 	inScope := map[string]map[string]string{}
 	for _, ns := range namespaces.Items {
-		if ns.Labels[inject.InjectionLabel] == "enabled" || len(cat.Apply(ns.Labels).Required) > 0 {
+		if conformance.InScope(ns.Labels, cat) {
 			inScope[ns.Name] = ns.Labels
 		}
 	}
@@ -124,9 +123,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		}
 	}
 	after := r.AuditInterval
-	if after == 0 {
-		after = 10 * time.Minute
-	}
 	if len(r.restarting) > 0 {
 		after = min(after, 2*time.Second) // watch the rollouts through
 	}
@@ -176,8 +172,8 @@ func eventRef(k key) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: ownerAPIVersions[k.owner.Kind], Kind: k.owner.Kind, Namespace: k.namespace, Name: k.owner.Name}
 }
 
-// object is the owner as an object to read or patch; nil for the kinds
-// repair never rolls out (bare Pods, Jobs, ReplicaSets of their own).
+// object is a restartable owner (conformance.Owner.Restartable) as an
+// object to read or patch.
 func object(k key) client.Object {
 	meta := metav1.ObjectMeta{Name: k.owner.Name, Namespace: k.namespace}
 	switch k.owner.Kind {
@@ -185,10 +181,8 @@ func object(k key) client.Object {
 		return &appsv1.Deployment{ObjectMeta: meta}
 	case "StatefulSet":
 		return &appsv1.StatefulSet{ObjectMeta: meta}
-	case "DaemonSet":
-		return &appsv1.DaemonSet{ObjectMeta: meta}
 	}
-	return nil
+	return &appsv1.DaemonSet{ObjectMeta: meta}
 }
 
 // repair finishes the rollouts in progress and starts the next ones, at
@@ -206,16 +200,15 @@ func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.Stat
 	}
 	var due []key
 	for k, state := range owners {
-		if state.NeedsRepair() && object(k) != nil && !r.restarting[k] {
+		if state.NeedsRepair() && k.owner.Restartable() && !r.restarting[k] {
 			due = append(due, k)
 		}
 	}
 	sort.Slice(due, func(i, j int) bool {
 		return due[i].namespace+"/"+due[i].owner.Name < due[j].namespace+"/"+due[j].owner.Name
 	})
-	limit := max(r.MaxConcurrentRestarts, 1)
 	for _, k := range due {
-		if len(r.restarting) >= limit {
+		if len(r.restarting) >= r.MaxConcurrentRestarts {
 			return nil
 		}
 		if done, err := r.rolledOut(ctx, k); err != nil || !done {
@@ -241,9 +234,22 @@ func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.Stat
 // restart sets the pod template's restartedAt annotation, as `kubectl
 // rollout restart` does.
 func (r *Reconciler) restart(ctx context.Context, k key) error {
-	obj := object(k)
-	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().UTC().Format(time.RFC3339))
-	return r.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(patch)))
+	type meta struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	type template struct {
+		Metadata meta `json:"metadata"`
+	}
+	type spec struct {
+		Template template `json:"template"`
+	}
+	patch, err := json.Marshal(struct {
+		Spec spec `json:"spec"`
+	}{spec{template{meta{map[string]string{"kubectl.kubernetes.io/restartedAt": time.Now().UTC().Format(time.RFC3339)}}}}})
+	if err != nil {
+		return err
+	}
+	return r.Client.Patch(ctx, object(k), client.RawPatch(types.MergePatchType, patch))
 }
 
 // rolledOut reports whether the workload's latest rollout is complete,
@@ -251,9 +257,6 @@ func (r *Reconciler) restart(ctx context.Context, k key) error {
 // as done.
 func (r *Reconciler) rolledOut(ctx context.Context, k key) (bool, error) {
 	obj := object(k)
-	if obj == nil {
-		return true, nil
-	}
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		return true, client.IgnoreNotFound(err)
 	}

@@ -10,16 +10,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -28,90 +25,23 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/version"
 )
 
-// Options configure the server. Zero values take the documented defaults.
-type Options struct {
-	// CatalogPath is a catalog file or directory; the embedded default
-	// catalog is used if empty.
-	CatalogPath string
-	// CertDir holds tls.crt and tls.key; CertFile and KeyFile, when set,
-	// name the files instead.
-	CertDir, CertFile, KeyFile string
-	// Host to listen on; all interfaces if empty.
-	Host string
-	// Port of the webhook. Defaulted to 9443 if zero.
-	Port int
-	// MetricsAddr serves /metrics. Defaulted to ":8080" if empty; "0"
-	// disables it.
-	MetricsAddr string
-	// HealthAddr serves /healthz and /readyz. Defaulted to ":8081" if
-	// empty; "0" disables it.
-	HealthAddr string
-	// PprofAddr serves net/http/pprof when set; off by default.
-	PprofAddr string
-	// ShutdownGrace bounds the wait for in-flight requests after SIGTERM.
-	// Defaulted to 25s if zero.
-	ShutdownGrace time.Duration
-	// MaxRequestBytes caps a request body. Defaulted to
-	// admission.DefaultMaxRequestBytes if zero.
-	MaxRequestBytes int64
-	// MaxConnectionAge closes a webhook connection gracefully once it is
-	// this old (plus up to a tenth more), so clients reconnect through the
-	// Service and load spreads over replicas. Defaulted to 5m if zero;
-	// negative keeps connections open.
-	MaxConnectionAge time.Duration
-	// ClientCAFile, when set, makes the webhook require a client
-	// certificate signed by one of its CAs (PEM).
-	ClientCAFile string
-	// RestConfig reaches the API server for namespace labels. With nil,
-	// there is no cluster (as in `make run`): every namespace is taken as
-	// unlabelled.
-	RestConfig *rest.Config
-	// Registry receives the metrics. Defaulted to controller-runtime's
-	// registry if nil; a process runs one server on it.
-	Registry ctrlmetrics.RegistererGatherer
-	Log      logr.Logger
-}
-
-func (o *Options) setDefaults() {
-	if o.Port == 0 {
-		o.Port = 9443
-	}
-	if o.MetricsAddr == "" {
-		o.MetricsAddr = ":8080"
-	}
-	if o.HealthAddr == "" {
-		o.HealthAddr = ":8081"
-	}
-	if o.ShutdownGrace == 0 {
-		o.ShutdownGrace = 25 * time.Second
-	}
-	if o.MaxConnectionAge == 0 {
-		o.MaxConnectionAge = 5 * time.Minute
-	}
-	if o.Registry == nil {
-		o.Registry = ctrlmetrics.Registry
-	}
-	if o.CertFile == "" {
-		o.CertFile = filepath.Join(o.CertDir, "tls.crt")
-	}
-	if o.KeyFile == "" {
-		o.KeyFile = filepath.Join(o.CertDir, "tls.key")
-	}
-}
-
 // Run serves until ctx is done, then stops taking new work: /readyz fails
 // at once, in-flight requests finish within ShutdownGrace, and Run returns.
 func Run(ctx context.Context, o Options) error {
-	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	o.CertFile, o.KeyFile = o.certFiles()
 	log := o.Log
 
 	m := newMetrics(o.Registry)
 	o.Registry.MustRegister(certificateExpiry(o.CertFile))
-	store, err := loadCatalog(o.CatalogPath)
+	cat, err := catalog.LoadOrDefault(o.CatalogPath)
 	if err != nil {
 		return err
 	}
-	log.Info("Catalog loaded", "path", describe(o.CatalogPath), "version", store.Current().Version, "templates", store.Current().Names())
+	store := catalog.NewStore(cat)
+	log.Info("Catalog loaded", "path", catalog.Describe(o.CatalogPath), "version", cat.Version, "templates", cat.Names())
 
 	// Work that lives as long as the server: the catalog watcher and the
 	// namespace cache stop after the HTTP servers drain.
@@ -191,18 +121,15 @@ func Run(ctx context.Context, o Options) error {
 
 // watchCatalog reloads the catalog on change until ctx is done.
 func watchCatalog(ctx context.Context, o Options, store *catalog.Store, m *serverMetrics) {
-	log := o.Log
-	w := &catalog.Watcher{Path: o.CatalogPath, Store: store, OnReload: func(c *catalog.Catalog, err error) {
+	w := &catalog.Watcher{Path: o.CatalogPath, Store: store, Log: o.Log, OnReload: func(_ *catalog.Catalog, err error) {
 		if err != nil {
 			m.reloads.WithLabelValues("failure").Inc()
-			log.Error(err, "Catalog change refused; the last good catalog keeps serving", "path", o.CatalogPath, "version", store.Current().Version)
-			return
+		} else {
+			m.reloads.WithLabelValues("success").Inc()
 		}
-		m.reloads.WithLabelValues("success").Inc()
-		log.Info("Catalog reloaded", "path", o.CatalogPath, "version", c.Version, "templates", c.Names())
 	}}
 	if err := w.Run(ctx); err != nil {
-		log.Error(err, "Catalog watcher stopped; changes on disk are no longer picked up")
+		o.Log.Error(err, "Catalog watcher stopped; changes on disk are no longer picked up")
 	}
 }
 
@@ -275,28 +202,6 @@ func pprofMux() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-func describe(path string) string {
-	if path == "" {
-		return "(embedded default)"
-	}
-	return path
-}
-
-func loadCatalog(path string) (*catalog.Store, error) {
-	if path == "" {
-		c, err := catalog.Default()
-		if err != nil {
-			return nil, err
-		}
-		return catalog.NewStore(c), nil
-	}
-	c, err := catalog.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", path, err)
-	}
-	return catalog.NewStore(c), nil
 }
 
 type serverMetrics struct {

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 
@@ -63,11 +62,10 @@ func start(t *testing.T, configure ...func(*Options)) *testServer {
 	}
 	s.writeCatalog(t, catalog.DefaultYAML())
 	ports := freePorts(t, 3)
-	s.o = Options{
-		CatalogPath: s.catalogDir, CertDir: s.certDir, Host: "127.0.0.1", Port: ports[0],
-		MetricsAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]), HealthAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		ShutdownGrace: 10 * time.Second, Registry: prometheus.NewRegistry(), Log: logr.Discard(),
-	}
+	s.o = NewOptions()
+	s.o.CatalogPath, s.o.CertDir, s.o.Host, s.o.Port = s.catalogDir, s.certDir, "127.0.0.1", ports[0]
+	s.o.MetricsAddr, s.o.HealthAddr = fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	s.o.ShutdownGrace, s.o.Registry = 10*time.Second, prometheus.NewRegistry()
 	for _, c := range configure {
 		c(&s.o)
 	}

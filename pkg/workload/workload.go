@@ -123,6 +123,9 @@ func holdsPods(doc []byte) string {
 type NamedPod struct {
 	Name string
 	Pod  *corev1.Pod
+	// Template is set for a workload's pod template, which is not a Pod
+	// that runs.
+	Template bool
 }
 
 // PodsOf returns the Pods and pod templates one JSON document holds: the
@@ -164,7 +167,20 @@ func PodsOf(doc []byte) ([]NamedPod, error) {
 			return nil, err
 		}
 	}
-	return []NamedPod{{t.name, t.pod}}, nil
+	return []NamedPod{{t.name, t.pod, t.prefix != ""}}, nil
+}
+
+// RunningPods returns the Pods one document holds, itself or the items of
+// a v1 List: what audit classifies. Workloads' templates are left out.
+func RunningPods(doc []byte) ([]*corev1.Pod, error) {
+	all, err := PodsOf(doc)
+	var pods []*corev1.Pod
+	for _, p := range all {
+		if !p.Template {
+			pods = append(pods, p.Pod)
+		}
+	}
+	return pods, err
 }
 
 // located is a document's pod template.
