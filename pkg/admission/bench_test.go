@@ -14,8 +14,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
-	"github.com/podpatterns/sidecar-injector/test/fixtures"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // typicalReview is the committed sample, a ReplicaSet-created Pod asking
@@ -39,7 +40,7 @@ func compacted(tb testing.TB, name string) []byte {
 }
 
 // hugeReview is 50 containers with 200 env vars each.
-func hugeReview() []byte { return fixtures.Review("u", "CREATE", fixtures.HugePod()) }
+func hugeReview() []byte { return admissiontest.Review("u", "CREATE", injecttest.HugePod()) }
 
 // floor reads the body and answers a fixed "allowed": what any webhook
 // must at least do.

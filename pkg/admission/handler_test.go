@@ -16,8 +16,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
-	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 func newTestServer(t *testing.T, h *Handler) *httptest.Server {
@@ -42,7 +42,7 @@ func review(t *testing.T, uid, op, podYAML string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixtures.Review(uid, op, obj)
+	return admissiontest.Review(uid, op, obj)
 }
 
 func post(t *testing.T, srv *httptest.Server, contentType string, body io.Reader) (int, *admissionv1.AdmissionReview) {

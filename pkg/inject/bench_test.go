@@ -7,8 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
-	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 // benchmarkInject runs the engine and the patch. With decode, every
@@ -61,7 +61,7 @@ func BenchmarkTypicalPod(b *testing.B) {
 }
 
 func BenchmarkHugePod(b *testing.B) {
-	raw := fixtures.HugePod()
+	raw := injecttest.HugePod()
 	b.Run("decode-only", func(b *testing.B) { benchmarkDecode(b, raw) })
 	b.Run("decode-inject-patch", func(b *testing.B) { benchmarkInject(b, raw, true) })
 	b.Run("inject-patch", func(b *testing.B) { benchmarkInject(b, raw, false) })

@@ -23,9 +23,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
+	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
-	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 // testServer is a running Run with its own certificates, catalog
@@ -158,7 +158,7 @@ func (s *testServer) readyz() int {
 const podJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"sidecars.podpatterns.io/inject":%q}},"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}`
 
 func reviewFor(uid, request string) []byte {
-	return fixtures.Review(uid, "CREATE", []byte(fmt.Sprintf(podJSON, request)))
+	return admissiontest.Review(uid, "CREATE", []byte(fmt.Sprintf(podJSON, request)))
 }
 
 func (s *testServer) send(c *http.Client, body io.Reader) (*admissionv1.AdmissionResponse, error) {

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
+	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
-	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 // The offline tool and the server give the same Pod, byte for byte, for
@@ -78,7 +78,7 @@ func goldenPods(t *testing.T) func(func(string, []byte) bool) {
 
 func serve(t *testing.T, h http.Handler, raw []byte) ([]byte, bool) {
 	t.Helper()
-	review := fixtures.Review("u", "CREATE", raw)
+	review := admissiontest.Review("u", "CREATE", raw)
 	req := httptest.NewRequest(http.MethodPost, admission.Path, bytes.NewReader(review))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()

@@ -25,9 +25,9 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
-	"github.com/podpatterns/sidecar-injector/test/fixtures"
 )
 
 func main() {
@@ -121,7 +121,7 @@ func review(dir string, port int) error {
 	pool.AppendCertsFromPEM(pem)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	pod := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"sidecars.podpatterns.io/inject":"content-filler"}},"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}`)
-	resp, err := client.Post(fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", port), "application/json", bytes.NewReader(fixtures.Review("image-test", "CREATE", pod)))
+	resp, err := client.Post(fmt.Sprintf("https://127.0.0.1:%d/mutate-pods", port), "application/json", bytes.NewReader(admissiontest.Review("image-test", "CREATE", pod)))
 	if err != nil {
 		return err
 	}
