@@ -116,8 +116,8 @@ func claimState(c inject.Claim) Template {
 		return Template{c.Name, Current, ""}
 	case !c.Present:
 		return Template{c.Name, Tampered, "the status lists it, but " + c.Reason}
-	case c.Current:
-		return Template{c.Name, Tampered, "the status says it is current, but " + c.Reason}
+	case !c.Kept:
+		return Template{c.Name, Tampered, "its content is not what its status entry says was injected, nor what the catalog renders today: " + c.Reason}
 	}
 	return Template{c.Name, Stale, fmt.Sprintf("the catalog now renders it differently (%s)", c.Reason)}
 }

@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,41 +67,78 @@ policies:
 	newImage := parse(t, "", "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
 	prod := map[string]string{"env": "prod"}
 	current := injected(t, pod("content-filler"), nil, cat)
+	filler := func(p *corev1.Pod) *corev1.Container {
+		for i := range p.Spec.Containers {
+			if p.Spec.Containers[i].Name == "content-filler" {
+				return &p.Spec.Containers[i]
+			}
+		}
+		t.Fatal("no content-filler container")
+		return nil
+	}
 
 	tampered := current.DeepCopy()
-	for i := range tampered.Spec.Containers {
-		if tampered.Spec.Containers[i].Name == "content-filler" {
-			tampered.Spec.Containers[i].Image = "registry.example.com/other:1"
-		}
-	}
+	filler(tampered).Image = "registry.example.com/other:1"
+	withStdin := current.DeepCopy()
+	filler(withStdin).Stdin = true
 	forged := pod("content-filler")
 	forged.Annotations[inject.StatusAnnotation] = `{"templates":[{"name":"content-filler","hash":"0"}]}`
+	// Admitted while the webhook was bypassed: a look-alike under a
+	// made-up status.
+	bypassed := pod("content-filler")
+	bypassed.Annotations[inject.StatusAnnotation] = `{"templates":[{"name":"content-filler","hash":"0"}]}`
+	bypassed.Spec.Containers = append(bypassed.Spec.Containers, corev1.Container{Name: "content-filler", Image: "busybox", Command: []string{"true"}})
 	lookAlike := pod("content-filler")
 	lookAlike.Spec.Containers = append(lookAlike.Spec.Containers, corev1.Container{Name: "content-filler", Image: "busybox"})
 	unasked := current.DeepCopy()
 	delete(unasked.Annotations, inject.InjectAnnotation)
+	// As the previous release wrote it: the same content under its
+	// 16-digit hash of the rendering.
+	legacy := current.DeepCopy()
+	legacy.Annotations[inject.StatusAnnotation] = `{"templates":[{"name":"content-filler","hash":"818f2d4ac7a6225c"}]}`
+	legacyChanged := legacy.DeepCopy()
+	filler(legacyChanged).Args = []string{"sleep 3600"}
 
+	type want struct {
+		state    State
+		template string
+		reason   string
+	}
 	for name, c := range map[string]struct {
 		pod    *corev1.Pod
 		labels map[string]string
 		cat    *catalog.Catalog
-		want   State
+		want   want
 	}{
-		"injected as the catalog renders it is current":         {current, nil, cat, Current},
-		"a new image in the catalog makes it stale":             {current, nil, newImage, Stale},
-		"asked for and not injected is missing":                 {pod("content-filler"), nil, cat, Missing},
-		"required and not injected is missing":                  {pod("none"), prod, cat, Missing},
-		"content changed after injection is tampered":           {tampered, nil, cat, Tampered},
-		"a status without the containers is tampered":           {forged, nil, cat, Tampered},
-		"a look-alike container without a status is tampered":   {lookAlike, nil, cat, Tampered},
-		"injected but no longer asked for is not wanted":        {unasked, nil, cat, NotWanted},
-		"a Pod that asks for nothing, where nothing applies":    {pod(""), nil, cat, None},
-		"required and injected, asking for nothing, is current": {injected(t, pod("none"), prod, cat), prod, cat, Current},
+		"injected as the catalog renders it is current":                            {current, nil, cat, want{Current, "content-filler", ""}},
+		"a new image in the catalog makes it stale":                                {current, nil, newImage, want{Stale, "content-filler", `renders it differently (containers "content-filler" differs at .image)`}},
+		"asked for and not injected is missing":                                    {pod("content-filler"), nil, cat, want{Missing, "content-filler", "not injected"}},
+		"required and not injected is missing":                                     {pod("none"), prod, cat, want{Missing, "content-filler", "not injected"}},
+		"content changed after injection is tampered":                              {tampered, nil, cat, want{Tampered, "content-filler", "not what its status entry says was injected"}},
+		"stdin added after injection is tampered":                                  {withStdin, nil, cat, want{Tampered, "content-filler", "sets .stdin, which the template does not"}},
+		"a status without the containers is tampered":                              {forged, nil, cat, want{Tampered, "content-filler", "the status lists it, but"}},
+		"a look-alike under a made-up status, the webhook bypassed, is tampered":   {bypassed, nil, cat, want{Tampered, "content-filler", "not what its status entry says was injected"}},
+		"a look-alike container without a status is tampered":                      {lookAlike, nil, cat, want{Tampered, "content-filler", "the status annotation does not list it"}},
+		"injected but no longer asked for is not wanted":                           {unasked, nil, cat, want{NotWanted, "content-filler", "neither asked for nor required"}},
+		"a Pod that asks for nothing, where nothing applies":                       {pod(""), nil, cat, want{None, "", ""}},
+		"required and injected, asking for nothing, is current":                    {injected(t, pod("none"), prod, cat), prod, cat, want{Current, "content-filler", ""}},
+		"a status of the previous release on today's rendering is current":         {legacy, nil, cat, want{Current, "content-filler", ""}},
+		"a status of the previous release, the catalog moved since, is stale":      {legacy, nil, newImage, want{Stale, "content-filler", "renders it differently"}},
+		"a status of the previous release claiming today's rendering, is tampered": {legacyChanged, nil, cat, want{Tampered, "content-filler", "differs at .args"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := Classify(c.pod, c.labels, c.cat)
-			if got.State != c.want {
-				t.Errorf("state %s, want %s: %+v", got.State, c.want, got.Templates)
+			if got.State != c.want.state {
+				t.Fatalf("state %s, want %s: %+v", got.State, c.want.state, got.Templates)
+			}
+			if c.want.template == "" {
+				if len(got.Templates) != 0 {
+					t.Errorf("templates %+v, want none", got.Templates)
+				}
+				return
+			}
+			if len(got.Templates) != 1 || got.Templates[0].Name != c.want.template || got.Templates[0].State != c.want.state || !strings.Contains(got.Templates[0].Reason, c.want.reason) {
+				t.Errorf("templates %+v, want one: %s %s, its reason holding %q", got.Templates, c.want.template, c.want.state, c.want.reason)
 			}
 		})
 	}

@@ -93,16 +93,13 @@ const nogroup = 65534
 // to run as the app's user; ok is false when they keep the template's.
 // The app's user is the Pod's runAsUser if set, else the one user every
 // target container runs as; with several, the template keeps its own and
-// a warning names them. Root and group 0 are never taken from the app.
-// Remarks go to the warnings when warn is set.
-func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
+// a remark names them. Root and group 0 are never taken from the app.
+func (b *builder) appUser(t *catalog.Template) (u user, ok bool, remarks []string) {
 	if !t.RunAsAppUser {
-		return user{}, false
+		return user{}, false, nil
 	}
 	remark := func(format string, args ...any) {
-		if warn {
-			b.warnings = append(b.warnings, fmt.Sprintf(format, args...))
-		}
+		remarks = append(remarks, fmt.Sprintf(format, args...))
 	}
 	if sc := b.pod.Spec.SecurityContext; sc != nil {
 		u = user{uid: sc.RunAsUser, gid: sc.RunAsGroup}
@@ -136,20 +133,20 @@ func (b *builder) appUser(t *catalog.Template, warn bool) (u user, ok bool) {
 	}
 	fsGroup := b.pod.Spec.SecurityContext != nil && b.pod.Spec.SecurityContext.FSGroup != nil
 	switch {
-	case u.uid == nil && !fsGroup && !mixedUsers(b.pod, b.targets):
+	case u.uid == nil && !fsGroup && !someSetUser(b.pod, b.targets):
 		remark("template %q runs as the app's user, but the Pod sets no runAsUser or fsGroup; it runs as the template's user and can read only files the app makes world-readable", t.Name)
-		return user{}, false
+		return user{}, false, remarks
 	case u.uid == nil:
-		return user{}, false
+		return user{}, false, remarks
 	case *u.uid == 0:
 		remark("template %q does not run as root although the app does; set fsGroup on the Pod so it can read the app's files", t.Name)
-		return user{}, false
+		return user{}, false, remarks
 	}
 	if u.gid != nil && *u.gid == 0 {
 		remark("template %q runs as the app's user %d but not as group 0, which the app uses; it keeps the template's group (or %d), so set fsGroup on the Pod if it must read files only group 0 can", t.Name, *u.uid, nogroup)
 		u.gid, u.notRootGroup = nil, true
 	}
-	return u, true
+	return u, true, remarks
 }
 
 // describeUID is a runAsUser for a message.
@@ -168,9 +165,9 @@ func runAsUser(c *corev1.Container) *int64 {
 	return c.SecurityContext.RunAsUser
 }
 
-// mixedUsers reports whether some target container sets a runAsUser
+// someSetUser reports whether some target container sets a runAsUser
 // (so the shared-user remark, not the no-user one, applies).
-func mixedUsers(pod *corev1.Pod, targets []int) bool {
+func someSetUser(pod *corev1.Pod, targets []int) bool {
 	for _, i := range targets {
 		if runAsUser(&pod.Spec.Containers[i]) != nil {
 			return true

@@ -52,7 +52,10 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, but the Pod does not carry it (%s); the entry is dropped", StatusAnnotation, in.Name, reason))
 			continue
 		}
-		b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: hash})
+		if in.Hash != hash && !b.legacyCurrent(t, in.Hash) {
+			in.Hash = "" // hashed once the plan is whole
+		}
+		b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: in.Hash})
 		res.Verified = append(res.Verified, t.Name)
 	}
 	if len(unknown) > 0 {
@@ -71,6 +74,14 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	res.Warnings = append(res.Warnings, b.warnings...)
 	if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(b.plan.Containers) > 0 && len(b.targets) > 0 {
 		b.plan.DefaultContainer = pod.Spec.Containers[b.targets[0]].Name
+	}
+	// Each entry's hash is of what the Pod holds of its template once the
+	// plan is applied, so it can be recomputed from the stored Pod.
+	after := b.plan.spec(pod)
+	for i, in := range b.plan.Status.Templates {
+		if in.Hash == "" {
+			b.plan.Status.Templates[i].Hash = heldHash(after, cat.Template(in.Name), b.targets)
+		}
 	}
 	if len(res.Injected) > 0 || b.plan.Status.String() != pod.Annotations[StatusAnnotation] {
 		res.Plan = b.plan
@@ -229,11 +240,12 @@ type rendering struct {
 	user      *user // nil: the template's own
 	native    bool
 	overrides []override
+	// remarks on the user, for the warnings when the template is added
+	remarks []string
 }
 
-// render works out t's rendering for the Pod; remarks on the user go to
-// the builder's warnings when warn is set.
-func (b *builder) render(t *catalog.Template, warn bool) (rendering, error) {
+// render works out t's rendering for the Pod.
+func (b *builder) render(t *catalog.Template) (rendering, error) {
 	values, err := parameters(b.pod, t)
 	if err != nil {
 		return rendering{}, err
@@ -245,9 +257,11 @@ func (b *builder) render(t *catalog.Template, warn bool) (rendering, error) {
 	if err := checkOverrides(t, r.content, r.overrides); err != nil {
 		return rendering{}, err
 	}
-	if u, ok := b.appUser(t, warn); ok {
+	u, ok, remarks := b.appUser(t)
+	if ok {
 		r.user = &u
 	}
+	r.remarks = remarks
 	return r, nil
 }
 
@@ -269,9 +283,11 @@ func (r rendering) containers() (init, regular []corev1.Container) {
 	return init, regular
 }
 
-// hash identifies what r adds: the rendered content, the user it runs
-// as and whether it runs native.
-func (r rendering) hash() string {
+// legacyHash is the status hash releases before the held hash wrote: of
+// the rendered content, the user it runs as and whether it runs native.
+// It cannot be recomputed from a Pod, only from a rendering; it is kept
+// to classify the Pods those releases injected as they classified them.
+func (r rendering) legacyHash() string {
 	// The bytes hashed are "<content hash>|<uid>[:<gid>]|<native>", then
 	// "|<key>=<quantity>" for each resource override.
 	in := r.content.Hash + "|"
@@ -285,15 +301,30 @@ func (r rendering) hash() string {
 	}
 	in += "|" + strconv.FormatBool(r.native) + overridesKey(r.overrides)
 	sum := sha256.Sum256([]byte(in))
-	return hex.EncodeToString(sum[:8])
+	return hex.EncodeToString(sum[:legacyHashLen/2])
+}
+
+// legacyHashLen is the length of a legacyHash: 16 hex digits.
+const legacyHashLen = 16
+
+// legacyCurrent reports whether hash is the legacyHash of t's rendering
+// today: an entry an earlier release wrote for what the Pod still holds,
+// kept as it is so that a reinvocation by a newer replica adds nothing.
+func (b *builder) legacyCurrent(t *catalog.Template, hash string) bool {
+	if len(hash) != legacyHashLen {
+		return false
+	}
+	r, err := b.render(t)
+	return err == nil && r.legacyHash() == hash
 }
 
 // add plans one template.
 func (b *builder) add(t *catalog.Template) error {
-	r, err := b.render(t, true)
+	r, err := b.render(t)
 	if err != nil {
 		return err
 	}
+	b.warnings = append(b.warnings, r.remarks...)
 	content := r.content
 	if b.complete && !t.NativeSidecar && len(content.Containers) > 0 {
 		b.warnings = append(b.warnings, fmt.Sprintf("template %q runs as a native sidecar (init container with restartPolicy Always) because the Pod's restartPolicy is %s, so the Pod can still complete; this needs Kubernetes 1.29 or later", t.Name, b.pod.Spec.RestartPolicy))
@@ -317,7 +348,7 @@ func (b *builder) add(t *catalog.Template) error {
 			b.plan.ImagePullSecrets = append(b.plan.ImagePullSecrets, s)
 		}
 	}
-	b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: r.hash()})
+	b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name}) // hashed once the plan is whole
 	return nil
 }
 

@@ -133,14 +133,20 @@ func uniquePorts(p *corev1.Pod) error {
 	return nil
 }
 
-func TestStatusStringIsJSON(t *testing.T) {
-	s := inject.Status{Templates: []inject.Injected{{Name: "log-shipper", Hash: "0a1b"}, {Name: "ambassador", Hash: "ff"}}}
-	want, _ := json.Marshal(s)
-	if s.String() != string(want) {
-		t.Errorf("%s, want %s", s.String(), want)
-	}
-	if (inject.Status{}).String() != `{"templates":[]}` {
-		t.Errorf("empty status %s", inject.Status{}.String())
+func TestStatusStringIsTheAnnotationsFormat(t *testing.T) {
+	for name, c := range map[string]struct {
+		status inject.Status
+		want   string
+	}{
+		"two entries, in order": {inject.Status{Templates: []inject.Injected{{Name: "log-shipper", Hash: "0a1b"}, {Name: "ambassador", Hash: "ff"}}},
+			`{"templates":[{"name":"log-shipper","hash":"0a1b"},{"name":"ambassador","hash":"ff"}]}`},
+		"no entries is an empty list, not null": {inject.Status{}, `{"templates":[]}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := c.status.String(); got != c.want {
+				t.Errorf("%s, want %s", got, c.want)
+			}
+		})
 	}
 }
 

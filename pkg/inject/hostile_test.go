@@ -1,6 +1,8 @@
 package inject_test
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -35,8 +37,8 @@ func TestAStatusFloodGetsOneWarning(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(res.Warnings) > 2 {
-				t.Errorf("%d warnings; want one about the status", len(res.Warnings))
+			if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], inject.StatusAnnotation) {
+				t.Errorf("warnings %q; want one, about the status", res.Warnings)
 			}
 			if res.Plan == nil || len(res.Plan.Status.Templates) != 1 || res.Plan.Status.Templates[0].Name != "content-filler" {
 				t.Errorf("status written %+v; want content-filler alone, injected now", res.Plan)
@@ -60,5 +62,60 @@ func TestStrayParametersAreBounded(t *testing.T) {
 	}
 	if len(res.Warnings) != 4 || !strings.Contains(res.Warnings[3], "4997 more annotations") {
 		t.Errorf("%d warnings, last %q; want three and a count of the rest", len(res.Warnings), res.Warnings[len(res.Warnings)-1])
+	}
+}
+
+// A Pod that brings its own copy of a required template, every rendered
+// field copied and one more field set that changes what runs or what it
+// may do, is not the template's: the webhook denies the name conflict
+// instead of taking it as injected. The untouched copy, under the status
+// the webhook wrote, is taken as injected (the happy case).
+func TestALookAlikeWithExtraFieldsIsNotTheTemplate(t *testing.T) {
+	cat := testCatalog(t)
+	asked := &corev1.Pod{}
+	asked.Annotations = map[string]string{inject.InjectAnnotation: "log-shipper"}
+	asked.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
+	raw, _ := json.Marshal(asked)
+	injected := run(t, raw, nil, cat).pod
+
+	for name, change := range map[string]func(c *corev1.Container){
+		"nothing changed":      func(*corev1.Container) {},
+		"a command of its own": func(c *corev1.Container) { c.Command = []string{"/bin/sleep", "infinity"} },
+		"an env entry":         func(c *corev1.Container) { c.Env = append(c.Env, corev1.EnvVar{Name: "X", Value: "1"}) },
+		"envFrom":              func(c *corev1.Container) { c.EnvFrom = []corev1.EnvFromSource{{Prefix: "X"}} },
+		"a capability added":   func(c *corev1.Container) { c.SecurityContext.Capabilities.Add = []corev1.Capability{"NET_RAW"} },
+		"stdin":                func(c *corev1.Container) { c.Stdin = true },
+		"a tty":                func(c *corev1.Container) { c.TTY = true },
+		"a working directory":  func(c *corev1.Container) { c.WorkingDir = "/tmp" },
+		"a lifecycle hook": func(c *corev1.Container) {
+			c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 1}}}
+		},
+		"a liveness probe": func(c *corev1.Container) {
+			c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+		},
+		"a mount of another volume": func(c *corev1.Container) {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "secrets", MountPath: "/s"})
+		},
+		"a write to its log volume":  func(c *corev1.Container) { c.VolumeMounts[0].ReadOnly = false },
+		"privilege escalation again": func(c *corev1.Container) { c.SecurityContext.AllowPrivilegeEscalation = nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := &corev1.Pod{}
+			if err := json.Unmarshal(injected, pod); err != nil {
+				t.Fatal(err)
+			}
+			change(&pod.Spec.InitContainers[0])
+			res, err := inject.Pod(pod, nil, cat)
+			if name == "nothing changed" {
+				if err != nil || res.Plan != nil {
+					t.Fatalf("the webhook's own injection: %v, plan %+v; want a no-op", err, res)
+				}
+				return
+			}
+			var denial *inject.Denial
+			if !errors.As(err, &denial) || !strings.Contains(denial.Message, "has the name of the template's container but not its content") {
+				t.Fatalf("got %v, result %+v; want a denial of the look-alike", err, res)
+			}
+		})
 	}
 }

@@ -18,15 +18,18 @@ import (
 // the Pod holds.
 type Claim struct {
 	Name string
-	// Reason says why the Pod does not carry the template; "" when it
-	// does.
+	// Reason says why the Pod does not carry the template as the catalog
+	// renders it today; "" when it does.
 	Reason string
-	// Current reports whether the entry's hash is the one the template
-	// renders for the Pod today.
-	Current bool
 	// Present reports whether the Pod has every container the template
 	// names, whatever their content.
 	Present bool
+	// Kept reports whether what the Pod holds of the template is what the
+	// entry's hash says was injected: then content that is not today's
+	// rendering is stale, not tampered with. For an entry of a release
+	// before the held hash (16 hex digits), which cannot be recomputed,
+	// it is set unless the entry claims today's rendering.
+	Kept bool
 }
 
 // VerifyStatus checks each template the Pod's status annotation names
@@ -51,12 +54,14 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 			out = append(out, c)
 			continue
 		}
-		var hash string
-		hash, c.Reason = b.verify(t)
-		if c.Reason == "" {
-			c.Current = hash == in.Hash
-		} else if r, err := b.render(t, false); err == nil {
-			c.Current = r.hash() == in.Hash
+		_, c.Reason = b.verify(t)
+		switch {
+		case c.Reason == "":
+		case len(in.Hash) == heldHashLen:
+			c.Kept = heldHash(pod, t, b.targets) == in.Hash
+		case len(in.Hash) == legacyHashLen:
+			r, err := b.render(t)
+			c.Kept = err != nil || r.legacyHash() != in.Hash
 		}
 		c.Present = true
 		for _, name := range t.ContainerNames() {
@@ -70,14 +75,12 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 }
 
 // verify reports whether the Pod holds what t renders for it today: its
-// containers, volumes, app mounts and env and pull secrets. It returns
-// the status hash of that rendering, or why the Pod does not hold it.
-//
-// Only the fields the template sets are compared: the API server fills
-// in defaults (imagePullPolicy, terminationMessagePath, a port's
-// protocol...) between webhook calls, and those are not tampering.
+// containers and volumes exactly (in canonical form: the API server's
+// defaults are the only additions tolerated), the app mounts and env
+// and the pull secrets. It returns the status hash of what the Pod
+// holds, or why that is not t's rendering.
 func (b *builder) verify(t *catalog.Template) (hash, reason string) {
-	r, err := b.render(t, false)
+	r, err := b.render(t)
 	if err != nil {
 		return "", "its parameters: " + err.Error()
 	}
@@ -92,8 +95,8 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 			if have == nil {
 				return "", fmt.Sprintf("no %s entry %q", list.field, c.Name)
 			}
-			if diff := covers(c, *have); diff != "" {
-				return "", fmt.Sprintf("%s %q differs at %s", list.field, c.Name, diff)
+			if diff := differs(canonicalContainer(c), canonicalContainer(*have)); diff != "" {
+				return "", fmt.Sprintf("%s %q %s", list.field, c.Name, diff)
 			}
 		}
 	}
@@ -102,8 +105,8 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 		if have == nil {
 			return "", fmt.Sprintf("no volume %q", v.Name)
 		}
-		if diff := covers(v, *have); diff != "" {
-			return "", fmt.Sprintf("volume %q differs at %s", v.Name, diff)
+		if diff := differs(canonicalVolume(v), canonicalVolume(*have)); diff != "" {
+			return "", fmt.Sprintf("volume %q %s", v.Name, diff)
 		}
 	}
 	if reason := b.verifyApps(r.content); reason != "" {
@@ -114,7 +117,7 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 			return "", fmt.Sprintf("no image pull secret %q", s.Name)
 		}
 	}
-	return r.hash(), ""
+	return heldHash(b.pod, t, b.targets), ""
 }
 
 // verifyApps checks the template's mounts and env in the app containers:
@@ -159,10 +162,18 @@ func findContainer(list []corev1.Container, name string) *corev1.Container {
 	return nil
 }
 
-// covers compares want with have as JSON, and returns where have lacks
-// or changes something want sets, or "".
-func covers(want, have any) string {
-	return coversJSON(asJSON(want), asJSON(have), "")
+// differs compares want with have as JSON, and says where have lacks or
+// changes something want sets, or sets something want does not; "" when
+// they are equal.
+func differs(want, have any) string {
+	w, h := asJSON(want), asJSON(have)
+	if diff := coversJSON(w, h, ""); diff != "" {
+		return "differs at " + diff
+	}
+	if extra := coversJSON(h, w, ""); extra != "" {
+		return "sets " + extra + ", which the template does not"
+	}
+	return ""
 }
 
 func asJSON(v any) any {

@@ -1,0 +1,204 @@
+package inject
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+// held is what a Pod holds of one template, in a form that leaves out
+// what the API server adds on its own (see canonical): the containers of
+// the template's names, the volumes they mount, and in each target app
+// container the mounts of those volumes and the env of the template's
+// env names. The status hash is the hash of it, so it is recomputable
+// from any Pod: content that still matches its status but not today's
+// catalog is stale, content that no longer matches its status is
+// tampered.
+type held struct {
+	InitContainers []corev1.Container     `json:"initContainers"`
+	Containers     []corev1.Container     `json:"containers"`
+	Volumes        []corev1.Volume        `json:"volumes"`
+	AppMounts      [][]corev1.VolumeMount `json:"appMounts"`
+	AppEnv         [][]corev1.EnvVar      `json:"appEnv"`
+}
+
+// heldHashLen is the length of a status hash of this release: 32 hex
+// digits. Releases before it wrote 16 (see legacyHash).
+const heldHashLen = 32
+
+// heldHash is the status hash of what pod holds of t, the target app
+// containers being targets.
+func heldHash(pod *corev1.Pod, t *catalog.Template, targets []int) string {
+	h := held{}
+	mounted := map[string]bool{}
+	for _, name := range t.ContainerNames() {
+		list := &h.InitContainers
+		c := findContainer(pod.Spec.InitContainers, name)
+		if c == nil {
+			list, c = &h.Containers, findContainer(pod.Spec.Containers, name)
+		}
+		if c == nil {
+			continue
+		}
+		cc := canonicalContainer(*c)
+		*list = append(*list, cc)
+		for _, m := range cc.VolumeMounts {
+			mounted[m.Name] = true
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if mounted[v.Name] {
+			h.Volumes = append(h.Volumes, canonicalVolume(v))
+		}
+	}
+	for _, i := range targets {
+		app := &pod.Spec.Containers[i]
+		var mounts []corev1.VolumeMount
+		for _, m := range app.VolumeMounts {
+			if mounted[m.Name] {
+				mounts = append(mounts, m)
+			}
+		}
+		var env []corev1.EnvVar
+		for _, e := range app.Env {
+			if slices.ContainsFunc(t.AppEnv, func(te corev1.EnvVar) bool { return te.Name == e.Name }) {
+				env = append(env, canonicalEnv(e))
+			}
+		}
+		h.AppMounts, h.AppEnv = append(h.AppMounts, mounts), append(h.AppEnv, env)
+	}
+	data, _ := json.Marshal(h) // API types always marshal
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:heldHashLen/2])
+}
+
+// serviceAccountMount is where the API server's ServiceAccount admission
+// mounts the token volume (kube-api-access-*) into every container.
+const serviceAccountMount = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// canonicalContainer is c without what the API server sets on its own:
+// its defaults (terminationMessagePath and Policy, imagePullPolicy, a
+// port's protocol, probe timings and scheme, a fieldRef's apiVersion,
+// requests equal to limits where only limits were set) and the service
+// account token mount. These are the only additions a Pod's copy of a
+// template may carry; anything else, a command, an env entry, a
+// capability, stdin, a mount, is content the template does not render.
+func canonicalContainer(c corev1.Container) corev1.Container {
+	c = *c.DeepCopy()
+	if c.TerminationMessagePath == corev1.TerminationMessagePathDefault {
+		c.TerminationMessagePath = ""
+	}
+	if c.TerminationMessagePolicy == corev1.TerminationMessageReadFile {
+		c.TerminationMessagePolicy = ""
+	}
+	if c.ImagePullPolicy == defaultPullPolicy(c.Image) {
+		c.ImagePullPolicy = ""
+	}
+	for i := range c.Ports {
+		if c.Ports[i].Protocol == corev1.ProtocolTCP {
+			c.Ports[i].Protocol = ""
+		}
+	}
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		canonicalProbe(p)
+	}
+	if l := c.Lifecycle; l != nil {
+		for _, h := range []*corev1.LifecycleHandler{l.PostStart, l.PreStop} {
+			if h != nil {
+				canonicalHTTPGet(h.HTTPGet)
+			}
+		}
+	}
+	for i := range c.Env {
+		c.Env[i] = canonicalEnv(c.Env[i])
+	}
+	for name, limit := range c.Resources.Limits {
+		if request, ok := c.Resources.Requests[name]; ok && request.Cmp(limit) == 0 {
+			delete(c.Resources.Requests, name)
+		}
+	}
+	if len(c.Resources.Requests) == 0 {
+		c.Resources.Requests = nil
+	}
+	c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.MountPath == serviceAccountMount && strings.HasPrefix(m.Name, "kube-api-access-")
+	})
+	if len(c.VolumeMounts) == 0 {
+		c.VolumeMounts = nil
+	}
+	return c
+}
+
+// defaultPullPolicy is the pull policy the API server gives an image.
+func defaultPullPolicy(image string) corev1.PullPolicy {
+	name := image
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	if strings.Contains(image, "@") {
+		return corev1.PullIfNotPresent
+	}
+	if _, tag, ok := strings.Cut(name, ":"); !ok || tag == "latest" {
+		return corev1.PullAlways
+	}
+	return corev1.PullIfNotPresent
+}
+
+func canonicalProbe(p *corev1.Probe) {
+	if p == nil {
+		return
+	}
+	for _, d := range []struct {
+		field *int32
+		value int32
+	}{{&p.TimeoutSeconds, 1}, {&p.PeriodSeconds, 10}, {&p.SuccessThreshold, 1}, {&p.FailureThreshold, 3}} {
+		if *d.field == d.value {
+			*d.field = 0
+		}
+	}
+	canonicalHTTPGet(p.HTTPGet)
+}
+
+func canonicalHTTPGet(g *corev1.HTTPGetAction) {
+	if g != nil && g.Scheme == corev1.URISchemeHTTP {
+		g.Scheme = ""
+	}
+}
+
+func canonicalEnv(e corev1.EnvVar) corev1.EnvVar {
+	if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.APIVersion == "v1" {
+		e.ValueFrom = e.ValueFrom.DeepCopy()
+		e.ValueFrom.FieldRef.APIVersion = ""
+	}
+	return e
+}
+
+// canonicalVolume is v without the API server's defaults: file modes of
+// 0644 and an unset hostPath type.
+func canonicalVolume(v corev1.Volume) corev1.Volume {
+	v = *v.DeepCopy()
+	mode := func(m **int32) {
+		if *m != nil && **m == corev1.SecretVolumeSourceDefaultMode {
+			*m = nil
+		}
+	}
+	switch s := v.VolumeSource; {
+	case s.Secret != nil:
+		mode(&s.Secret.DefaultMode)
+	case s.ConfigMap != nil:
+		mode(&s.ConfigMap.DefaultMode)
+	case s.DownwardAPI != nil:
+		mode(&s.DownwardAPI.DefaultMode)
+	case s.Projected != nil:
+		mode(&s.Projected.DefaultMode)
+	case s.HostPath != nil && s.HostPath.Type != nil && *s.HostPath.Type == corev1.HostPathUnset:
+		s.HostPath.Type = nil
+	}
+	return v
+}
