@@ -9,12 +9,12 @@ import (
 func TestDecodeErrorsSayWhere(t *testing.T) {
 	typical := typicalReview(t)
 	for _, c := range []struct{ old, new, want string }{
-		{`"containers":[`, `"containers":[7,`, "/request/object/spec/containers/0 is a number, want an object"},
-		{`"dryRun":false`, `"dryRun":"yes"`, "/request/dryRun is a string, want a boolean"},
-		{`"annotations":{`, `"annotations":{"a":[],`, "/request/object/metadata/annotations/a is an array, want a string"},
-		{`"containerPort":8080`, `"containerPort":2147483648`, "/request/object/spec/containers/0/ports/0/containerPort is a number, want an integer"},
-		{`"containerPort":8080`, `"containerPort":80.5`, "/request/object/spec/containers/0/ports/0/containerPort is a number, want an integer"},
-		{`"volumes":[`, `"volumes":[7,`, "/request/object/spec/volumes/0 is a number, want an object"},
+		{`"containers":[`, `"containers":[7,`, "decoding Pod: spec.containers[0]: a number, want an object"},
+		{`"dryRun":false`, `"dryRun":"yes"`, "decoding AdmissionReview: request.dryRun: a string, want a boolean"},
+		{`"annotations":{`, `"annotations":{"a":[],`, "decoding Pod: metadata.annotations.a: an array, want a string"},
+		{`"containerPort":8080`, `"containerPort":2147483648`, "decoding Pod: spec.containers[0].ports[0].containerPort: a number, want an integer"},
+		{`"containerPort":8080`, `"containerPort":80.5`, "decoding Pod: spec.containers[0].ports[0].containerPort: a number, want an integer"},
+		{`"volumes":[`, `"volumes":[7,`, "decoding Pod: spec.volumes[0]: a number, want an object"},
 		{`"containers":[`, `"restartPolicy":"Never","containers":[`, `duplicate object member name "restartPolicy"`},
 		{`"containers":[`, `"containers":[}`, `invalid character '}'`},
 	} {
@@ -22,7 +22,10 @@ func TestDecodeErrorsSayWhere(t *testing.T) {
 		if bytes.Equal(body, typical) {
 			t.Fatalf("%s: the typical review has no %s", c.new, c.old)
 		}
-		_, _, err := decode(body, &answer{})
+		req, _, err := decode(body, &answer{})
+		if err == nil {
+			_, err = req.pod()
+		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got error %v, want %q", c.new, err, c.want)
 		}
@@ -39,7 +42,7 @@ func TestMemberNamesAreCaseSensitive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod, err := req.Object.pod()
+	pod, err := req.pod()
 	if err != nil {
 		t.Fatal(err)
 	}

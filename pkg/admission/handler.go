@@ -1,18 +1,13 @@
 package admission
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,20 +21,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
-
-// DefaultMaxRequestBytes caps a request body. The API server refuses
-// objects over 3 MiB, so a review is well within 6 MiB.
-const DefaultMaxRequestBytes = 6 << 20
-
-// DefaultMaxBytesInFlight caps the bytes of large bodies being read at
-// once, across requests. Bodies up to smallBody bytes, which every
-// ordinary review is, do not count against it, so a flood of large
-// bodies cannot crowd them out.
-const DefaultMaxBytesInFlight = 16 << 20
-
-// smallBody is the largest body read without the in-flight budget, and
-// the largest buffer kept in the pool.
-const smallBody = 64 << 10
 
 // Path is where the API server sends Pod reviews.
 const Path = "/mutate-pods"
@@ -79,23 +60,6 @@ type Handler struct {
 	inFlight atomic.Int64 // bytes of large bodies being read
 }
 
-// bufPool holds request bodies and answers: a typical review is 2 to
-// 5 KiB, its answer 2 to 3 KiB.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func getBuf() *bytes.Buffer {
-	b := bufPool.Get().(*bytes.Buffer)
-	b.Reset()
-	return b
-}
-
-// putBuf pools b unless a large body grew it.
-func putBuf(b *bytes.Buffer) {
-	if b.Cap() <= smallBody {
-		bufPool.Put(b)
-	}
-}
-
 // ServeHTTP implements http.Handler. It always answers with an
 // AdmissionReview, carrying the request UID when there is one.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +69,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.Metrics.InFlight.Dec()
 	}
 	a := &answer{}
-	body := &budgetReader{h: h, buf: getBuf()}
+	body := &budgetReader{h: h}
 	defer func() {
 		if p := recover(); p != nil {
 			a.fail(http.StatusInternalServerError, fmt.Errorf("internal error: %v", p))
@@ -149,95 +113,13 @@ func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 		a.skip()
 		return
 	}
-	if req.Object == nil {
-		a.fail(http.StatusBadRequest, errors.New("CREATE request has no object"))
-		return
-	}
-	pod, err := req.Object.pod()
+	pod, err := req.pod()
 	if err != nil {
-		a.fail(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
+		a.fail(http.StatusBadRequest, err)
 		return
 	}
 	a.pod = pod
 	h.admit(r.Context(), req, pod, a)
-}
-
-// tooLargeError is a body over MaxRequestBytes.
-type tooLargeError struct{ limit int64 }
-
-func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("request body over the limit of %d bytes", e.limit)
-}
-
-// errBusy is the answer to a large body while others use the budget.
-var errBusy = errors.New("too many large request bodies in flight; retry later")
-
-// read reads the body. A Content-Length over the limit is refused before
-// reading; a large body is read only while the in-flight budget has room
-// for it: all of it up front when its length is known, else as it
-// arrives. What it charges stays charged until the answer is written.
-func (h *Handler) read(r *http.Request, body *budgetReader) error {
-	limit := cmp.Or(h.MaxRequestBytes, DefaultMaxRequestBytes)
-	n := r.ContentLength
-	if n > limit {
-		return &tooLargeError{limit}
-	}
-	body.r, body.free = io.LimitReader(r.Body, limit+1), smallBody
-	if n > smallBody {
-		if !body.charge(n - smallBody) {
-			return errBusy
-		}
-		body.buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free at the end
-	}
-	if _, err := body.buf.ReadFrom(body); err != nil {
-		return err
-	}
-	if int64(body.buf.Len()) > limit {
-		return &tooLargeError{limit}
-	}
-	return nil
-}
-
-// budgetReader reads a request body into a pooled buffer, charging the
-// handler's in-flight budget for what it reads past its free bytes, a
-// chunk at a time; it fails once the budget is spent.
-type budgetReader struct {
-	r       io.Reader
-	h       *Handler
-	buf     *bytes.Buffer
-	free    int64 // read without a charge
-	read    int64
-	charged int64
-}
-
-// budgetChunk is what a body of unknown length is charged at a time.
-const budgetChunk = 256 << 10
-
-func (b *budgetReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.read += int64(n)
-	for b.read > b.free+b.charged {
-		if !b.charge(budgetChunk) {
-			return n, errBusy
-		}
-	}
-	return n, err
-}
-
-func (b *budgetReader) charge(n int64) bool {
-	if b.h.inFlight.Add(n) > cmp.Or(b.h.MaxBytesInFlight, DefaultMaxBytesInFlight) {
-		b.h.inFlight.Add(-n)
-		return false
-	}
-	b.charged += n
-	return true
-}
-
-// release returns the charge and the buffer.
-func (b *budgetReader) release() {
-	b.h.inFlight.Add(-b.charged)
-	b.charged = 0
-	putBuf(b.buf)
 }
 
 func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a *answer) {
@@ -321,20 +203,14 @@ func (a *answer) refuse(err error) {
 
 func (h *Handler) finish(w http.ResponseWriter, a *answer, start time.Time) {
 	a.resp.UID = a.uid
-	out := getBuf()
-	defer putBuf(out)
 	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "AdmissionReview"}, Response: &a.resp}
-	if err := json.NewEncoder(out).Encode(&review); err != nil {
-		h.Log.Error(err, "Encoding the answer", "uid", a.uid) // API types always encode
-	}
-	// With the length known, net/http sends the answer in one write
-	// instead of switching to chunked encoding past 2 KiB.
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(out.Len()))
 	if a.status != 0 {
 		w.WriteHeader(a.status)
 	}
-	_, _ = w.Write(out.Bytes())
+	if err := json.NewEncoder(w).Encode(&review); err != nil {
+		h.Log.V(1).Info("Writing the answer failed", "uid", a.uid, "error", err.Error()) // the client went away
+	}
 	elapsed := time.Since(start)
 	if h.Metrics != nil {
 		h.Metrics.count(a.outcome)

@@ -135,7 +135,7 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 		"an undecodable pod keeps the UID":                {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[7,`), 1), 200, "uid-7", "decoding Pod"},
 		"a null container is refused":                     {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[null,`), 1), 200, "uid-7", "decoding Pod: spec.containers[0] has no name"},
 		"a Pod without a spec is refused":                 {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{}}}}`), 200, "u", "decoding Pod: the Pod has no spec"},
-		"a malformed volume a template shares is refused": {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"volumes":[{"name":"shared-content","emptyDir":7}],"containers":[`), 1), 200, "uid-7", "decoding Pod: /request/object/spec/volumes/0/emptyDir is a number, want an object"},
+		"a malformed volume a template shares is refused": {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"volumes":[{"name":"shared-content","emptyDir":7}],"containers":[`), 1), 200, "uid-7", "decoding Pod: spec.volumes[0].emptyDir: a number, want an object"},
 		"a duplicate member name is refused":              {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"restartPolicy":"Always","restartPolicy":"Never","containers":[`), 1), 200, "uid-7", `duplicate object member name "restartPolicy"`},
 	} {
 		t.Run(name, func(t *testing.T) {

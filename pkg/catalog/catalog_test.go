@@ -156,14 +156,14 @@ func TestRenderSubstitutesStringsOnly(t *testing.T) {
 	// stays one string. (Validation refuses it before rendering; Render
 	// itself must still never reinterpret it.)
 	odd := "/x\n  privileged: true"
-	got := tmpl.Render([]string{odd})
+	got := tmpl.Render(Values{"log-dir": odd})
 	if got.AppVolumeMounts[0].MountPath != odd || got.AppEnv[0].Value != odd {
 		t.Errorf("mount %q env %q", got.AppVolumeMounts[0].MountPath, got.AppEnv[0].Value)
 	}
 	if got.Containers[0].SecurityContext.Privileged != nil {
 		t.Error("a value changed the structure")
 	}
-	again := tmpl.Render([]string{"/logs"})
+	again := tmpl.Render(Values{"log-dir": "/logs"})
 	if again.AppVolumeMounts[0].MountPath != "/logs" {
 		t.Errorf("second render %q: the first changed the template", again.AppVolumeMounts[0].MountPath)
 	}
@@ -181,25 +181,25 @@ func TestRenderCacheKeepsValuesApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmpl := c.Template("ambassador") // parameters: upstream, port
-	for _, pair := range [][2][]string{
+	for _, pair := range [][2][2]string{
 		{{"db:1", "80"}, {"db:18", "0"}},
 		{{"db:1\x00", "80"}, {"db:1", "\x0080"}},
 		{{"", "db:1"}, {"db:1", ""}},
 	} {
-		a, b := tmpl.Render(pair[0]), tmpl.Render(pair[1])
+		values := func(v [2]string) Values { return Values{"upstream": v[0], "port": v[1]} }
+		a, b := tmpl.Render(values(pair[0])), tmpl.Render(values(pair[1]))
 		if a == b || a.Containers[0].Args[1] != "TCP:"+pair[0][0] || b.Containers[0].Args[1] != "TCP:"+pair[1][0] {
 			t.Errorf("%q and %q: args %q and %q", pair[0], pair[1], a.Containers[0].Args, b.Containers[0].Args)
 		}
-		if again := tmpl.Render(pair[0]); again != a {
+		if again := tmpl.Render(values(pair[0])); again != a {
 			t.Errorf("%q rendered twice: not cached", pair[0])
 		}
 	}
-	defer func() {
-		if recover() == nil {
-			t.Error("one value for two parameters did not panic")
-		}
-	}()
-	tmpl.Render([]string{"db:1"})
+	// A parameter without a value takes its default: the same content as
+	// the default given.
+	if got, want := tmpl.Render(Values{"upstream": "db:1"}), tmpl.Render(Values{"upstream": "db:1", "port": tmpl.Parameters[1].Default}); got != want {
+		t.Errorf("a missing value is not the default: %q, want %q", got.Containers[0].Args, want.Containers[0].Args)
+	}
 }
 
 // Renders race each other and fill the cache past its bound; every one
@@ -210,13 +210,13 @@ func TestRenderConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmpl := c.Template("ambassador") // a fresh catalog: its cache is empty
-	first := tmpl.Render([]string{"first:1", "9000"})
+	first := tmpl.Render(Values{"upstream": "first:1", "port": "9000"})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range renderCacheSize + 44 {
 				upstream := fmt.Sprintf("db-%d:%d", i, g%2)
-				got := tmpl.Render([]string{upstream, "9000"})
+				got := tmpl.Render(Values{"upstream": upstream, "port": "9000"})
 				if got.Containers[0].Args[1] != "TCP:"+upstream {
 					t.Errorf("rendered %q for %s", got.Containers[0].Args[1], upstream)
 					return
@@ -228,7 +228,7 @@ func TestRenderConcurrently(t *testing.T) {
 	if n := len(tmpl.cache.entries); n != renderCacheSize {
 		t.Errorf("cache holds %d variants, want %d", n, renderCacheSize)
 	}
-	if tmpl.Render([]string{"first:1", "9000"}) != first {
+	if tmpl.Render(Values{"upstream": "first:1", "port": "9000"}) != first {
 		t.Error("the first variant was not kept")
 	}
 }

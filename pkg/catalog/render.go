@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -70,28 +69,38 @@ func (t *Template) prepare(defaults corev1.ResourceRequirements) {
 	t.cache = &renderCache{entries: map[string]*Content{}}
 }
 
+// Values are a template's parameter values by parameter name; a
+// parameter without one takes its default.
+type Values map[string]string
+
 // Render returns the template's content with every {{name}} placeholder
-// in a string field replaced by the parameter's value: values[i] is the
-// value of t.Parameters[i], and it panics if the lengths differ. Values
-// must already have passed validation; the YAML text is never templated,
-// so a value can change a string but never the structure. The result is
+// in a string field replaced by the parameter's value. Values must
+// already have passed validation; the YAML text is never templated, so a
+// value can change a string but never the structure. The result is
 // shared.
-func (t *Template) Render(values []string) *Content {
-	if len(values) != len(t.Parameters) {
-		panic(fmt.Sprintf("template %q: %d parameter values for %d parameters", t.Name, len(values), len(t.Parameters)))
+func (t *Template) Render(values Values) *Content {
+	resolved := make([]string, len(t.Parameters))
+	for i, p := range t.Parameters {
+		v, ok := values[p.Name]
+		if !ok {
+			v = p.Default
+		}
+		resolved[i] = v
 	}
-	// The key is the values, each after its length: a parameter's own
-	// validation may allow any byte, so no separator is safe.
+	// The key is the values in parameter order, each after its length: a
+	// parameter's own validation may allow any byte, so no separator is
+	// safe.
 	var key []byte
-	for _, v := range values {
+	for _, v := range resolved {
 		key = append(binary.AppendUvarint(key, uint64(len(v))), v...)
 	}
 	if c := t.cache.load(string(key)); c != nil {
 		return c
 	}
-	return t.cache.store(string(key), t.render(values))
+	return t.cache.store(string(key), t.render(resolved))
 }
 
+// render renders values, one per parameter in t.Parameters order.
 func (t *Template) render(values []string) *Content {
 	src := &t.Content
 	out := &Content{

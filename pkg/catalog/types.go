@@ -202,6 +202,16 @@ func (t *Template) ContainerNames() []string {
 	return names
 }
 
+// Parameter returns t's parameter of that name, or nil.
+func (t *Template) Parameter(name string) *Parameter {
+	for i := range t.Parameters {
+		if t.Parameters[i].Name == name {
+			return &t.Parameters[i]
+		}
+	}
+	return nil
+}
+
 // ParameterNames lists t's parameter names in declaration order.
 func (t *Template) ParameterNames() []string {
 	names := make([]string, len(t.Parameters))

@@ -212,11 +212,10 @@ func allReadOnly(ms []mount) bool {
 // templateDrift: what the injected templates expect against what the Pod has.
 func (d *diagnosis) templateDrift() {
 	for _, t := range d.templates {
-		values := make([]string, len(t.Parameters))
-		for i, p := range t.Parameters {
-			values[i] = p.Default
+		values := catalog.Values{}
+		for _, p := range t.Parameters {
 			if v, ok := d.pod.Annotations[inject.ParameterAnnotation(t.Name, p.Name)]; ok {
-				values[i] = v
+				values[p.Name] = v
 			}
 		}
 		want := t.Render(values)

@@ -102,9 +102,9 @@ func splitList(value, annotation string) ([]string, error) {
 }
 
 // parameters resolves a template's parameter values from the Pod's
-// annotations and the defaults, each checked and in its normal form, in
-// t.Parameters order, as Template.Render takes them.
-func parameters(pod *corev1.Pod, t *catalog.Template) ([]string, error) {
+// annotations, each checked and in its normal form; parameters the Pod
+// does not set take their defaults when rendered.
+func parameters(pod *corev1.Pod, t *catalog.Template) (catalog.Values, error) {
 	prefix := t.Name + "." + Domain + "/" // a parameter annotation is <prefix><parameter>
 	var keys []string
 	for key := range pod.Annotations {
@@ -113,29 +113,24 @@ func parameters(pod *corev1.Pod, t *catalog.Template) ([]string, error) {
 		}
 	}
 	sort.Strings(keys) // the first bad one named is always the same
-	values := make([]string, len(t.Parameters))
-	set := make([]bool, len(t.Parameters))
-	for i := range t.Parameters {
-		values[i] = t.Parameters[i].Default
-	}
+	values := catalog.Values{}
 	for _, key := range keys {
 		name, value := key[len(prefix):], pod.Annotations[key]
 		if slices.Contains(catalog.ReservedParameters, name) {
 			continue // a resource override
 		}
-		i := slices.IndexFunc(t.Parameters, func(p catalog.Parameter) bool { return p.Name == name })
-		if i < 0 {
+		p := t.Parameter(name)
+		if p == nil {
 			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())
 		}
-		p := &t.Parameters[i]
 		clean, err := p.Check(value)
 		if err != nil {
 			return nil, deny("annotation %s: value %q is not valid for parameter %q of template %q (%s): %v; want %s", key, value, name, t.Name, p.Description, err, p.Expects())
 		}
-		values[i], set[i] = clean, true
+		values[name] = clean
 	}
-	for i := range t.Parameters {
-		if p := &t.Parameters[i]; p.Required && !set[i] {
+	for _, p := range t.Parameters {
+		if _, set := values[p.Name]; p.Required && !set {
 			return nil, deny("template %q needs parameter %q (%s); set the annotation %s", t.Name, p.Name, p.Description, ParameterAnnotation(t.Name, p.Name))
 		}
 	}
