@@ -104,4 +104,3 @@ func (b *budgetReader) release() {
 	b.h.inFlight.Add(-b.charged)
 	b.charged = 0
 }
-

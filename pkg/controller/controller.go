@@ -86,8 +86,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 			inScope[ns.Name] = ns.Labels
 		}
 	}
-	// The cache's own objects, read only: copying 10,000 Pods on every
-	// pass doubled the controller's memory.
+	// The cache's own objects, read and never modified: a copy of every
+	// Pod on every pass would double the controller's memory.
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err

@@ -225,7 +225,7 @@ func (d *diagnosis) templateDrift() {
 				continue
 			}
 			for _, wm := range wc.VolumeMounts {
-				got := findMount(c.VolumeMounts, wm.Name)
+				got := mountOf(c.VolumeMounts, wm.Name)
 				switch {
 				case got == nil:
 					d.add(Error, "template-mismatch", c.Name, fmt.Sprintf("template %s mounts volume %q at %s, but the container does not mount it", t.Name, wm.Name, wm.MountPath), "re-create the Pod so the webhook injects it afresh")
@@ -241,7 +241,7 @@ func (d *diagnosis) templateDrift() {
 				continue
 			}
 			for _, wm := range want.AppVolumeMounts {
-				if got := findMount(app.VolumeMounts, wm.Name); got != nil && got.MountPath != wm.MountPath {
+				if got := mountOf(app.VolumeMounts, wm.Name); got != nil && got.MountPath != wm.MountPath {
 					d.add(Error, "template-mismatch", app.Name, fmt.Sprintf("the app mounts volume %q at %s; template %s shares it at %s", wm.Name, got.MountPath, t.Name, wm.MountPath), "use the template's path, or set its parameter annotation so both sides agree")
 				}
 			}
@@ -256,7 +256,8 @@ func (d *diagnosis) templateDrift() {
 	}
 }
 
-func findMount(ms []corev1.VolumeMount, volume string) *corev1.VolumeMount {
+// mountOf returns c's mount of volume, or nil.
+func mountOf(ms []corev1.VolumeMount, volume string) *corev1.VolumeMount {
 	for i := range ms {
 		if ms[i].Name == volume {
 			return &ms[i]
@@ -281,7 +282,7 @@ func (d *diagnosis) users() {
 		users := map[string][]string{}
 		for _, m := range ms {
 			u := "the image's user"
-			if id := runAsUser(psc, m.c); id != nil {
+			if id := effectiveUser(psc, m.c); id != nil {
 				u = fmt.Sprint(*id)
 			}
 			users[u] = append(users[u], m.c.Name)
@@ -298,7 +299,8 @@ func (d *diagnosis) users() {
 	}
 }
 
-func runAsUser(psc *corev1.PodSecurityContext, c *corev1.Container) *int64 {
+// effectiveUser is the user c runs as: its own runAsUser, else the Pod's.
+func effectiveUser(psc *corev1.PodSecurityContext, c *corev1.Container) *int64 {
 	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
 		return c.SecurityContext.RunAsUser
 	}

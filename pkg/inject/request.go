@@ -101,42 +101,6 @@ func splitList(value, annotation string) ([]string, error) {
 	return names, nil
 }
 
-// parameters resolves a template's parameter values from the Pod's
-// annotations, each checked and in its normal form; parameters the Pod
-// does not set take their defaults when rendered.
-func parameters(pod *corev1.Pod, t *catalog.Template) (catalog.Values, error) {
-	prefix := t.Name + "." + Domain + "/" // a parameter annotation is <prefix><parameter>
-	var keys []string
-	for key := range pod.Annotations {
-		if strings.HasPrefix(key, prefix) {
-			keys = append(keys, key)
-		}
-	}
-	sort.Strings(keys) // the first bad one named is always the same
-	values := catalog.Values{}
-	for _, key := range keys {
-		name, value := key[len(prefix):], pod.Annotations[key]
-		if slices.Contains(catalog.ReservedParameters, name) {
-			continue // a resource override
-		}
-		p := t.Parameter(name)
-		if p == nil {
-			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())
-		}
-		clean, err := p.Check(value)
-		if err != nil {
-			return nil, deny("annotation %s: value %q is not valid for parameter %q of template %q (%s): %v; want %s", key, value, name, t.Name, p.Description, err, p.Expects())
-		}
-		values[name] = clean
-	}
-	for _, p := range t.Parameters {
-		if _, set := values[p.Name]; p.Required && !set {
-			return nil, deny("template %q needs parameter %q (%s); set the annotation %s", t.Name, p.Name, p.Description, ParameterAnnotation(t.Name, p.Name))
-		}
-	}
-	return values, nil
-}
-
 // strayParameters warns about parameter annotations for templates the Pod
 // does not get, which is most often a typo in the template name.
 func strayParameters(pod *corev1.Pod, names []string) []string {
@@ -177,37 +141,4 @@ func readStatus(pod *corev1.Pod) (Status, []string) {
 		return dup
 	})
 	return s, nil
-}
-
-// targets returns the indexes of the app containers that get mounts and
-// env: those named by the target annotation, or every app container.
-// Containers named in injected are not app containers.
-func targets(pod *corev1.Pod, injected []string) ([]int, error) {
-	apps := make([]int, 0, len(pod.Spec.Containers))
-	for i, c := range pod.Spec.Containers {
-		if !slices.Contains(injected, c.Name) {
-			apps = append(apps, i)
-		}
-	}
-	value, ok := pod.Annotations[TargetContainersAnnotation]
-	if !ok {
-		return apps, nil
-	}
-	names, err := splitList(value, TargetContainersAnnotation)
-	if err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, name := range names {
-		at := slices.IndexFunc(apps, func(i int) bool { return pod.Spec.Containers[i].Name == name })
-		if at < 0 {
-			appNames := make([]string, len(apps))
-			for j, i := range apps {
-				appNames[j] = pod.Spec.Containers[i].Name
-			}
-			return nil, deny("annotation %s: no app container %q; have %v", TargetContainersAnnotation, name, appNames)
-		}
-		out = append(out, apps[at])
-	}
-	return out, nil
 }

@@ -127,7 +127,7 @@ func (b *builder) verifyApps(content *catalog.Content) string {
 	_, named := b.pod.Annotations[TargetContainersAnnotation]
 	lacks := func(app *corev1.Container) string {
 		for _, m := range content.AppVolumeMounts {
-			if have := findMount(app.VolumeMounts, m.MountPath); have == nil || have.Name != m.Name {
+			if have := mountAt(app.VolumeMounts, m.MountPath); have == nil || have.Name != m.Name {
 				return fmt.Sprintf("container %q does not mount %q at %s", app.Name, m.Name, m.MountPath)
 			}
 		}

@@ -23,8 +23,8 @@ import (
 // from controller-runtime's certwatcher. It is not controller-runtime's
 // webhook.Server because that one derives every connection's context from
 // its run context: cancelling it at SIGTERM fails TLS handshakes still in
-// progress, which the shutdown test caught. Here connections live on a
-// background context and http.Server.Shutdown drains them.
+// progress. Here connections live on a background context and
+// http.Server.Shutdown drains them.
 type webhookServer struct {
 	srv     *http.Server
 	ln      net.Listener

@@ -2,79 +2,12 @@ package inject
 
 import (
 	"fmt"
-	"path"
-	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 )
-
-// addToApps plans the template's mounts and env for each target container.
-func (b *builder) addToApps(t *catalog.Template, content *catalog.Content) error {
-	if len(content.AppVolumeMounts)+len(content.AppEnv) == 0 {
-		return nil
-	}
-	if len(b.targets) == 0 {
-		b.warnings = append(b.warnings, fmt.Sprintf("template %q: the Pod has no app container to receive its mounts and env", t.Name))
-		return nil
-	}
-	for _, i := range b.targets {
-		app := &b.pod.Spec.Containers[i]
-		add := b.app(i)
-		for _, m := range content.AppVolumeMounts {
-			prior := findMount(app.VolumeMounts, m.MountPath)
-			if prior == nil {
-				prior = findMount(add.VolumeMounts, m.MountPath)
-			}
-			switch {
-			case prior == nil:
-				add.VolumeMounts = append(add.VolumeMounts, m)
-			case prior.Name != m.Name:
-				return deny("template %q: container %q already mounts volume %q at %s, where the template mounts %q; set the template's directory parameter to another path", t.Name, app.Name, prior.Name, prior.MountPath, m.Name)
-			}
-		}
-		for _, e := range content.AppEnv {
-			switch {
-			case hasEnv(app.Env, e.Name):
-				b.warnings = append(b.warnings, fmt.Sprintf("template %q: container %q already sets %s; its own value is kept", t.Name, app.Name, e.Name))
-			case hasEnv(add.Env, e.Name):
-				b.warnings = append(b.warnings, fmt.Sprintf("template %q: %s in container %q is already set by an earlier template; the first value is kept", t.Name, e.Name, app.Name))
-			default:
-				add.Env = append(add.Env, e)
-			}
-		}
-	}
-	return nil
-}
-
-func hasEnv(list []corev1.EnvVar, name string) bool {
-	return slices.ContainsFunc(list, func(e corev1.EnvVar) bool { return e.Name == name })
-}
-
-// app returns the additions to app container i, kept in spec.containers
-// order whatever order the targets come in.
-func (b *builder) app(i int) *AppAdditions {
-	apps := b.plan.Apps
-	at, found := slices.BinarySearchFunc(apps, i, func(a AppAdditions, i int) int { return a.Index - i })
-	if !found {
-		b.plan.Apps = slices.Insert(apps, at, AppAdditions{Index: i})
-	}
-	return &b.plan.Apps[at]
-}
-
-// findMount returns the mount at p, comparing cleaned paths: "/data/" is
-// where "/data" is.
-func findMount(list []corev1.VolumeMount, p string) *corev1.VolumeMount {
-	p = path.Clean(p)
-	for i := range list {
-		if path.Clean(list[i].MountPath) == p {
-			return &list[i]
-		}
-	}
-	return nil
-}
 
 // user is a runAsUser/runAsGroup pair taken from the app.
 type user struct {
@@ -108,7 +41,7 @@ func (b *builder) appUser(t *catalog.Template) (u user, ok bool, remarks []strin
 		// The one user every target container runs as, or none.
 		shared := true
 		for _, i := range b.targets {
-			uid := runAsUser(&b.pod.Spec.Containers[i])
+			uid := containerUser(&b.pod.Spec.Containers[i])
 			if uid == nil || (u.uid != nil && *u.uid != *uid) {
 				shared = false
 			}
@@ -121,7 +54,7 @@ func (b *builder) appUser(t *catalog.Template) (u user, ok bool, remarks []strin
 				var uids []string
 				for _, i := range b.targets {
 					c := &b.pod.Spec.Containers[i]
-					uids = append(uids, c.Name+"="+describeUID(runAsUser(c)))
+					uids = append(uids, c.Name+"="+describeUID(containerUser(c)))
 				}
 				remark("template %q runs as the app's user, but the target containers run as different users (%s); it runs as the template's user: set runAsUser on the Pod, fsGroup so every user can read the files, or name the writer in %s", t.Name, strings.Join(uids, ", "), TargetContainersAnnotation)
 			}
@@ -157,8 +90,8 @@ func describeUID(uid *int64) string {
 	return fmt.Sprint(*uid)
 }
 
-// runAsUser is the user c sets, or nil.
-func runAsUser(c *corev1.Container) *int64 {
+// containerUser is the runAsUser c itself sets, or nil.
+func containerUser(c *corev1.Container) *int64 {
 	if c.SecurityContext == nil {
 		return nil
 	}
@@ -169,7 +102,7 @@ func runAsUser(c *corev1.Container) *int64 {
 // (so the shared-user remark, not the no-user one, applies).
 func someSetUser(pod *corev1.Pod, targets []int) bool {
 	for _, i := range targets {
-		if runAsUser(&pod.Spec.Containers[i]) != nil {
+		if containerUser(&pod.Spec.Containers[i]) != nil {
 			return true
 		}
 	}
