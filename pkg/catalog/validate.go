@@ -170,19 +170,31 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 	if t.HostNetwork != "" && t.HostNetwork != "allowed" {
 		errs = append(errs, field.NotSupported(p.Child("hostNetwork"), t.HostNetwork, []string{"allowed"}))
 	}
+	params, perrs := validateParameters(t.Parameters, p.Child("parameters"))
+	volumes, verrs := validateVolumes(t.Volumes, p.Child("volumes"))
+	errs = append(append(errs, perrs...), verrs...)
+	errs = append(errs, validateContainers(t, p, volumes)...)
+	errs = append(errs, validateAppAdditions(t, p, volumes)...)
+	errs = append(errs, validatePlaceholders(t, params, p)...)
+	return append(errs, validateOverrides(t.Overrides, p.Child("overrides", "resources"))...)
+}
 
-	params := map[string]bool{}
-	for i := range t.Parameters {
-		pp := p.Child("parameters").Index(i)
-		prm := &t.Parameters[i]
+// validateParameters checks each parameter and compiles its regex; it
+// returns the names declared.
+func validateParameters(ps []Parameter, p *field.Path) (map[string]bool, field.ErrorList) {
+	var errs field.ErrorList
+	names := map[string]bool{}
+	for i := range ps {
+		pp := p.Index(i)
+		prm := &ps[i]
 		errs = append(errs, dnsLabel(prm.Name, pp.Child("name"))...)
 		if slices.Contains(ReservedParameters, prm.Name) {
 			errs = append(errs, field.Invalid(pp.Child("name"), prm.Name, fmt.Sprintf("reserved for resource overrides (%v); choose another name", ReservedParameters)))
 		}
-		if params[prm.Name] {
+		if names[prm.Name] {
 			errs = append(errs, field.Duplicate(pp.Child("name"), prm.Name))
 		}
-		params[prm.Name] = true
+		names[prm.Name] = true
 		if prm.Type != "" && !slices.Contains(ParameterTypes, prm.Type) {
 			errs = append(errs, field.NotSupported(pp.Child("type"), prm.Type, ParameterTypes))
 			continue
@@ -204,19 +216,31 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(pp.Child("required"), true, "a required parameter has no default"))
 		}
 	}
+	return names, errs
+}
 
-	volumes := map[string]bool{}
-	for i, v := range t.Volumes {
-		vp := p.Child("volumes").Index(i)
+// validateVolumes checks the template's volumes; it returns their names.
+func validateVolumes(vs []corev1.Volume, p *field.Path) (map[string]bool, field.ErrorList) {
+	var errs field.ErrorList
+	names := map[string]bool{}
+	for i, v := range vs {
+		vp := p.Index(i)
 		errs = append(errs, dnsLabel(v.Name, vp.Child("name"))...)
-		if volumes[v.Name] {
+		if names[v.Name] {
 			errs = append(errs, field.Duplicate(vp.Child("name"), v.Name))
 		}
-		volumes[v.Name] = true
+		names[v.Name] = true
 		if v.HostPath != nil {
 			errs = append(errs, field.Forbidden(vp.Child("hostPath"), "host paths break Pod Security restricted; use an emptyDir"))
 		}
 	}
+	return names, errs
+}
+
+// validateContainers checks every container, names unique across init
+// containers and containers.
+func validateContainers(t *Template, p *field.Path, volumes map[string]bool) field.ErrorList {
+	var errs field.ErrorList
 	names := map[string]bool{}
 	for _, list := range []struct {
 		name string
@@ -233,6 +257,12 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 			errs = append(errs, validateContainer(c, cp, volumes)...)
 		}
 	}
+	return errs
+}
+
+// validateAppAdditions checks the mounts and env the app containers get.
+func validateAppAdditions(t *Template, p *field.Path, volumes map[string]bool) field.ErrorList {
+	var errs field.ErrorList
 	for i, m := range t.AppVolumeMounts {
 		mp := p.Child("appVolumeMounts").Index(i)
 		if !volumes[m.Name] {
@@ -247,21 +277,27 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Required(p.Child("appEnv").Index(i).Child("name"), ""))
 		}
 	}
-	errs = append(errs, validatePlaceholders(t, params, p)...)
-	if t.Overrides != nil && t.Overrides.Resources != nil {
-		rp := p.Child("overrides", "resources")
-		for _, list := range []struct {
-			field  string
-			bounds map[corev1.ResourceName]Bounds
-		}{{"requests", t.Overrides.Resources.Requests}, {"limits", t.Overrides.Resources.Limits}} {
-			for name, b := range list.bounds {
-				bp := rp.Child(list.field).Key(string(name))
-				if name != corev1.ResourceCPU && name != corev1.ResourceMemory {
-					errs = append(errs, field.NotSupported(bp, name, []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}))
-				}
-				if b.Min != nil && b.Max != nil && b.Min.Cmp(*b.Max) > 0 {
-					errs = append(errs, field.Invalid(bp.Child("min"), b.Min.String(), "must not exceed max "+b.Max.String()))
-				}
+	return errs
+}
+
+// validateOverrides checks the bounds of the resource overrides a
+// template opens: cpu and memory only, min not above max.
+func validateOverrides(o *Overrides, p *field.Path) field.ErrorList {
+	if o == nil || o.Resources == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	for _, list := range []struct {
+		field  string
+		bounds map[corev1.ResourceName]Bounds
+	}{{"requests", o.Resources.Requests}, {"limits", o.Resources.Limits}} {
+		for name, b := range list.bounds {
+			bp := p.Child(list.field).Key(string(name))
+			if name != corev1.ResourceCPU && name != corev1.ResourceMemory {
+				errs = append(errs, field.NotSupported(bp, name, []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}))
+			}
+			if b.Min != nil && b.Max != nil && b.Min.Cmp(*b.Max) > 0 {
+				errs = append(errs, field.Invalid(bp.Child("min"), b.Min.String(), "must not exceed max "+b.Max.String()))
 			}
 		}
 	}

@@ -69,43 +69,59 @@ func Write(dir string, o Options) (*Result, error) {
 		return nil, errors.New("no names to certify: give a service and namespace, or hosts")
 	}
 	res := &Result{NotAfter: o.Now.Add(o.Validity), DNSNames: names}
-	ca, caKey, err := loadCA(dir, res.NotAfter)
-	switch {
-	case err == nil:
-		res.CAReused = true
-	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errCAExpiring):
-		ca, caKey, err = newCA(o.Now, 10*o.Validity)
-		if err != nil {
-			return nil, err
-		}
-		if err := writeFile(dir, CACert, pemBlock("CERTIFICATE", ca.Raw), 0o644); err != nil {
-			return nil, err
-		}
-		keyDER, err := x509.MarshalECPrivateKey(caKey)
-		if err != nil {
-			return nil, err
-		}
-		if err := writeFile(dir, CAKey, pemBlock("EC PRIVATE KEY", keyDER), 0o600); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, err
-	}
-	res.CAPEM = pemBlock("CERTIFICATE", ca.Raw)
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, reused, err := ensureCA(dir, o.Now, o.Validity, res.NotAfter)
 	if err != nil {
 		return nil, err
 	}
+	res.CAReused, res.CAPEM = reused, pemBlock("CERTIFICATE", ca.Raw)
+	if err := writeServing(dir, o.Now, res, ca, caKey); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ensureCA loads the CA in dir when it outlives notAfter, or makes and
+// writes a new one that lasts ten times validity.
+func ensureCA(dir string, now time.Time, validity time.Duration, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, bool, error) {
+	ca, caKey, err := loadCA(dir, notAfter)
+	switch {
+	case err == nil:
+		return ca, caKey, true, nil
+	case !errors.Is(err, os.ErrNotExist) && !errors.Is(err, errCAExpiring):
+		return nil, nil, false, err
+	}
+	if ca, caKey, err = newCA(now, 10*validity); err != nil {
+		return nil, nil, false, err
+	}
+	if err := writeFile(dir, CACert, pemBlock("CERTIFICATE", ca.Raw), 0o644); err != nil {
+		return nil, nil, false, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := writeFile(dir, CAKey, pemBlock("EC PRIVATE KEY", keyDER), 0o600); err != nil {
+		return nil, nil, false, err
+	}
+	return ca, caKey, false, nil
+}
+
+// writeServing issues the serving certificate for res.DNSNames, signed
+// by ca, and writes it with its key.
+func writeServing(dir string, now time.Time, res *Result, ca *x509.Certificate, caKey *ecdsa.PrivateKey) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    o.Now.Add(-time.Minute),
+		Subject:      pkix.Name{CommonName: res.DNSNames[0]},
+		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     res.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, n := range names {
+	for _, n := range res.DNSNames {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
@@ -114,25 +130,25 @@ func Write(dir string, o Options) (*Result, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The key first: certwatcher reloads on either file, and a new key
 	// with the old certificate fails to load and is retried, while the
 	// reverse pair would serve nothing either; both land within one event.
 	if err := writeFile(dir, ServerKey, pemBlock("EC PRIVATE KEY", keyDER), 0o600); err != nil {
-		return nil, err
+		return err
 	}
 	if err := writeFile(dir, ServerCert, append(pemBlock("CERTIFICATE", der), res.CAPEM...), 0o644); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(dir, ServerCert), filepath.Join(dir, ServerKey)); err != nil {
-		return nil, fmt.Errorf("written pair does not load: %w", err)
+		return fmt.Errorf("written pair does not load: %w", err)
 	}
-	return res, nil
+	return nil
 }
 
 func dnsNames(o Options) []string {

@@ -37,9 +37,33 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	if err != nil {
 		return nil, err
 	}
+	b.keepVerified(claimed, res)
+	for _, name := range names {
+		if slices.Contains(res.Verified, name) {
+			continue // injected before: reinvocation adds nothing
+		}
+		if err := b.add(cat.Template(name)); err != nil {
+			return nil, err
+		}
+		res.Injected = append(res.Injected, name)
+	}
+	res.Warnings = append(res.Warnings, b.warnings...)
+	if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(b.plan.Containers) > 0 && len(b.targets) > 0 {
+		b.plan.DefaultContainer = pod.Spec.Containers[b.targets[0]].Name
+	}
+	b.hashStatus()
+	if len(res.Injected) > 0 || b.plan.Status.String() != pod.Annotations[StatusAnnotation] {
+		res.Plan = b.plan
+	}
+	return res, nil
+}
+
+// keepVerified puts each template the status claims and the Pod holds
+// into the new status, and warns about the others.
+func (b *builder) keepVerified(claimed Status, res *Result) {
 	var unknown []string
 	for _, in := range claimed.Templates { // one entry per name (readStatus)
-		t := cat.Template(in.Name)
+		t := b.cat.Template(in.Name)
 		if t == nil {
 			unknown = append(unknown, in.Name)
 			continue
@@ -59,31 +83,18 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 		// One warning however many: the Pod's author controls the list.
 		res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names templates that are not in the catalog: %s; those entries are dropped", StatusAnnotation, firstNames(unknown, 3)))
 	}
-	for _, name := range names {
-		if slices.Contains(res.Verified, name) {
-			continue // injected before: reinvocation adds nothing
-		}
-		if err := b.add(cat.Template(name)); err != nil {
-			return nil, err
-		}
-		res.Injected = append(res.Injected, name)
-	}
-	res.Warnings = append(res.Warnings, b.warnings...)
-	if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(b.plan.Containers) > 0 && len(b.targets) > 0 {
-		b.plan.DefaultContainer = pod.Spec.Containers[b.targets[0]].Name
-	}
-	// Each entry's hash is of what the Pod holds of its template once the
-	// plan is applied, so it can be recomputed from the stored Pod.
-	after := b.plan.spec(pod)
+}
+
+// hashStatus hashes each new status entry: what the Pod holds of its
+// template once the plan is applied, so it can be recomputed from the
+// stored Pod.
+func (b *builder) hashStatus() {
+	after := b.plan.spec(b.pod)
 	for i, in := range b.plan.Status.Templates {
 		if in.Hash == "" {
-			b.plan.Status.Templates[i].Hash = heldHash(after, cat.Template(in.Name), b.targets)
+			b.plan.Status.Templates[i].Hash = heldHash(after, b.cat.Template(in.Name), b.targets)
 		}
 	}
-	if len(res.Injected) > 0 || b.plan.Status.String() != pod.Annotations[StatusAnnotation] {
-		res.Plan = b.plan
-	}
-	return res, nil
 }
 
 // firstNames quotes up to n names, and says how many more there are.

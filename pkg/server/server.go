@@ -78,6 +78,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	log.Info("Serving", "webhook", fmt.Sprintf("https://%s%s", net.JoinHostPort(o.Host, fmt.Sprint(o.Port)), admission.Path),
+		"health", o.HealthAddr, "metrics", o.MetricsAddr, "version", version.Version)
+	return serve(ctx, o, webhook, side, &stopping)
+}
+
+// serve runs the listeners until ctx is done or one fails, then shuts
+// down: not ready at once, the webhook's in-flight requests given
+// ShutdownGrace, the side servers a second.
+func serve(ctx context.Context, o Options, webhook *webhookServer, side []sideServer, stopping *atomic.Bool) error {
 	errc := make(chan error, 1+len(side))
 	hookDone := make(chan struct{})
 	go func() {
@@ -93,21 +102,18 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	log.Info("Serving", "webhook", fmt.Sprintf("https://%s%s", net.JoinHostPort(o.Host, fmt.Sprint(o.Port)), admission.Path),
-		"health", o.HealthAddr, "metrics", o.MetricsAddr, "version", version.Version)
-
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("Shutting down: not ready, finishing in-flight requests", "grace", o.ShutdownGrace.String())
+		o.Log.Info("Shutting down: not ready, finishing in-flight requests", "grace", o.ShutdownGrace.String())
 	case runErr = <-errc:
-		log.Error(runErr, "Server failed; shutting down")
+		o.Log.Error(runErr, "Server failed; shutting down")
 	}
 	stopping.Store(true)
 	graceCtx, cancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
 	defer cancel()
 	if err := webhook.srv.Shutdown(graceCtx); err != nil {
-		log.Info("Shutdown grace period over; requests still in flight are abandoned", "error", err.Error())
+		o.Log.Info("Shutdown grace period over; requests still in flight are abandoned", "error", err.Error())
 		_ = webhook.srv.Close()
 	}
 	<-hookDone
