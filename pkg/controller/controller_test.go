@@ -1,0 +1,223 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
+)
+
+const ns = "shop"
+
+func parse(t *testing.T, from, to string) *catalog.Catalog {
+	t.Helper()
+	cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: []byte(strings.Replace(string(catalog.DefaultYAML()), from, to, 1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// injectedPod is a Pod of owner (a ReplicaSet of Deployment deploy, or a
+// Job, or none) asking for content-filler, injected with cat.
+func injectedPod(t *testing.T, cat *catalog.Catalog, name, kind, owner string) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
+		Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
+	p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27"}}
+	switch kind {
+	case "Deployment":
+		p.Labels = map[string]string{"pod-template-hash": "abc"}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: owner + "-abc", UID: "u", Controller: new(true)}}
+	case "Job":
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: owner, UID: "u", Controller: new(true)}}
+	}
+	res, err := inject.Pod(p, nil, cat)
+	if err != nil || res.Plan == nil {
+		t.Fatalf("nothing injected: %v", err)
+	}
+	raw, _ := json.Marshal(p)
+	out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := &corev1.Pod{}
+	if err := json.Unmarshal(out, after); err != nil {
+		t.Fatal(err)
+	}
+	return after
+}
+
+// deployment is a Deployment whose last rollout is complete.
+func deployment(name string) *appsv1.Deployment {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: 1}}
+	d.Spec.Replicas = new(int32(1))
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}
+	return d
+}
+
+type fleet struct {
+	r        *Reconciler
+	client   client.Client
+	recorder *record.FakeRecorder
+}
+
+func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Object) *fleet {
+	t.Helper()
+	opted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.InjectionLabel: "enabled"}}}
+	c := fake.NewClientBuilder().WithObjects(append(objs, opted)...).WithStatusSubresource(&appsv1.Deployment{}).Build()
+	rec := record.NewFakeRecorder(100)
+	o.Catalog = func() *catalog.Catalog { return cat }
+	o.AuditInterval, o.Log = time.Minute, logr.Discard()
+	if o.MaxConcurrentRestarts == 0 {
+		o.MaxConcurrentRestarts = 1
+	}
+	return &fleet{r: &Reconciler{Client: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
+}
+
+func (f *fleet) pass(t *testing.T) {
+	t.Helper()
+	if _, err := f.r.Reconcile(context.Background(), Request); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restarted names the Deployments whose pod template carries a
+// restartedAt annotation.
+func (f *fleet) restarted(t *testing.T) []string {
+	t.Helper()
+	var list appsv1.DeploymentList
+	if err := f.client.List(context.Background(), &list); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range list.Items {
+		if _, ok := d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"]; ok {
+			names = append(names, d.Name)
+		}
+	}
+	return names
+}
+
+func TestRepair(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
+	midRollout := deployment("a-web")
+	midRollout.Generation = 2
+
+	for name, c := range map[string]struct {
+		objs []client.Object
+		o    Options
+		want []string
+	}{
+		"stale Pods of two Deployments: the first in name order is restarted, one at a time": {
+			[]client.Object{deployment("b-web"), deployment("a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
+			Options{Repair: true}, []string{"a-web"}},
+		"two at a time when allowed": {
+			[]client.Object{deployment("b-web"), deployment("a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
+			Options{Repair: true, MaxConcurrentRestarts: 2}, []string{"a-web", "b-web"}},
+		"a Deployment mid-rollout is left alone and the next is restarted": {
+			[]client.Object{midRollout, deployment("b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web")},
+			Options{Repair: true}, []string{"b-web"}},
+		"current Pods restart nothing": {
+			[]client.Object{deployment("a-web"), injectedPod(t, cat, "a-1", "Deployment", "a-web")},
+			Options{Repair: true}, nil},
+		"a dry run restarts nothing": {
+			[]client.Object{deployment("a-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
+			Options{Repair: true, DryRun: true}, nil},
+		"without repair nothing is restarted": {
+			[]client.Object{deployment("a-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
+			Options{}, nil},
+		"a bare Pod and a Job are never restarted": {
+			[]client.Object{injectedPod(t, old, "bare", "", ""), injectedPod(t, old, "job-1", "Job", "nightly")},
+			Options{Repair: true}, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFleet(t, cat, c.o, c.objs...)
+			f.pass(t)
+			if got := f.restarted(t); strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Errorf("restarted %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// The next rollout waits until the one in progress has finished, as
+// kubectl rollout status judges it.
+func TestOneRolloutAtATime(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
+	f := newFleet(t, cat, Options{Repair: true},
+		deployment("a-web"), deployment("b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web"))
+	f.pass(t)
+	// The restart bumps the generation; the Deployment controller has
+	// not caught up yet.
+	a := &appsv1.Deployment{}
+	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "a-web"}, a); err != nil {
+		t.Fatal(err)
+	}
+	a.Generation = 2
+	if err := f.client.Update(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	f.pass(t)
+	if got := f.restarted(t); strings.Join(got, ",") != "a-web" {
+		t.Fatalf("while a-web rolls out: restarted %v, want a-web alone", got)
+	}
+	// The rollout completes: a-web's Pod is replaced by a current one.
+	a.Status.ObservedGeneration = 2
+	if err := f.client.Status().Update(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "a-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Create(context.Background(), injectedPod(t, cat, "a-2", "Deployment", "a-web")); err != nil {
+		t.Fatal(err)
+	}
+	f.pass(t)
+	if got := f.restarted(t); strings.Join(got, ",") != "a-web,b-web" {
+		t.Errorf("once a-web has rolled out: restarted %v, want a-web,b-web", got)
+	}
+}
+
+// One Event per owner and change of state, on the owner itself, and the
+// gauges count Pods by namespace, template and state.
+func TestEventsAndGauges(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
+	f := newFleet(t, cat, Options{}, deployment("a-web"),
+		injectedPod(t, old, "a-1", "Deployment", "a-web"), injectedPod(t, old, "a-2", "Deployment", "a-web"), injectedPod(t, cat, "bare", "", ""))
+	f.pass(t)
+	f.pass(t)
+	var events []string
+	for len(f.recorder.Events) > 0 {
+		events = append(events, <-f.recorder.Events)
+	}
+	if len(events) != 1 || !strings.Contains(events[0], "SidecarsStale Pods of Deployment a-web are stale") {
+		t.Errorf("events %q; want one SidecarsStale on Deployment a-web", events)
+	}
+	for labels, want := range map[[3]string]float64{
+		{ns, "content-filler", "stale"}:   2,
+		{ns, "content-filler", "current"}: 1,
+	} {
+		if got := testutil.ToFloat64(f.r.Metrics.pods.WithLabelValues(labels[:]...)); got != want {
+			t.Errorf("sidecar_injector_pods%v = %v, want %v", labels, got, want)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package diagnose
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
+)
+
+var sized = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+	Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+}
+
+// pair is a writer and a reader sharing an emptyDir, both sized.
+func pair() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Name = "pair"
+	p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	p.Spec.Containers = []corev1.Container{
+		{Name: "writer", Image: "app:1", Resources: sized, VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}},
+		{Name: "reader", Image: "app:1", Resources: sized, VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data", ReadOnly: true}}},
+	}
+	return p
+}
+
+func with(p *corev1.Pod, change func(*corev1.Pod)) *corev1.Pod { change(p); return p }
+
+// injected is a sized app asking for template, with an fsGroup so its
+// users can share files, as the webhook admits it.
+func injected(t *testing.T, cat *catalog.Catalog, template string) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{}
+	p.Name = "web"
+	p.Annotations = map[string]string{inject.InjectAnnotation: template}
+	p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27", Resources: sized}}
+	p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: new(int64(101))}
+	res, err := inject.Pod(p, nil, cat)
+	if err != nil || res.Plan == nil {
+		t.Fatalf("nothing injected: %v", err)
+	}
+	raw, _ := json.Marshal(p)
+	out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := &corev1.Pod{}
+	if err := json.Unmarshal(out, after); err != nil {
+		t.Fatal(err)
+	}
+	return after
+}
+
+func TestPod(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := func(n int64) *corev1.SecurityContext { return &corev1.SecurityContext{RunAsUser: &n} }
+	for name, c := range map[string]struct {
+		pod  *corev1.Pod
+		want []string // severity check container, in the order reported
+	}{
+		"a writer and a reader sized and sharing a volume have no findings": {pair(), nil},
+		"a Pod as the webhook injects it has no findings":                   {injected(t, cat, "content-filler"), nil},
+		"two containers declaring one port conflict": {with(pair(), func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
+			p.Spec.Containers[1].Ports = []corev1.ContainerPort{{ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}
+		}), []string{"error port-conflict reader"}},
+		"a volume every container mounts read-only has no writer": {with(pair(), func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts[0].ReadOnly = true
+		}), []string{"error volume-read-only writer"}},
+		"different users on a shared volume without fsGroup": {with(pair(), func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext, p.Spec.Containers[1].SecurityContext = uid(1000), uid(2000)
+		}), []string{"warning users-differ -"}},
+		"different users with fsGroup can share": {with(pair(), func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext, p.Spec.Containers[1].SecurityContext = uid(1000), uid(2000)
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: new(int64(3000))}
+		}), nil},
+		"a container without requests or limits next to another": {with(pair(), func(p *corev1.Pod) {
+			p.Spec.Containers[1].Resources = corev1.ResourceRequirements{}
+		}), []string{"warning resources reader"}},
+		"a Job's injected sidecar as a regular container keeps the Job alive": {with(injected(t, cat, "content-filler"), func(p *corev1.Pod) {
+			p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		}), []string{"error job-sidecar content-filler", "error status-mismatch -"}}, // for a Job the template renders a native sidecar
+		"a live container in CrashLoopBackOff": {with(pair(), func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "reader", RestartCount: 4, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}
+		}), []string{"error crashloop reader", "warning restarts reader"}},
+		"a live container killed for its memory": {with(pair(), func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "writer", RestartCount: 1, LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "OOMKilled"}}}}
+		}), []string{"error oom-killed writer", "warning restarts writer"}},
+		"a live container whose image cannot be pulled": {with(pair(), func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "writer", Image: "app:nope", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull"}}}}
+		}), []string{"error image-pull writer"}},
+		"an injected container changed after injection": {with(injected(t, cat, "content-filler"), func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "busybox:evil"
+		}), []string{"error status-mismatch -"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for _, f := range Pod(c.pod, cat) {
+				container := f.Container
+				if container == "" {
+					container = "-"
+				}
+				got = append(got, fmt.Sprintf("%s %s %s", f.Severity, f.Check, container))
+				if f.Problem == "" || f.Fix == "" {
+					t.Errorf("finding %s says no problem or no fix: %+v", f.Check, f)
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("findings\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
+			}
+		})
+	}
+}
