@@ -89,10 +89,9 @@ func (b *builder) keepVerified(claimed Status, res *Result) {
 // template once the plan is applied, so it can be recomputed from the
 // stored Pod.
 func (b *builder) hashStatus() {
-	after := b.plan.spec(b.pod)
 	for i, in := range b.plan.Status.Templates {
 		if in.Hash == "" {
-			b.plan.Status.Templates[i].Hash = heldHash(after, b.cat.Template(in.Name), b.targets)
+			b.plan.Status.Templates[i].Hash = heldHash(b.pod, b.plan, b.cat.Template(in.Name), b.targets)
 		}
 	}
 }

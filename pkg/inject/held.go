@@ -32,16 +32,19 @@ type held struct {
 // digits. Releases before it wrote 16 (see legacyHash).
 const heldHashLen = 32
 
-// heldHash is the status hash of what pod holds of t, the target app
-// containers being targets.
-func heldHash(pod *corev1.Pod, t *catalog.Template, targets []int) string {
+// heldHash is the status hash of what pod holds of t once plan (nil for
+// none) is added to it, the target app containers being targets.
+func heldHash(pod *corev1.Pod, plan *Plan, t *catalog.Template, targets []int) string {
+	if plan == nil {
+		plan = &Plan{}
+	}
 	h := held{}
 	mounted := map[string]bool{}
 	for _, name := range t.ContainerNames() {
 		list := &h.InitContainers
-		c := findContainer(pod.Spec.InitContainers, name)
+		c := findIn(name, pod.Spec.InitContainers, plan.InitContainers)
 		if c == nil {
-			list, c = &h.Containers, findContainer(pod.Spec.Containers, name)
+			list, c = &h.Containers, findIn(name, pod.Spec.Containers, plan.Containers)
 		}
 		if c == nil {
 			continue
@@ -52,30 +55,47 @@ func heldHash(pod *corev1.Pod, t *catalog.Template, targets []int) string {
 			mounted[m.Name] = true
 		}
 	}
-	for _, v := range pod.Spec.Volumes {
+	for _, v := range slices.Concat(pod.Spec.Volumes, plan.Volumes) {
 		if mounted[v.Name] {
 			h.Volumes = append(h.Volumes, canonicalVolume(v))
 		}
 	}
 	for _, i := range targets {
 		app := &pod.Spec.Containers[i]
-		var mounts []corev1.VolumeMount
-		for _, m := range app.VolumeMounts {
+		mounts, env := [][]corev1.VolumeMount{app.VolumeMounts}, [][]corev1.EnvVar{app.Env}
+		if at := slices.IndexFunc(plan.Apps, func(a AppAdditions) bool { return a.Index == i }); at >= 0 {
+			mounts, env = append(mounts, plan.Apps[at].VolumeMounts), append(env, plan.Apps[at].Env)
+		}
+		var heldMounts []corev1.VolumeMount
+		for _, m := range slices.Concat(mounts...) {
 			if mounted[m.Name] {
-				mounts = append(mounts, m)
+				heldMounts = append(heldMounts, m)
 			}
 		}
-		var env []corev1.EnvVar
-		for _, e := range app.Env {
-			if slices.ContainsFunc(t.AppEnv, func(te corev1.EnvVar) bool { return te.Name == e.Name }) {
-				env = append(env, canonicalEnv(e))
+		var heldEnv []corev1.EnvVar
+		for _, list := range env {
+			for _, e := range list {
+				if slices.ContainsFunc(t.AppEnv, func(te corev1.EnvVar) bool { return te.Name == e.Name }) {
+					heldEnv = append(heldEnv, canonicalEnv(e))
+				}
 			}
 		}
-		h.AppMounts, h.AppEnv = append(h.AppMounts, mounts), append(h.AppEnv, env)
+		h.AppMounts, h.AppEnv = append(h.AppMounts, heldMounts), append(h.AppEnv, heldEnv)
 	}
 	data, _ := json.Marshal(h) // API types always marshal
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:heldHashLen/2])
+}
+
+// findIn returns the container of that name in the first list that has
+// one, or nil.
+func findIn(name string, lists ...[]corev1.Container) *corev1.Container {
+	for _, list := range lists {
+		if c := findContainer(list, name); c != nil {
+			return c
+		}
+	}
+	return nil
 }
 
 // serviceAccountMount is where the API server's ServiceAccount admission

@@ -3,7 +3,6 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -83,20 +82,4 @@ func (d *Denial) Error() string { return d.Message }
 
 func deny(format string, args ...any) error {
 	return &Denial{Message: fmt.Sprintf(format, args...)}
-}
-
-// spec is the Pod's spec with the plan's containers, volumes, app mounts
-// and env added, as the patch adds them; pod is not modified.
-func (p *Plan) spec(pod *corev1.Pod) *corev1.Pod {
-	out := &corev1.Pod{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
-	s := &out.Spec
-	s.InitContainers = slices.Concat(s.InitContainers, p.InitContainers)
-	s.Containers = slices.Concat(s.Containers, p.Containers)
-	s.Volumes = slices.Concat(s.Volumes, p.Volumes)
-	for _, app := range p.Apps {
-		c := &s.Containers[app.Index]
-		c.VolumeMounts = slices.Concat(c.VolumeMounts, app.VolumeMounts)
-		c.Env = slices.Concat(c.Env, app.Env)
-	}
-	return out
 }

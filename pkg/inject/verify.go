@@ -58,7 +58,7 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 		switch {
 		case c.Reason == "":
 		case len(in.Hash) == heldHashLen:
-			c.Kept = heldHash(pod, t, b.targets) == in.Hash
+			c.Kept = heldHash(pod, nil, t, b.targets) == in.Hash
 		case len(in.Hash) == legacyHashLen:
 			r, err := b.render(t)
 			c.Kept = err != nil || r.legacyHash() != in.Hash
@@ -117,7 +117,7 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 			return "", fmt.Sprintf("no image pull secret %q", s.Name)
 		}
 	}
-	return heldHash(b.pod, t, b.targets), ""
+	return heldHash(b.pod, nil, t, b.targets), ""
 }
 
 // verifyApps checks the template's mounts and env in the app containers:
