@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -10,7 +9,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 func parse(t *testing.T, extra string, replace ...string) *catalog.Catalog {
@@ -41,21 +40,7 @@ func pod(inject string) *corev1.Pod {
 
 // injected is p as the webhook admits it with cat.
 func injected(t *testing.T, p *corev1.Pod, labels map[string]string, cat *catalog.Catalog) *corev1.Pod {
-	t.Helper()
-	res, err := inject.Pod(p, labels, cat)
-	if err != nil || res.Plan == nil {
-		t.Fatalf("nothing injected: %v", err)
-	}
-	raw, _ := json.Marshal(p)
-	out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := &corev1.Pod{}
-	if err := json.Unmarshal(out, after); err != nil {
-		t.Fatal(err)
-	}
-	return after
+	return injecttest.Admitted(t, p, labels, cat)
 }
 
 func TestClassify(t *testing.T) {

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 const ns = "shop"
@@ -47,20 +46,7 @@ func injectedPod(t *testing.T, cat *catalog.Catalog, name, kind, owner string) *
 	case "Job":
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: owner, UID: "u", Controller: new(true)}}
 	}
-	res, err := inject.Pod(p, nil, cat)
-	if err != nil || res.Plan == nil {
-		t.Fatalf("nothing injected: %v", err)
-	}
-	raw, _ := json.Marshal(p)
-	out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := &corev1.Pod{}
-	if err := json.Unmarshal(out, after); err != nil {
-		t.Fatal(err)
-	}
-	return after
+	return injecttest.Admitted(t, p, nil, cat)
 }
 
 // deployment is a Deployment whose last rollout is complete.

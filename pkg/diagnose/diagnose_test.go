@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 var sized = corev1.ResourceRequirements{
@@ -43,20 +42,7 @@ func injected(t *testing.T, cat *catalog.Catalog, template string) *corev1.Pod {
 	p.Annotations = map[string]string{inject.InjectAnnotation: template}
 	p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27", Resources: sized}}
 	p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: new(int64(101))}
-	res, err := inject.Pod(p, nil, cat)
-	if err != nil || res.Plan == nil {
-		t.Fatalf("nothing injected: %v", err)
-	}
-	raw, _ := json.Marshal(p)
-	out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := &corev1.Pod{}
-	if err := json.Unmarshal(out, after); err != nil {
-		t.Fatal(err)
-	}
-	return after
+	return injecttest.Admitted(t, p, nil, cat)
 }
 
 func TestPod(t *testing.T) {

@@ -28,21 +28,9 @@ func TestConnectionsAreClosedAfterTheirAge(t *testing.T) {
 			conns := map[string]bool{}
 			n := 0
 			for ; n < 500 && len(conns) < 3; n++ {
-				var local string
-				trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { local = i.Conn.LocalAddr().String() }}
-				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodPost, s.url(), bytes.NewReader(reviewFor("u", "content-filler")))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					t.Fatalf("request %d failed: %v", n, err)
-				}
-				if h2 != (resp.ProtoMajor == 2) {
-					t.Fatalf("protocol %s", resp.Proto)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body) // else HTTP/1.1 cannot reuse the connection
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					t.Fatalf("request %d: HTTP %d", n, resp.StatusCode)
+				local, proto := s.review(t, client)
+				if h2 != (proto == 2) {
+					t.Fatalf("HTTP/%d", proto)
 				}
 				conns[local] = true
 				time.Sleep(20 * time.Millisecond)
@@ -60,21 +48,33 @@ func TestConnectionsLiveOnWithoutAnAge(t *testing.T) {
 	s := start(t, func(o *Options) { o.MaxConnectionAge = 0 })
 	client := s.newClient(t, false)
 	conns := map[string]bool{}
-	for n := range 20 {
-		var local string
-		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { local = i.Conn.LocalAddr().String() }}
-		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodPost, s.url(), bytes.NewReader(reviewFor("u", "content-filler")))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("request %d failed: %v", n, err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	for range 20 {
+		local, _ := s.review(t, client)
 		conns[local] = true
 		time.Sleep(5 * time.Millisecond)
 	}
 	if len(conns) != 1 {
 		t.Errorf("20 requests used %d connections; want 1", len(conns))
 	}
+}
+
+// review sends one review and returns the local address of the
+// connection it went over and the HTTP major version; it fails the test
+// unless the answer is 200.
+func (s *testServer) review(t *testing.T, client *http.Client) (string, int) {
+	t.Helper()
+	var local string
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { local = i.Conn.LocalAddr().String() }}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodPost, s.url(), bytes.NewReader(reviewFor("u", "content-filler")))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("request failed: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body) // else HTTP/1.1 cannot reuse the connection
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
+	return local, resp.ProtoMajor
 }
