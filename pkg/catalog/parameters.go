@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -36,28 +38,36 @@ const (
 // ParameterTypes lists the valid types, for error messages.
 var ParameterTypes = []ParameterType{String, Path, Port, HostPort, Duration, Quantity}
 
-// shellMeta are the characters an untyped value without a validation
-// regex never holds, so a template that hands a value to a shell cannot
-// be turned into a command.
-const shellMeta = ";|&$`\\<>{}"
+// shellMeta are the characters a string or path value never holds
+// unless the parameter's own validation regex admits them, so a template
+// that hands a value to a shell cannot be turned into a command, a
+// comment or an end of quoting. The other types parse to a closed form
+// (a number, host:port, a duration, a quantity) that holds none but an
+// IPv6 address's brackets.
+const shellMeta = ";|&$`\\<>{}#'\"()*?[]~!"
 
 // Check returns value in its normal form if it passes the parameter's
 // type check and validation regex, or an error that says what is wrong
-// and what is expected.
+// and what is expected. No value holds a rune that is not printable
+// (control characters, C1 controls, line and paragraph separators,
+// bidirectional overrides) or invalid UTF-8, whatever its regex says.
 func (p *Parameter) Check(value string) (string, error) {
+	if !utf8.ValidString(value) {
+		return "", errors.New("not valid UTF-8")
+	}
 	for _, r := range value {
-		if r < 0x20 || r == 0x7f {
-			return "", fmt.Errorf("control character %q not allowed", r)
+		if !unicode.IsPrint(r) {
+			return "", fmt.Errorf("character %U not allowed: not printable", r)
+		}
+	}
+	if p.Validation == "" && (p.Type == "" || p.Type == String || p.Type == Path) {
+		if i := strings.IndexAny(value, shellMeta); i >= 0 {
+			return "", fmt.Errorf("character %q not allowed", value[i])
 		}
 	}
 	var err error
 	switch p.Type {
 	case "", String:
-		if p.Validation == "" {
-			if i := strings.IndexAny(value, shellMeta); i >= 0 {
-				return "", fmt.Errorf("character %q not allowed", value[i])
-			}
-		}
 	case Path:
 		value, err = cleanPath(value)
 	case Port:
@@ -106,8 +116,11 @@ func (p *Parameter) Expects() string {
 		}
 		return "text matching ^" + p.Validation + "$"
 	}
-	if p.Validation != "" {
+	switch {
+	case p.Validation != "":
 		s += ", matching ^" + p.Validation + "$"
+	case p.Type == Path:
+		s += ", without white space or any of " + shellMeta
 	}
 	return s
 }
@@ -115,6 +128,9 @@ func (p *Parameter) Expects() string {
 func cleanPath(value string) (string, error) {
 	if !strings.HasPrefix(value, "/") {
 		return "", errors.New("must be an absolute path")
+	}
+	if i := strings.IndexFunc(value, unicode.IsSpace); i >= 0 {
+		return "", errors.New("must not hold white space")
 	}
 	for seg := range strings.SplitSeq(value, "/") {
 		if seg == ".." {
