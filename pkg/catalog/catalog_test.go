@@ -53,6 +53,9 @@ templates:
   description: ""
   parameters:
   - {name: p, validation: "(", default: x}
+  overrides:
+    resources:
+      requests: {cpu: {min: -100m, max: 500m}}
   containers:
   - name: a
   - name: b
@@ -79,6 +82,7 @@ policies:
 		"templates[1].pattern: Unsupported value: \"sidekick\"",
 		"templates[1].description: Required value",
 		"templates[1].parameters[0].validation: Invalid value",
+		"templates[1].overrides.resources.requests[cpu].min: Invalid value: \"-100m\": must not be negative",
 		"templates[1].containers[0].image: Required value",
 		"templates[1].containers[1].securityContext.privileged: Forbidden",
 		"templates[1].containers[1].securityContext.runAsUser: Forbidden",

@@ -296,6 +296,14 @@ func validateOverrides(o *Overrides, p *field.Path) field.ErrorList {
 			if name != corev1.ResourceCPU && name != corev1.ResourceMemory {
 				errs = append(errs, field.NotSupported(bp, name, []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}))
 			}
+			for _, bound := range []struct {
+				name string
+				q    *resource.Quantity
+			}{{"min", b.Min}, {"max", b.Max}} {
+				if bound.q != nil && bound.q.Sign() < 0 {
+					errs = append(errs, field.Invalid(bp.Child(bound.name), bound.q.String(), "must not be negative"))
+				}
+			}
 			if b.Min != nil && b.Max != nil && b.Min.Cmp(*b.Max) > 0 {
 				errs = append(errs, field.Invalid(bp.Child("min"), b.Min.String(), "must not exceed max "+b.Max.String()))
 			}

@@ -36,7 +36,8 @@ func (o override) field() string {
 }
 
 // overrides reads the resource overrides the Pod sets for t, each a
-// quantity within the bounds the template opens.
+// quantity within the bounds the template opens, and never below zero
+// whatever the bounds say.
 func overrides(pod *corev1.Pod, t *catalog.Template) ([]override, error) {
 	var out []override
 	for _, o := range overrideKeys {
@@ -53,7 +54,7 @@ func overrides(pod *corev1.Pod, t *catalog.Template) ([]override, error) {
 		if !opened {
 			return nil, deny("annotation %s: template %q does not let Pods set %s; it opens %s", key, t.Name, o.field(), opens(t))
 		}
-		if (b.Min != nil && q.Cmp(*b.Min) < 0) || (b.Max != nil && q.Cmp(*b.Max) > 0) {
+		if q.Sign() < 0 || (b.Min != nil && q.Cmp(*b.Min) < 0) || (b.Max != nil && q.Cmp(*b.Max) > 0) {
 			return nil, deny("annotation %s: %s is outside %s, the bounds template %q sets for %s", key, value, describeBounds(b), t.Name, o.field())
 		}
 		o.value = q
