@@ -75,7 +75,12 @@ func (b *builder) appUser(t *catalog.Template) (u user, ok bool, remarks []strin
 		remark("template %q does not run as root although the app does; set fsGroup on the Pod so it can read the app's files", t.Name)
 		return user{}, false, remarks
 	}
-	if u.gid != nil && *u.gid == 0 {
+	switch {
+	case u.gid == nil:
+		// No group set: the runtime gives the image's, most often 0,
+		// which is never taken from the app.
+		u.notRootGroup = true
+	case *u.gid == 0:
 		remark("template %q runs as the app's user %d but not as group 0, which the app uses; it keeps the template's group (or %d), so set fsGroup on the Pod if it must read files only group 0 can", t.Name, *u.uid, nogroup)
 		u.gid, u.notRootGroup = nil, true
 	}
