@@ -248,3 +248,43 @@ func TestDeployedCatalogIsTheDefault(t *testing.T) {
 		t.Error("deploy/base/catalog.yaml differs from pkg/catalog/default.yaml: copy the one you changed over the other")
 	}
 }
+
+// What a catalog promises it keeps: a pinned image is pinned by a real
+// digest, no Pod chooses an image, one document sets the defaults, a
+// policy name means one policy.
+func TestCatalogKeepsItsPromises(t *testing.T) {
+	const head = "apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\n"
+	template := func(image string) string {
+		return "templates:\n- {name: a, pattern: sidecar, description: a, containers: [{name: a, image: '" + image + "'}]}\n"
+	}
+	digest := "sha256:" + strings.Repeat("0123456789abcdef", 4)
+	defaults := "defaults: {resources: {limits: {cpu: 100m, memory: 64Mi}}}\n"
+	policy := "policies:\n- {name: prod, namespaceSelector: {matchLabels: {env: prod}}, allowed: [a]}\n"
+	for name, c := range map[string]struct {
+		files []string
+		want  string // "" when the catalog loads
+	}{
+		"an image pinned by a digest":          {[]string{head + "requireDigests: true\n" + template("busybox:1.37.0@"+digest)}, ""},
+		"an empty digest is not a pin":         {[]string{head + "requireDigests: true\n" + template("busybox:1.37.0@sha256:")}, "requireDigests is set"},
+		"a short digest is not a pin":          {[]string{head + "requireDigests: true\n" + template("busybox@sha256:abc")}, "requireDigests is set"},
+		"an image from placeholders":           {[]string{head + template("{{repo}}@sha256:{{digest}}")}, "images take no placeholders"},
+		"defaults set once":                    {[]string{head + defaults + template("busybox:1.37.0"), head + policy}, ""},
+		"defaults set by a second file":        {[]string{head + defaults + template("busybox:1.37.0"), head + defaults}, "defaults.resources: Duplicate value: set in a.yaml (document 1) already"},
+		"a policy name used by a second file":  {[]string{head + policy + template("busybox:1.37.0"), head + policy}, `policies[0].name: Duplicate value: "prod", a policy of a.yaml (document 1)`},
+		"a policy name used twice in one file": {[]string{head + policy + "- {name: prod, namespaceSelector: {matchLabels: {env: dev}}, allowed: [a]}\n" + template("busybox:1.37.0")}, `policies[1].name: Duplicate value: "prod"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var sources []Source
+			for i, f := range c.files {
+				sources = append(sources, Source{Name: string(rune('a'+i)) + ".yaml", Data: []byte(f)})
+			}
+			_, err := Parse(sources...)
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("error %v, want one holding %q", err, c.want)
+			}
+		})
+	}
+}

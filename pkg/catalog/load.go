@@ -216,6 +216,8 @@ func build(docs []namedDoc) (*Catalog, error) {
 	c := &Catalog{templates: map[string]*Template{}}
 	var errs []error
 	seen := map[string]string{}
+	var defaultsFrom string           // the document that set defaults.resources
+	policyFrom := map[string]string{} // policy name -> its document
 	for _, nd := range docs {
 		for _, e := range validateDocument(nd.doc, seen, nd.source) {
 			errs = append(errs, fmt.Errorf("%s: %s", nd.source, e))
@@ -228,7 +230,17 @@ func build(docs []namedDoc) (*Catalog, error) {
 		}
 		c.policies = append(c.policies, nd.doc.Policies...)
 		if nd.doc.Defaults != nil && nd.doc.Defaults.Resources != nil {
+			if defaultsFrom != "" {
+				errs = append(errs, fmt.Errorf("%s: defaults.resources: Duplicate value: set in %s already; one document of a catalog sets the defaults", nd.source, defaultsFrom))
+			}
+			defaultsFrom = nd.source
 			c.defaults = *nd.doc.Defaults.Resources.DeepCopy()
+		}
+		for i, p := range nd.doc.Policies {
+			if where, dup := policyFrom[p.Name]; dup && p.Name != "" {
+				errs = append(errs, fmt.Errorf("%s: policies[%d].name: Duplicate value: %q, a policy of %s", nd.source, i, p.Name, where))
+			}
+			policyFrom[p.Name] = nd.source
 		}
 	}
 	for i, nd := range docs {

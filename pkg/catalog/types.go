@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -189,8 +188,11 @@ type Image struct {
 	Ref  string
 }
 
-// Pinned reports whether the reference names a digest.
-func (i Image) Pinned() bool { return strings.Contains(i.Ref, "@sha256:") }
+// Pinned reports whether the reference ends in a digest: "@sha256:" and
+// 64 hex digits.
+func (i Image) Pinned() bool { return digestRef.MatchString(i.Ref) }
+
+var digestRef = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 
 // ContainerNames lists the names of t's init containers, then of its
 // containers.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -370,8 +371,11 @@ var ReservedParameters = []string{"cpu-request", "cpu-limit", "memory-request", 
 
 func validateContainer(c *corev1.Container, p *field.Path, volumes map[string]bool) field.ErrorList {
 	var errs field.ErrorList
-	if c.Image == "" {
+	switch {
+	case c.Image == "":
 		errs = append(errs, field.Required(p.Child("image"), ""))
+	case strings.Contains(c.Image, "{{"):
+		errs = append(errs, field.Invalid(p.Child("image"), c.Image, "images take no placeholders: a Pod must not choose what runs"))
 	}
 	for i, m := range c.VolumeMounts {
 		if !volumes[m.Name] {
