@@ -258,6 +258,9 @@ func TestCatalogKeepsItsPromises(t *testing.T) {
 		return "templates:\n- {name: a, pattern: sidecar, description: a, containers: [{name: a, image: '" + image + "'}]}\n"
 	}
 	digest := "sha256:" + strings.Repeat("0123456789abcdef", 4)
+	param := func(def string) string {
+		return "templates:\n- name: a\n  pattern: sidecar\n  description: a\n  parameters: [{name: v, default: " + def + "}]\n  containers: [{name: a, image: busybox:1.37.0, args: ['{{v}}']}]\n"
+	}
 	defaults := "defaults: {resources: {limits: {cpu: 100m, memory: 64Mi}}}\n"
 	policy := "policies:\n- {name: prod, namespaceSelector: {matchLabels: {env: prod}}, allowed: [a]}\n"
 	for name, c := range map[string]struct {
@@ -271,6 +274,10 @@ func TestCatalogKeepsItsPromises(t *testing.T) {
 		"defaults set once":                    {[]string{head + defaults + template("busybox:1.37.0"), head + policy}, ""},
 		"defaults set by a second file":        {[]string{head + defaults + template("busybox:1.37.0"), head + defaults}, "defaults.resources: Duplicate value: set in a.yaml (document 1) already"},
 		"a policy name used by a second file":  {[]string{head + policy + template("busybox:1.37.0"), head + policy}, `policies[0].name: Duplicate value: "prod", a policy of a.yaml (document 1)`},
+		"a default YAML reads as a number":     {[]string{head + param("1.10")}, "default: 1.1 is not text"},
+		"a default YAML reads as octal":        {[]string{head + param("0755")}, "default: 493 is not text"},
+		"a default YAML reads as a boolean":    {[]string{head + param("yes")}, "default: true is not text"},
+		"a quoted default":                     {[]string{head + param("'1.10'")}, ""},
 		"a policy name used twice in one file": {[]string{head + policy + "- {name: prod, namespaceSelector: {matchLabels: {env: dev}}, allowed: [a]}\n" + template("busybox:1.37.0")}, `policies[1].name: Duplicate value: "prod"`},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -286,5 +293,29 @@ func TestCatalogKeepsItsPromises(t *testing.T) {
 				t.Errorf("error %v, want one holding %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A default is normalised as the same value given by annotation is, so
+// both render, and hash, alike.
+func TestDefaultsAreNormalised(t *testing.T) {
+	c, err := Parse(Source{Name: "c.yaml", Data: []byte(`apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: a
+  pattern: sidecar
+  description: a
+  parameters:
+  - {name: dir, type: path, default: '/var//log/./app/'}
+  - {name: port, type: port, default: '09000'}
+  containers: [{name: a, image: busybox:1.37.0, args: ['{{dir}}', '{{port}}']}]
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := c.Template("a")
+	byDefault, given := tmpl.Render(Values{}), tmpl.Render(Values{"dir": "/var/log/app", "port": "9000"})
+	if byDefault != given {
+		t.Errorf("defaults render %q, the same values given %q", byDefault.Containers[0].Args, given.Containers[0].Args)
 	}
 }

@@ -156,7 +156,7 @@ func decode(src Source) ([]namedDoc, error) {
 	}
 	var out []namedDoc
 	for _, d := range docs {
-		if err := selectorsAreText(d.JSON); err != nil {
+		if err := valuesAreText(d.JSON); err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", src.Name, d.Index, err)
 		}
 		doc := &Document{}
@@ -168,11 +168,18 @@ func decode(src Source) ([]namedDoc, error) {
 	return out, nil
 }
 
-// selectorsAreText refuses a label value in a policy's selector that YAML
-// read as a boolean or a number: `env: yes` would otherwise become "true"
-// and never match a namespace labelled env=yes. kubectl refuses them too.
-func selectorsAreText(doc []byte) error {
+// valuesAreText refuses a label value in a policy's selector, or a
+// parameter's default, that YAML read as a boolean or a number: `env:
+// yes` would otherwise become "true" and never match a namespace
+// labelled env=yes (kubectl refuses them too), and `default: 1.10` would
+// become "1.1", `0755` "493".
+func valuesAreText(doc []byte) error {
 	var d struct {
+		Templates []struct {
+			Parameters []struct {
+				Default any `json:"default"`
+			} `json:"parameters"`
+		} `json:"templates"`
 		Policies []struct {
 			NamespaceSelector *struct {
 				MatchLabels      map[string]any `json:"matchLabels"`
@@ -186,6 +193,13 @@ func selectorsAreText(doc []byte) error {
 		return nil // the strict decode says what is wrong
 	}
 	var errs []error
+	for i, t := range d.Templates {
+		for j, p := range t.Parameters {
+			if p.Default != nil && !isText(p.Default) {
+				errs = append(errs, fmt.Errorf("templates[%d].parameters[%d].default: %v is not text: YAML reads unquoted numbers, yes, no, on, off, true and false as other types and changes them (1.10 is 1.1, 0755 is 493); quote the value", i, j, p.Default))
+			}
+		}
+	}
 	for i, p := range d.Policies {
 		if p.NamespaceSelector == nil {
 			continue

@@ -209,9 +209,13 @@ func validateParameters(ps []Parameter, p *field.Path) (map[string]bool, field.E
 			prm.re = re
 		}
 		if prm.Default != "" {
-			if _, err := prm.Check(prm.Default); err != nil {
+			// Checked and normalised as an annotation's value is, so a
+			// default renders and hashes as the same value given.
+			clean, err := prm.Check(prm.Default)
+			if err != nil {
 				errs = append(errs, field.Invalid(pp.Child("default"), prm.Default, err.Error()))
 			}
+			prm.Default = clean
 		}
 		if prm.Required && prm.Default != "" {
 			errs = append(errs, field.Invalid(pp.Child("required"), true, "a required parameter has no default"))
