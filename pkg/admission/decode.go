@@ -48,6 +48,10 @@ type podObject struct {
 	Spec     *corev1.PodSpec    `json:"spec"`
 }
 
+// maxUIDBytes caps a request UID the answer echoes: the API server's are
+// 36 bytes.
+const maxUIDBytes = 256
+
 // apiVersion is the one AdmissionReview version the webhook speaks.
 var apiVersion = admissionv1.SchemeGroupVersion.String()
 
@@ -60,18 +64,21 @@ func decode(body []byte, a *answer) (*podRequest, int, error) {
 	if err := jsonv2.Unmarshal(body, review, jsontext.AllowDuplicateNames(true)); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %w", manifest.FieldError(err))
 	}
-	if review.Request != nil {
-		a.uid, a.req = review.Request.UID, review.Request
+	if r := review.Request; r != nil {
+		if len(r.UID) > maxUIDBytes {
+			return nil, http.StatusBadRequest, fmt.Errorf("request uid of %d bytes; the API server sends at most %d", len(r.UID), maxUIDBytes)
+		}
+		a.uid, a.req = r.UID, r
 	}
 	if gv := review.APIVersion; gv != apiVersion || review.Kind != "AdmissionReview" {
-		return nil, http.StatusBadRequest, fmt.Errorf("unsupported %s %q; this webhook speaks admission.k8s.io/v1 AdmissionReview", review.Kind, gv)
+		return nil, http.StatusBadRequest, fmt.Errorf("unsupported kind %s, apiVersion %s; this webhook speaks admission.k8s.io/v1 AdmissionReview", brief(review.Kind), brief(gv))
 	}
 	req := review.Request
 	if req == nil {
 		return nil, http.StatusBadRequest, errors.New("AdmissionReview has no request")
 	}
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
-		return nil, http.StatusBadRequest, fmt.Errorf("this webhook handles Pods; got %s %s", req.Kind.String(), req.SubResource)
+		return nil, http.StatusBadRequest, fmt.Errorf("this webhook handles Pods; got %s %s", brief(req.Kind.String()), brief(req.SubResource))
 	}
 	return req, http.StatusOK, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -83,12 +84,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 	if r.Method != http.MethodPost {
-		a.fail(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; send POST", r.Method))
+		a.reject(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; send POST", r.Method))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			a.fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported; send application/json", ct))
+			a.reject(http.StatusUnsupportedMediaType, fmt.Errorf("content type %s not supported; send application/json", brief(ct)))
 			return
 		}
 	}
@@ -96,17 +97,17 @@ func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 		var tooLarge *tooLargeError
 		switch {
 		case errors.As(err, &tooLarge):
-			a.fail(http.StatusRequestEntityTooLarge, err)
+			a.reject(http.StatusRequestEntityTooLarge, err)
 		case errors.Is(err, errBusy):
-			a.fail(http.StatusServiceUnavailable, err)
+			a.reject(http.StatusServiceUnavailable, err)
 		default:
-			a.fail(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+			a.reject(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 		}
 		return
 	}
 	req, code, err := decode(body.buf.Bytes(), a)
 	if err != nil {
-		a.fail(code, err)
+		a.reject(code, err)
 		return
 	}
 	if req.Operation != admissionv1.Create {
@@ -115,7 +116,7 @@ func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 	}
 	pod, err := req.pod()
 	if err != nil {
-		a.fail(http.StatusBadRequest, err)
+		a.reject(http.StatusBadRequest, err)
 		return
 	}
 	a.pod = pod
@@ -180,7 +181,21 @@ func (a *answer) skip() {
 // 503 (the webhook cannot decide now) is always an HTTP error, so the
 // webhook's failurePolicy applies.
 func (a *answer) fail(code int, err error) {
-	a.outcome, a.err = Error, err
+	a.answerError(code, err)
+	a.outcome = Error
+}
+
+// reject answers a request the webhook cannot take, the client's fault
+// rather than the webhook's (a malformed or oversized review, a wrong
+// method or kind): counted as invalid, apart from the webhook's own
+// errors, so that the errors alert means what its runbook says.
+func (a *answer) reject(code int, err error) {
+	a.answerError(code, err)
+	a.outcome = Invalid
+}
+
+func (a *answer) answerError(code int, err error) {
+	a.err = err
 	a.resp.Allowed = false
 	a.resp.Patch, a.resp.PatchType, a.resp.Warnings = nil, nil, nil
 	a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()}
@@ -246,9 +261,21 @@ func (h *Handler) logRequest(a *answer, elapsed time.Duration) {
 	switch a.outcome {
 	case Error:
 		h.Log.Error(a.err, "Admission request failed", kv...)
+	case Invalid:
+		h.Log.V(1).Info("Admission request refused", append(kv, "reason", brief(a.err.Error()))...)
 	case Denied:
-		h.Log.V(1).Info("Admission request", append(kv, "reason", a.resp.Result.Message)...)
+		h.Log.V(1).Info("Admission request", append(kv, "reason", brief(a.resp.Result.Message))...)
 	default:
 		h.Log.V(1).Info("Admission request", kv...)
 	}
+}
+
+// brief quotes s, or its first 256 bytes and how long it was, for an
+// answer or a log line: a request holds what its sender wrote.
+func brief(s string) string {
+	const n = 256
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", strings.ToValidUTF8(s[:n], ""), len(s))
 }

@@ -130,7 +130,7 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 		"broken JSON is refused with 400":                 {"application/json", []byte(`{"apiVersion": "admission.k8s.io/v1", "request": {`), 400, "", "decoding AdmissionReview"},
 		"the wrong content type is refused with 415":      {"text/plain", pod, 415, "", `content type "text/plain" not supported`},
 		"a review with no request is refused":             {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "", "has no request"},
-		"an unknown review version keeps the UID":         {"application/json", bytes.Replace(pod, []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1), 200, "uid-7", `unsupported AdmissionReview "admission.k8s.io/v1beta1"`},
+		"an unknown review version keeps the UID":         {"application/json", bytes.Replace(pod, []byte(`admission.k8s.io/v1"`), []byte(`admission.k8s.io/v1beta1"`), 1), 200, "uid-7", `unsupported kind "AdmissionReview", apiVersion "admission.k8s.io/v1beta1"`},
 		"a non-Pod object keeps the UID":                  {"application/json", bytes.Replace(pod, []byte(`"kind":"Pod"`), []byte(`"kind":"Deployment"`), 1), 200, "uid-7", "this webhook handles Pods"},
 		"an undecodable pod keeps the UID":                {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[7,`), 1), 200, "uid-7", "decoding Pod"},
 		"a null container is refused":                     {"application/json", bytes.Replace(pod, []byte(`"containers":[`), []byte(`"containers":[null,`), 1), 200, "uid-7", "decoding Pod: spec.containers[0] has no name"},
@@ -199,7 +199,7 @@ func TestDenialNamesTheChoices(t *testing.T) {
 	if code != 200 || r.Allowed || r.Result.Code != 403 || r.UID != "u4" {
 		t.Fatalf("HTTP %d %+v", code, r)
 	}
-	if want := `template "content-filer" not found in the catalog; have [ambassador content-filler log-shipper metrics-adapter]`; r.Result.Message != want {
+	if want := `template "content-filer" not found in the catalog; have "ambassador", "content-filler", "log-shipper", "metrics-adapter"`; r.Result.Message != want {
 		t.Errorf("message %q, want %q", r.Result.Message, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -120,5 +123,49 @@ func TestNamespaceLookupFailureFailsClosed(t *testing.T) {
 	}
 	if gotCtx != req.Context() {
 		t.Error("the lookup did not get the request's context")
+	}
+}
+
+// What a sender writes comes back briefly or not at all: a huge UID is
+// not echoed, a huge kind or value is quoted in part, and each such
+// request counts as the client's fault (invalid), never as the webhook's
+// error that pages someone. The happy case: a real review's UID is
+// echoed.
+func TestHostileReviewsAreAnsweredBriefly(t *testing.T) {
+	huge := strings.Repeat("x", 5<<20)
+	base := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"%s","kind":{"group":"","version":"v1","kind":"%s"},"operation":"CREATE","object":{"metadata":{"annotations":{"sidecars.podpatterns.io/inject":"%s"}},"spec":{"containers":[{"name":"app","image":"app:1"}]}}}}`
+	for name, c := range map[string]struct {
+		uid, kind, inject string
+		wantUID           string
+		outcome           Outcome
+	}{
+		"a real review":                  {"u-1", "Pod", "content-filler", "u-1", Injected},
+		"a 5 MB uid and a wrong kind":    {huge, "Deployment", "content-filler", "", Invalid},
+		"a 5 MB kind":                    {"u-2", huge, "content-filler", "u-2", Invalid},
+		"a 5 MB template name is denied": {"u-3", "Pod", huge, "u-3", Denied},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := testHandler(t)
+			reg := prometheus.NewRegistry()
+			h.Metrics = NewMetrics(reg)
+			body := fmt.Sprintf(base, c.uid, c.kind, c.inject)
+			req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Body.Len() > 16<<10 {
+				t.Errorf("a %d-byte review got a %d-byte answer", len(body), rec.Body.Len())
+			}
+			out := &admissionv1.AdmissionReview{}
+			if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil || out.Response == nil {
+				t.Fatalf("not an AdmissionReview: %v", err)
+			}
+			if string(out.Response.UID) != c.wantUID {
+				t.Errorf("uid %.40q, want %q", out.Response.UID, c.wantUID)
+			}
+			if got := testutil.ToFloat64(h.Metrics.Requests.WithLabelValues(string(c.outcome))); got != 1 {
+				t.Errorf("outcome %s counted %v times, want 1", c.outcome, got)
+			}
+		})
 	}
 }

@@ -10,7 +10,10 @@ const (
 	Injected Outcome = "injected"
 	Skipped  Outcome = "skipped"
 	Denied   Outcome = "denied"
-	Error    Outcome = "error"
+	// Invalid: a request the webhook could not take, the client's fault.
+	Invalid Outcome = "invalid"
+	// Error: the webhook's own fault, or it cannot decide now.
+	Error Outcome = "error"
 )
 
 // Metrics are the webhook's Prometheus metrics.
@@ -37,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_requests_total",
-			Help: "Admission requests by outcome: injected, skipped, denied or error.",
+			Help: "Admission requests by outcome: injected, skipped, denied, invalid (a malformed or oversized request, the client's fault) or error (the webhook's).",
 		}, []string{"outcome"}),
 		Injections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_injections_total",
@@ -53,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Admission requests being handled now.",
 		}),
 	}
-	for _, o := range []Outcome{Injected, Skipped, Denied, Error} {
+	for _, o := range []Outcome{Injected, Skipped, Denied, Invalid, Error} {
 		m.Requests.WithLabelValues(string(o)) // exported as zeros from the start
 	}
 	reg.MustRegister(m.Requests, m.Injections, m.Duration, m.InFlight)

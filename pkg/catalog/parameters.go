@@ -46,12 +46,20 @@ var ParameterTypes = []ParameterType{String, Path, Port, HostPort, Duration, Qua
 // IPv6 address's brackets.
 const shellMeta = ";|&$`\\<>{}#'\"()*?[]~!"
 
+// MaxValueBytes caps a parameter's value: longer than any path, address
+// or setting a sidecar takes, short enough that the rendered variants the
+// catalog keeps per template stay small.
+const MaxValueBytes = 1024
+
 // Check returns value in its normal form if it passes the parameter's
 // type check and validation regex, or an error that says what is wrong
 // and what is expected. No value holds a rune that is not printable
 // (control characters, C1 controls, line and paragraph separators,
 // bidirectional overrides) or invalid UTF-8, whatever its regex says.
 func (p *Parameter) Check(value string) (string, error) {
+	if len(value) > MaxValueBytes {
+		return "", fmt.Errorf("%d bytes long; at most %d", len(value), MaxValueBytes)
+	}
 	if !utf8.ValidString(value) {
 		return "", errors.New("not valid UTF-8")
 	}

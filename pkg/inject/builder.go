@@ -68,7 +68,7 @@ func newBuilder(pod *corev1.Pod, cat *catalog.Catalog, claimed Status) (*builder
 func targets(pod *corev1.Pod, injected []string) ([]int, error) {
 	apps := make([]int, 0, len(pod.Spec.Containers))
 	for i, c := range pod.Spec.Containers {
-		if !slices.Contains(injected, c.Name) {
+		if !slices.Contains(injected, c.Name) { // a template has a few containers
 			apps = append(apps, i)
 		}
 	}
@@ -80,17 +80,21 @@ func targets(pod *corev1.Pod, injected []string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	index := make(map[string]int, len(apps))
+	for _, i := range apps {
+		index[pod.Spec.Containers[i].Name] = i
+	}
 	var out []int
 	for _, name := range names {
-		at := slices.IndexFunc(apps, func(i int) bool { return pod.Spec.Containers[i].Name == name })
-		if at < 0 {
+		i, ok := index[name]
+		if !ok {
 			appNames := make([]string, len(apps))
 			for j, i := range apps {
 				appNames[j] = pod.Spec.Containers[i].Name
 			}
-			return nil, deny("annotation %s: no app container %q; have %v", TargetContainersAnnotation, name, appNames)
+			return nil, deny("annotation %s: no app container %s; have %s", TargetContainersAnnotation, brief(name), firstNames(appNames, 20))
 		}
-		out = append(out, apps[at])
+		out = append(out, i)
 	}
 	return out, nil
 }

@@ -119,3 +119,48 @@ func TestALookAlikeWithExtraFieldsIsNotTheTemplate(t *testing.T) {
 		})
 	}
 }
+
+// Lists and values the Pod's author writes are bounded: a list of more
+// names than any Pod needs is denied before it is looked at, and a
+// denial quotes a huge value briefly, so neither the answer nor the logs
+// grow with it. The happy case: a list at the cap is read.
+func TestHugeListsAndValuesAreDeniedBriefly(t *testing.T) {
+	cat := testCatalog(t)
+	names := func(n int, prefix string) string {
+		list := make([]string, n)
+		for i := range list {
+			list[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		return strings.Join(list, ",")
+	}
+	megabyte := strings.Repeat("a", 1<<20)
+	for name, c := range map[string]struct {
+		annotations map[string]string
+		want        string
+	}{
+		"120,000 template names": {map[string]string{inject.InjectAnnotation: names(120000, "t")},
+			"lists 120000 entries; at most 128"},
+		"50,000 target containers": {map[string]string{inject.InjectAnnotation: "content-filler", inject.TargetContainersAnnotation: names(50000, "c")},
+			"lists 50000 entries; at most 128"},
+		"a template name of a megabyte": {map[string]string{inject.InjectAnnotation: megabyte},
+			"(1048576 bytes) not found in the catalog"},
+		"a parameter value of a megabyte": {map[string]string{inject.InjectAnnotation: "log-shipper", inject.ParameterAnnotation("log-shipper", "log-dir"): "/" + megabyte},
+			"(1048577 bytes) is not valid for parameter"},
+		"a duplicate among the cap": {map[string]string{inject.InjectAnnotation: names(127, "t") + ",t5"},
+			`"t5" is listed twice`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := &corev1.Pod{}
+			pod.Annotations = c.annotations
+			pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
+			_, err := inject.Pod(pod, nil, cat)
+			var denial *inject.Denial
+			if !errors.As(err, &denial) || !strings.Contains(denial.Message, c.want) {
+				t.Fatalf("got %.300v; want a denial holding %q", err, c.want)
+			}
+			if len(denial.Message) > 1024 {
+				t.Errorf("the denial is %d bytes; want it brief", len(denial.Message))
+			}
+		})
+	}
+}

@@ -66,11 +66,11 @@ func parameters(pod *corev1.Pod, t *catalog.Template) (catalog.Values, error) {
 		}
 		p := t.Parameter(name)
 		if p == nil {
-			return nil, deny("annotation %s: template %q has no parameter %q; have %v", key, t.Name, name, t.ParameterNames())
+			return nil, deny("annotation %s: template %q has no parameter %s; have %v", key, t.Name, brief(name), t.ParameterNames())
 		}
 		clean, err := p.Check(value)
 		if err != nil {
-			return nil, deny("annotation %s: value %q is not valid for parameter %q of template %q (%s): %v; want %s", key, value, name, t.Name, p.Description, err, p.Expects())
+			return nil, deny("annotation %s: value %s is not valid for parameter %q of template %q (%s): %v; want %s", key, brief(value), name, t.Name, p.Description, err, p.Expects())
 		}
 		values[name] = clean
 	}

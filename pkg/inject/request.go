@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -73,7 +75,7 @@ func requested(pod *corev1.Pod, policy catalog.Applied, cat *catalog.Catalog) (n
 // policies do not allow.
 func checkAllowed(name string, policy catalog.Applied, cat *catalog.Catalog) error {
 	if cat.Template(name) == nil {
-		return deny("template %q not found in the catalog; have %v", name, cat.Names())
+		return deny("template %s not found in the catalog; have %s", brief(name), firstNames(cat.Names(), 20))
 	}
 	if !policy.Allows(name) {
 		return deny("template %q is not allowed in this namespace by policy %s; allowed here: %v", name, strings.Join(policy.Restricting(name), ", "), policy.Allowed)
@@ -81,24 +83,50 @@ func checkAllowed(name string, policy catalog.Applied, cat *catalog.Catalog) err
 	return nil
 }
 
+// maxListEntries caps the names one list annotation may hold: far more
+// than any Pod needs, few enough that a list costs nothing to check.
+const maxListEntries = 128
+
 // splitList splits a comma list, keeping order and refusing empty and
-// duplicate entries.
+// duplicate entries, and lists of more than maxListEntries.
 func splitList(value, annotation string) ([]string, error) {
 	if strings.TrimSpace(value) == "" {
 		return nil, deny("annotation %s is empty; list names separated by commas", annotation)
 	}
+	if n := strings.Count(value, ",") + 1; n > maxListEntries {
+		return nil, deny("annotation %s lists %d entries; at most %d are allowed", annotation, n, maxListEntries)
+	}
 	var names []string
+	seen := map[string]bool{}
 	for p := range strings.SplitSeq(value, ",") {
 		name := strings.TrimSpace(p)
 		if name == "" { // every entry before it is in names
-			return nil, deny("annotation %s: entry %d of %q is empty; list names separated by single commas", annotation, len(names)+1, value)
+			return nil, deny("annotation %s: entry %d of %s is empty; list names separated by single commas", annotation, len(names)+1, brief(value))
 		}
-		if slices.Contains(names, name) {
-			return nil, deny("annotation %s: %q is listed twice", annotation, name)
+		if seen[name] {
+			return nil, deny("annotation %s: %s is listed twice", annotation, brief(name))
 		}
+		seen[name] = true
 		names = append(names, name)
 	}
 	return names, nil
+}
+
+// briefLen is how much of a value a denial or warning quotes.
+const briefLen = 64
+
+// brief quotes s, or its first briefLen bytes and how long it is: the
+// Pod's author controls the value, and a denial that echoes it whole
+// turns a megabyte of annotation into a megabyte of answer and of logs.
+func brief(s string) string {
+	if len(s) <= briefLen {
+		return strconv.Quote(s)
+	}
+	cut := briefLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
 }
 
 // strayParameters warns about parameter annotations for templates the Pod

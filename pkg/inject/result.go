@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -80,6 +81,15 @@ type Denial struct {
 
 func (d *Denial) Error() string { return d.Message }
 
+// maxDenial caps a denial's message. Denials quote values briefly
+// already; the cap holds for what they quote from elsewhere (a parser's
+// error that repeats its input).
+const maxDenial = 4096
+
 func deny(format string, args ...any) error {
-	return &Denial{Message: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > maxDenial {
+		msg = strings.ToValidUTF8(msg[:maxDenial], "") + "... (cut)"
+	}
+	return &Denial{Message: msg}
 }

@@ -374,7 +374,8 @@ func TestMetricsCountEachOutcome(t *testing.T) {
 		`sidecar_injector_requests_total{outcome="injected"} 1`,
 		`sidecar_injector_requests_total{outcome="skipped"} 1`,
 		`sidecar_injector_requests_total{outcome="denied"} 1`,
-		`sidecar_injector_requests_total{outcome="error"} 1`,
+		`sidecar_injector_requests_total{outcome="invalid"} 1`, // the broken review: the client's fault
+		`sidecar_injector_requests_total{outcome="error"} 0`,
 		`sidecar_injector_injections_total{template="content-filler"} 1`,
 		`sidecar_injector_request_duration_seconds_bucket{le="0.005"}`,
 		`sidecar_injector_request_duration_seconds_count 4`,
