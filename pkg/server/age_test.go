@@ -1,13 +1,21 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/podpatterns/sidecar-injector/pkg/admission"
+	"github.com/podpatterns/sidecar-injector/pkg/certs"
 )
 
 // Past --max-connection-age an HTTP/2 client is sent GOAWAY, an HTTP/1.1
@@ -77,4 +85,32 @@ func (s *testServer) review(t *testing.T, client *http.Client) (string, int) {
 		t.Fatalf("HTTP %d", resp.StatusCode)
 	}
 	return local, resp.ProtoMajor
+}
+
+// A header larger than any review needs is refused once it passes the
+// limit, not read to a megabyte; a review after it is served.
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	s := start(t)
+	pem, err := os.ReadFile(filepath.Join(s.certDir, certs.CACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(strings.TrimSuffix(s.url(), admission.Path), "https://"), &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		_, _ = conn.Write([]byte("POST " + admission.Path + " HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 1<<20) + "\r\n\r\n"))
+	}()
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(status, "431") {
+		t.Errorf("a 1 MiB header: %q, %v; want 431 Request Header Fields Too Large", status, err)
+	}
+	if _, proto := s.review(t, s.newClient(t, true)); proto == 0 {
+		t.Error("no review served after the refusal")
+	}
 }

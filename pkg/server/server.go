@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -169,6 +170,10 @@ type sideServer struct {
 	ln   net.Listener
 }
 
+// maxSideConns caps the connections of each side server: kubelet's
+// probes and a few scrapers need a handful.
+const maxSideConns = 64
+
 // listenSide opens the health, metrics and (when asked) pprof listeners,
 // all or none.
 func listenSide(o Options, ready map[string]healthz.Checker) ([]sideServer, error) {
@@ -182,7 +187,8 @@ func listenSide(o Options, ready map[string]healthz.Checker) ([]sideServer, erro
 	wanted := []struct {
 		addr, name string
 		h          http.Handler
-	}{{o.HealthAddr, "health", health}, {o.MetricsAddr, "metrics", metrics}, {o.PprofAddr, "pprof", pprofMux()}}
+		write      time.Duration // a pprof profile takes 30s by default
+	}{{o.HealthAddr, "health", health, 10 * time.Second}, {o.MetricsAddr, "metrics", metrics, 10 * time.Second}, {o.PprofAddr, "pprof", pprofMux(), 2 * time.Minute}}
 	var side []sideServer
 	for _, w := range wanted {
 		if w.addr == "" || w.addr == "0" {
@@ -195,7 +201,15 @@ func listenSide(o Options, ready map[string]healthz.Checker) ([]sideServer, erro
 			}
 			return nil, fmt.Errorf("%s server: %w", w.name, err)
 		}
-		side = append(side, sideServer{w.name, &http.Server{Handler: w.h, ReadHeaderTimeout: 10 * time.Second}, ln})
+		srv := &http.Server{
+			Handler:           w.h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      w.write,
+			IdleTimeout:       30 * time.Second,
+			MaxHeaderBytes:    maxHeaderBytes,
+		}
+		side = append(side, sideServer{w.name, srv, netutil.LimitListener(ln, maxSideConns)})
 	}
 	return side, nil
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
@@ -25,6 +26,17 @@ import (
 // its run context: cancelling it at SIGTERM fails TLS handshakes still in
 // progress. Here connections live on a background context and
 // http.Server.Shutdown drains them.
+// maxHeaderBytes sizes request headers to what the API server sends
+// with a review (a few hundred bytes), with room to spare: Go's default
+// of 1 MiB lets 200 unfinished headers hold 200 MiB.
+const maxHeaderBytes = 32 << 10
+
+// maxWebhookConns caps the webhook's open connections. The API servers
+// keep a few each (HTTP/2 multiplexes their reviews); past the cap a new
+// connection waits in the listen backlog until one closes, so a flood of
+// idle connections cannot take the memory and descriptors.
+const maxWebhookConns = 1024
+
 type webhookServer struct {
 	srv     *http.Server
 	ln      net.Listener
@@ -63,16 +75,18 @@ func newWebhookServer(ctx context.Context, o Options, h http.Handler) (*webhookS
 		// A request never takes longer than the API server's longest
 		// webhook timeout (30s): a slow or stuck client cannot pin a
 		// goroutine forever.
-		ReadTimeout:    30 * time.Second,
-		WriteTimeout:   30 * time.Second,
-		IdleTimeout:    90 * time.Second,
-		MaxHeaderBytes: 1 << 20,
-		ErrorLog:       nil,
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		// The API server keeps its connections busy; an idle one is
+		// someone else's and holds memory and a descriptor.
+		IdleTimeout:    30 * time.Second,
+		MaxHeaderBytes: maxHeaderBytes,
 	}}
-	w.ln, err = net.Listen("tcp", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
 	if err != nil {
 		return nil, fmt.Errorf("webhook listener: %w", err)
 	}
+	w.ln = netutil.LimitListener(ln, maxWebhookConns)
 	return w, nil
 }
 
