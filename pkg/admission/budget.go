@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // The in-flight body budget: a Content-Length over MaxRequestBytes is
@@ -27,6 +29,18 @@ const DefaultMaxBytesInFlight = 16 << 20
 
 // smallBody is the largest body read without the in-flight budget.
 const smallBody = 64 << 10
+
+// Decoding costs memory by the JSON objects and arrays a body holds, not
+// by its bytes: `[{},{},...]` decodes three bytes into a kilobyte-sized
+// container. Before a body is decoded its values are counted, and what
+// they may cost, valueCost each, is charged to the in-flight budget past
+// the first freeValues, which every ordinary review stays within. A body
+// with more than maxValues never fits and is refused.
+const (
+	valueCost  = 1 << 10
+	freeValues = 512
+	maxValues  = 16 << 10
+)
 
 // tooLargeError is a body over MaxRequestBytes.
 type tooLargeError struct{ limit int64 }
@@ -61,7 +75,43 @@ func (h *Handler) read(r *http.Request, body *budgetReader) error {
 	if int64(body.buf.Len()) > limit {
 		return &tooLargeError{limit}
 	}
+	values, err := countValues(body.buf.Bytes())
+	switch {
+	case err != nil:
+		return nil // decode says what is wrong
+	case values > maxValues:
+		return &tooManyValuesError{values}
+	case values > freeValues && !body.charge(int64(values-freeValues)*valueCost):
+		return errBusy
+	}
 	return nil
+}
+
+// tooManyValuesError is a body with more than maxValues.
+type tooManyValuesError struct{ values int }
+
+func (e *tooManyValuesError) Error() string {
+	return fmt.Sprintf("request body holds more than %d JSON objects and arrays; a Pod review holds a few hundred", maxValues)
+}
+
+// countValues counts the objects and arrays of a JSON text, up to one
+// past maxValues.
+func countValues(data []byte) (int, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true))
+	n := 0
+	for n <= maxValues {
+		tok, err := dec.ReadToken()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if k := tok.Kind(); k == '{' || k == '[' {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // budgetReader reads a request body into buf, charging the

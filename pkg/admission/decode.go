@@ -101,10 +101,23 @@ func (r *podRequest) pod() (*corev1.Pod, error) {
 	case o.Spec == nil:
 		return nil, errors.New("decoding Pod: the Pod has no spec")
 	}
-	for i, c := range o.Spec.Containers {
-		if c.Name == "" {
-			return nil, fmt.Errorf("decoding Pod: spec.containers[%d] has no name", i)
+	for _, list := range []struct {
+		field string
+		names []string
+	}{{"containers", containerNames(o.Spec.Containers)}, {"initContainers", containerNames(o.Spec.InitContainers)}} {
+		for i, name := range list.names {
+			if name == "" {
+				return nil, fmt.Errorf("decoding Pod: spec.%s[%d] has no name", list.field, i)
+			}
 		}
 	}
 	return &corev1.Pod{ObjectMeta: *o.Metadata, Spec: *o.Spec}, nil
+}
+
+func containerNames(cs []corev1.Container) []string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+	}
+	return names
 }

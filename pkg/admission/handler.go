@@ -95,8 +95,9 @@ func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 	}
 	if err := h.read(r, body); err != nil {
 		var tooLarge *tooLargeError
+		var tooMany *tooManyValuesError
 		switch {
-		case errors.As(err, &tooLarge):
+		case errors.As(err, &tooLarge), errors.As(err, &tooMany):
 			a.reject(http.StatusRequestEntityTooLarge, err)
 		case errors.Is(err, errBusy):
 			a.reject(http.StatusServiceUnavailable, err)

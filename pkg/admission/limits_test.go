@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // serveDirect calls the handler in-process and decodes its answer.
@@ -167,5 +170,76 @@ func TestHostileReviewsAreAnsweredBriefly(t *testing.T) {
 				t.Errorf("outcome %s counted %v times, want 1", c.outcome, got)
 			}
 		})
+	}
+}
+
+// A review is charged for what decoding it may cost, not for its bytes:
+// `[{},{},...]` is refused after a token count, before any of it is
+// decoded, and a body that fits the count but not the budget waits its
+// turn. The happy case: the huge Pod of 50 containers with 200 env vars
+// each is decoded and injected.
+func TestDecodeAmplificationIsRefusedBeforeDecoding(t *testing.T) {
+	emptyObjects := func(field string, bytes int) []byte {
+		list := strings.Repeat("{},", bytes/3)
+		return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{},"spec":{"containers":[{"name":"app","image":"app:1"}],"` + field + `":[` + list + `{}]}}}}`)
+	}
+	for name, c := range map[string]struct {
+		body    []byte
+		code    int
+		message string
+	}{
+		"5.85 MB of empty init containers": {emptyObjects("initContainers", 5_850_000), http.StatusRequestEntityTooLarge, "more than 16384 JSON objects"},
+		"3 MB of empty tolerations":        {emptyObjects("tolerations", 3_000_000), http.StatusRequestEntityTooLarge, "more than 16384 JSON objects"},
+		"a nameless init container":        {emptyObjects("initContainers", 3), http.StatusOK, "spec.initContainers[0] has no name"},
+		"the huge Pod":                     {admissiontest.Review("u", "CREATE", injecttest.HugePod()), http.StatusOK, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := testHandler(t)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/json")
+			code, r := serveDirect(t, h, req)
+			runtime.ReadMemStats(&after)
+			if code != c.code {
+				t.Errorf("HTTP %d, want %d: %+v", code, c.code, r.Result)
+			}
+			if c.message == "" {
+				if !r.Allowed || r.Patch == nil {
+					t.Errorf("not injected: %+v", r.Result)
+				}
+			} else if r.Allowed || !strings.Contains(r.Result.Message, c.message) {
+				t.Errorf("answer %+v, want refused with %q", r.Result, c.message)
+			}
+			// What the request allocated: its body, read and buffered,
+			// and a bounded decode; never a kilobyte per byte of body.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+				t.Errorf("the request allocated %d MiB", alloc>>20)
+			}
+		})
+	}
+}
+
+// While one large review holds the budget, another that needs it too is
+// answered at once with 503, and an ordinary review is served.
+func TestTheDecodeBudgetIsShared(t *testing.T) {
+	h := testHandler(t)
+	h.MaxBytesInFlight = 10 << 20
+	body := func(objects int) *http.Request {
+		list := strings.Repeat(`{"key":"k"},`, objects)
+		req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{},"spec":{"containers":[{"name":"app","image":"app:1"}],"tolerations":[`+list+`{}]}}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}
+	held := &budgetReader{h: h}
+	if !held.charge(8 << 20) { // another review decoding now
+		t.Fatal("the budget is spent already")
+	}
+	defer held.release()
+	if code, r := serveDirect(t, h, body(4000)); code != http.StatusServiceUnavailable || r.Allowed {
+		t.Errorf("a review needing 3.5 MiB with 2 left: HTTP %d %+v, want 503", code, r.Result)
+	}
+	if code, r := serveDirect(t, h, body(100)); code != http.StatusOK || !r.Allowed {
+		t.Errorf("an ordinary review: HTTP %d %+v, want it served", code, r.Result)
 	}
 }
