@@ -152,7 +152,7 @@ func TestDenialAndWarningsReachTheUser(t *testing.T) {
 	if err == nil {
 		t.Fatal("a pod asking for an unknown template was created")
 	}
-	want := `admission webhook "inject.sidecars.podpatterns.io" denied the request: template "content-filer" not found in the catalog; have [ambassador content-filler log-shipper metrics-adapter]`
+	want := `admission webhook "inject.sidecars.podpatterns.io" denied the request: template "content-filer" not found in the catalog; have "ambassador", "content-filler", "log-shipper", "metrics-adapter"`
 	if !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q\nwant it to contain %q", err, want)
 	}

@@ -129,7 +129,7 @@ func requests(t *testing.T) map[string]int {
 		n, _ := strconv.Atoi(m[2])
 		out[m[1]] = n
 	}
-	if len(out) != 4 {
+	if len(out) != 5 { // injected, skipped, denied, invalid, error
 		t.Fatalf("metrics lack the request counters:\n%s", body)
 	}
 	return out
