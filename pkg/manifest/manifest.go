@@ -16,6 +16,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	yamlv3 "go.yaml.in/yaml/v3"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -42,6 +43,9 @@ func Split(r io.Reader) ([]Document, error) {
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
+		if err := expansionFits(chunk); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
 		j, err := yaml.YAMLToJSON(chunk)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i, err)
@@ -55,6 +59,47 @@ func Split(r io.Reader) ([]Document, error) {
 		}
 		docs = append(docs, Document{Index: i, JSON: j})
 	}
+}
+
+// MaxExpansion caps how much larger YAML aliases may make a document
+// than its text: a 100 KB string and 990 aliases to it would expand to
+// 100 MB, in memory, before anything could check it.
+const MaxExpansion = 4 << 20
+
+// expansionFits refuses a document whose aliases expand it by more than
+// MaxExpansion bytes, counted on the parsed tree without expanding it.
+func expansionFits(chunk []byte) error {
+	if !bytes.Contains(chunk, []byte("*")) {
+		return nil // no alias
+	}
+	var root yamlv3.Node
+	if err := yamlv3.Unmarshal(chunk, &root); err != nil {
+		return nil // the conversion says what is wrong
+	}
+	sizes := map[*yamlv3.Node]int{}
+	var size func(n *yamlv3.Node) int
+	size = func(n *yamlv3.Node) int {
+		if s, ok := sizes[n]; ok {
+			return s
+		}
+		sizes[n] = 0 // a cycle adds nothing; the conversion refuses it
+		s := len(n.Value) + 1
+		if n.Kind == yamlv3.AliasNode && n.Alias != nil {
+			s = size(n.Alias)
+		}
+		for _, c := range n.Content {
+			s += size(c)
+			if s > len(chunk)+MaxExpansion {
+				break
+			}
+		}
+		sizes[n] = s
+		return s
+	}
+	if expanded := size(&root); expanded > len(chunk)+MaxExpansion {
+		return fmt.Errorf("its aliases expand it to over %d bytes from %d; at most %d more are allowed", expanded, len(chunk), MaxExpansion)
+	}
+	return nil
 }
 
 // Head is what every Kubernetes object starts with.

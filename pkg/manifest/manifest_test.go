@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -34,5 +36,39 @@ func TestReadHeadIsCaseSensitive(t *testing.T) {
 	}
 	if _, err := ReadHead([]byte(`{"kind":"Pod","kind":"Deployment"}`)); err == nil {
 		t.Error("a duplicate kind was accepted")
+	}
+}
+
+// Aliases may repeat a node, not multiply a document: 990 aliases to a
+// 100 KB string (a 103 KB document, 100 MB expanded) are refused before
+// anything is expanded; a few anchors as people use them are read.
+func TestAliasExpansionIsBounded(t *testing.T) {
+	big := strings.Repeat("x", 100_000)
+	var aliases strings.Builder
+	for i := range 990 {
+		fmt.Fprintf(&aliases, "  k%d: *big\n", i)
+	}
+	for name, c := range map[string]struct {
+		doc  string
+		want string // "" when it is read
+	}{
+		"990 aliases to 100 KB": {"a: &big " + big + "\nb:\n" + aliases.String(), "aliases expand it to over"},
+		"a few anchors":         {"defaults: &d {cpu: 10m}\none: *d\ntwo: *d\nglob: /var/log/*.log\n", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			docs, err := Split(strings.NewReader(c.doc))
+			runtime.ReadMemStats(&after)
+			switch {
+			case c.want == "" && (err != nil || len(docs) != 1):
+				t.Errorf("got %v, %d documents; want one", err, len(docs))
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("got %v; want an error holding %q", err, c.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+				t.Errorf("reading it allocated %d MiB", alloc>>20)
+			}
+		})
 	}
 }
