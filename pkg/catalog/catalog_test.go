@@ -319,3 +319,49 @@ templates:
 		t.Errorf("defaults render %q, the same values given %q", byDefault.Containers[0].Args, given.Containers[0].Args)
 	}
 }
+
+// Each template is rendered with its defaults at load, and what could
+// never work in a Pod is refused there, not at the first Pod.
+func TestTemplatesThatCanNeverWorkAreRefused(t *testing.T) {
+	const head = "apiVersion: sidecars.podpatterns.io/v1alpha1\nkind: Catalog\ntemplates:\n"
+	proxy := func(port, probe string) string {
+		return `- name: proxy
+  pattern: ambassador
+  description: p
+  localPorts: ['{{port}}']
+  parameters: [{name: port, type: ` + port + `}]
+  containers:
+  - name: proxy
+    image: busybox:1.37.0
+    args: ['{{port}}']
+` + probe
+	}
+	sidecar := func(name, container string) string {
+		return "- {name: " + name + ", pattern: sidecar, description: s, containers: [{name: " + container + ", image: busybox:1.37.0}]}\n"
+	}
+	for name, c := range map[string]struct {
+		doc  string
+		want string // "" when it loads
+	}{
+		"a local port whose default is not a port": {head + strings.Replace(proxy("string", ""), "type: string", "default: http", 1),
+			`templates[proxy].localPorts[0]: Invalid value: "http": renders to no port`},
+		"a probe on a local port, as rendered": {head + strings.Replace(proxy("port", "    readinessProbe: {tcpSocket: {port: 9000}}\n"), "type: port", "type: port, default: '9000'", 1),
+			`readinessProbe: Invalid value: "9000": the kubelet probes the Pod's IP`},
+		"a required port parameter": {head + strings.Replace(proxy("port", ""), "type: port", "type: port, required: true", 1), ""},
+		"an env name the app gets twice": {head + "- {name: e, pattern: sidecar, description: e, appEnv: [{name: A, value: '1'}, {name: A, value: '2'}], containers: [{name: e, image: busybox:1.37.0}]}\n",
+			`templates[e].appEnv[1].name: Duplicate value: "A"`},
+		"two templates, one container name, neither required": {head + sidecar("a", "shipper") + sidecar("b", "shipper"), ""},
+		"two templates, one container name, one required": {head + sidecar("a", "shipper") + sidecar("b", "shipper") + "policies:\n- {name: all, namespaceSelector: {}, required: [a]}\n",
+			`container name "shipper" is also a container of template "a", and one of them is required`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse(Source{Name: "c.yaml", Data: []byte(c.doc)})
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("error %v, want one holding %q", err, c.want)
+			}
+		})
+	}
+}

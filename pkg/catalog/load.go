@@ -280,6 +280,9 @@ func build(docs []namedDoc) (*Catalog, error) {
 	for _, t := range c.templates {
 		t.prepare(c.defaults)
 	}
+	if errs := validateRenderings(c); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	sum := sha256.New()
 	for _, nd := range docs {
 		b, _ := json.Marshal(nd.doc) // Document always marshals

@@ -1,0 +1,80 @@
+package catalog
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// validateRenderings renders every template with its defaults (and a
+// sample value of its type for a required parameter) and refuses what
+// could never work in a Pod: a local port that is not a port, a probe on
+// a port bound to localhost only, an env name the app gets twice, and a
+// container name two templates share when one of them is required, so
+// the denial would ask an app team to rename a container it does not
+// own.
+func validateRenderings(c *Catalog) []error {
+	var errs []error
+	owner := map[string]string{} // container name -> template
+	required := map[string]bool{}
+	for _, p := range c.policies {
+		for _, name := range p.Required {
+			required[name] = true
+		}
+	}
+	for _, name := range c.names {
+		t := c.templates[name]
+		at := fmt.Sprintf("templates[%s]", name)
+		r := t.Render(sampleValues(t))
+		errs = append(errs, renderedPorts(r, at)...)
+		var env []string
+		for i, e := range r.AppEnv {
+			if slices.Contains(env, e.Name) {
+				errs = append(errs, fmt.Errorf("%s.appEnv[%d].name: Duplicate value: %q", at, i, e.Name))
+			}
+			env = append(env, e.Name)
+		}
+		for _, cn := range t.ContainerNames() {
+			if other, ok := owner[cn]; ok && (required[name] || required[other]) {
+				errs = append(errs, fmt.Errorf("%s: container name %q is also a container of template %q, and one of them is required: a Pod would be denied for a name its team does not own; rename one", at, cn, other))
+			}
+			owner[cn] = name
+		}
+	}
+	return errs
+}
+
+// renderedPorts checks a rendering's local ports and its probes.
+func renderedPorts(r *Content, at string) []error {
+	var errs []error
+	for i, lp := range r.LocalPorts {
+		if n, err := strconv.Atoi(lp); err != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("%s.localPorts[%d]: Invalid value: %q: renders to no port with the defaults; every Pod would be denied", at, i, lp))
+		}
+	}
+	for i, ctr := range slices.Concat(r.InitContainers, r.Containers) {
+		for name, probe := range map[string]*corev1.Probe{"livenessProbe": ctr.LivenessProbe, "readinessProbe": ctr.ReadinessProbe, "startupProbe": ctr.StartupProbe} {
+			if port, ok := networkPort(probe); ok && slices.Contains(r.LocalPorts, port) {
+				errs = append(errs, fmt.Errorf("%s.containers[%d].%s: Invalid value: %q: the kubelet probes the Pod's IP, but this port is one of localPorts, bound to localhost only; use an exec probe that connects to 127.0.0.1", at, i, name, port))
+			}
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) }) // the map above
+	return errs
+}
+
+// sampleValues are the values a template is checked with at load: its
+// defaults, and for a required parameter a value of its type.
+func sampleValues(t *Template) Values {
+	samples := map[ParameterType]string{Path: "/sample", Port: "1", HostPort: "sample.invalid:1", Duration: "1s", Quantity: "1"}
+	values := Values{}
+	for _, p := range t.Parameters {
+		if p.Default == "" {
+			values[p.Name] = samples[p.Type] // "" for text
+		}
+	}
+	return values
+}
