@@ -365,3 +365,45 @@ func TestTemplatesThatCanNeverWorkAreRefused(t *testing.T) {
 		})
 	}
 }
+
+// A Pod that met Pod Security restricted still meets it after injection:
+// every way a template could break it is refused at load, unless the
+// template declares the level it needs.
+func TestTemplatesKeepPodSecurity(t *testing.T) {
+	tmpl := func(container, volumes, level string) string {
+		return `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: t
+  pattern: sidecar
+  description: t` + level + `
+  volumes: [` + volumes + `]
+  containers:
+  - {name: t, image: busybox:1.37.0` + container + `}
+`
+	}
+	for name, c := range map[string]struct {
+		doc  string
+		want string // "" when it loads
+	}{
+		"a template as the engine secures it": {tmpl("", "", ""), ""},
+		"an nfs volume":                       {tmpl("", "{name: shared, nfs: {server: nfs.example, path: /}}", ""), "breaks Pod Security restricted: restricted volume types"},
+		"an nfs volume, declared baseline":    {tmpl("", "{name: shared, nfs: {server: nfs.example, path: /}}", "\n  podSecurity: baseline"), ""},
+		"a host port":                         {tmpl(", ports: [{containerPort: 80, hostPort: 80}]", "", ""), "hostPort"},
+		"SELinux type spc_t":                  {tmpl(", securityContext: {seLinuxOptions: {type: spc_t}}", "", ""), "seLinuxOptions"},
+		"an unmasked /proc":                   {tmpl(", securityContext: {procMount: Unmasked}", "", ""), "procMount"},
+		"AppArmor unconfined":                 {tmpl(", securityContext: {appArmorProfile: {type: Unconfined}}", "", ""), "AppArmor profile"},
+		"a Windows host process":              {tmpl(", securityContext: {windowsOptions: {hostProcess: true}}", "", ""), "hostProcess"},
+		"an unknown level":                    {tmpl("", "", "\n  podSecurity: lax"), `podSecurity: Unsupported value: "lax"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse(Source{Name: "c.yaml", Data: []byte(c.doc)})
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("error %v, want one holding %q", err, c.want)
+			}
+		})
+	}
+}

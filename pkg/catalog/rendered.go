@@ -7,6 +7,9 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	psapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 )
 
 // validateRenderings renders every template with its defaults (and a
@@ -30,6 +33,9 @@ func validateRenderings(c *Catalog) []error {
 		at := fmt.Sprintf("templates[%s]", name)
 		r := t.Render(sampleValues(t))
 		errs = append(errs, renderedPorts(r, at)...)
+		if err := podSecurity(t, r, at); err != nil {
+			errs = append(errs, err)
+		}
 		var env []string
 		for i, e := range r.AppEnv {
 			if slices.Contains(env, e.Name) {
@@ -78,3 +84,53 @@ func sampleValues(t *Template) Values {
 	}
 	return values
 }
+
+// podSecurity checks a template's rendering with its defaults against
+// the Pod Security level it declares (restricted unless it says
+// otherwise): a Pod of its containers, as the engine adds them, and its
+// volumes.
+func podSecurity(t *Template, r *Content, at string) error {
+	level, err := psapi.ParseLevel(t.Level())
+	if err != nil {
+		return fmt.Errorf("%s.podSecurity: Unsupported value: %q: supported values: \"restricted\", \"baseline\", \"privileged\"", at, t.PodSecurity)
+	}
+	spec := &corev1.PodSpec{Volumes: r.Volumes, InitContainers: r.InitContainers}
+	for _, c := range r.Containers {
+		if t.NativeSidecar {
+			c.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
+			spec.InitContainers = append(spec.InitContainers, c)
+		} else {
+			spec.Containers = append(spec.Containers, c)
+		}
+	}
+	if len(spec.Containers) == 0 { // a Pod has an app container; this one is not the template's
+		spec.Containers = []corev1.Container{{Name: "app", SecurityContext: restrictedApp()}}
+	} else {
+		spec.Containers = append(spec.Containers, corev1.Container{Name: "app", SecurityContext: restrictedApp()})
+	}
+	res := policy.AggregateCheckResults(evaluator.EvaluatePod(psapi.LevelVersion{Level: level, Version: psapi.LatestVersion()}, &metav1.ObjectMeta{}, spec))
+	if !res.Allowed {
+		return fmt.Errorf("%s: breaks Pod Security %s: %s: %s; fix the template, or set podSecurity to the level it needs", at, level, res.ForbiddenReason(), res.ForbiddenDetail())
+	}
+	return nil
+}
+
+// restrictedApp is the security context of an app that meets restricted.
+func restrictedApp() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: new(false),
+		RunAsNonRoot:             new(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// evaluator holds the Pod Security checks of the Kubernetes release the
+// project is built with.
+var evaluator = func() policy.Evaluator {
+	e, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		panic(err) // the library's own checks: a build defect
+	}
+	return e
+}()

@@ -75,6 +75,12 @@ type Template struct {
 	// Pod is denied a template that declares ports or localPorts.
 	HostNetwork string `json:"hostNetwork,omitempty"`
 
+	// PodSecurity is the Pod Security level the template needs:
+	// restricted (the default), baseline or privileged. A template is
+	// checked against it at load, so a Pod that met restricted still
+	// meets it after injection unless a template says otherwise here.
+	PodSecurity string `json:"podSecurity,omitempty"`
+
 	Parameters []Parameter `json:"parameters,omitempty"`
 
 	// Overrides are what a Pod may change, within bounds, through
@@ -305,4 +311,12 @@ func union(to, from []string) []string {
 		}
 	}
 	return to
+}
+
+// Level is the Pod Security level the template needs.
+func (t *Template) Level() string {
+	if t.PodSecurity == "" {
+		return "restricted"
+	}
+	return t.PodSecurity
 }

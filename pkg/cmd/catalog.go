@@ -70,6 +70,7 @@ func listCatalog(w io.Writer, c *catalog.Catalog) error {
 		fmt.Fprintf(w, "%s (%s)\n", t.Name, t.Pattern)
 		fmt.Fprintf(w, "  %s\n", t.Description)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  pod security\t%s\n", t.Level())
 		for _, ctr := range append(t.InitContainers, t.Containers...) {
 			fmt.Fprintf(tw, "  image\t%s\t%s\n", ctr.Name, ctr.Image)
 		}
