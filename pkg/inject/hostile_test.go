@@ -164,3 +164,71 @@ func TestHugeListsAndValuesAreDeniedBriefly(t *testing.T) {
 		})
 	}
 }
+
+// What the API server sets on its own between two webhook calls is the
+// only thing a Pod's copy of a template may add: each such default,
+// added to an injected container, leaves it the template's (a
+// reinvocation adds nothing).
+func TestTheAPIServersDefaultsAreTolerated(t *testing.T) {
+	cat := testCatalog(t)
+	asked := &corev1.Pod{}
+	asked.Annotations = map[string]string{
+		inject.InjectAnnotation: "ambassador,metrics-adapter",
+		inject.ParameterAnnotation("ambassador", "upstream"): "redis:6379",
+	}
+	asked.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
+	raw, _ := json.Marshal(asked)
+	injected := run(t, raw, nil, cat).pod
+	each := func(pod *corev1.Pod, f func(c *corev1.Container)) {
+		for i := range pod.Spec.InitContainers {
+			f(&pod.Spec.InitContainers[i])
+		}
+		for i := range pod.Spec.Containers {
+			f(&pod.Spec.Containers[i])
+		}
+	}
+	for name, change := range map[string]func(p *corev1.Pod){
+		"terminationMessagePath and Policy": func(p *corev1.Pod) {
+			each(p, func(c *corev1.Container) {
+				c.TerminationMessagePath, c.TerminationMessagePolicy = corev1.TerminationMessagePathDefault, corev1.TerminationMessageReadFile
+			})
+		},
+		"imagePullPolicy": func(p *corev1.Pod) {
+			each(p, func(c *corev1.Container) { c.ImagePullPolicy = corev1.PullIfNotPresent })
+		},
+		"probe timings": func(p *corev1.Pod) {
+			each(p, func(c *corev1.Container) {
+				if pr := c.StartupProbe; pr != nil {
+					pr.TimeoutSeconds, pr.SuccessThreshold = 1, 1
+				}
+			})
+		},
+		"the service account token mount": func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "kube-api-access-abcde", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}})
+			each(p, func(c *corev1.Container) {
+				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "kube-api-access-abcde", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true})
+			})
+		},
+		"a mount of the token volume elsewhere is not a default": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := &corev1.Pod{}
+			if err := json.Unmarshal(injected, pod); err != nil {
+				t.Fatal(err)
+			}
+			if change == nil { // the hostile twin: the same volume, another path
+				pod.Spec.InitContainers[0].VolumeMounts = append(pod.Spec.InitContainers[0].VolumeMounts, corev1.VolumeMount{Name: "kube-api-access-abcde", MountPath: "/tokens"})
+				pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "kube-api-access-abcde", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}})
+				if _, err := inject.Pod(pod, nil, cat); err == nil {
+					t.Error("a token mount at another path was taken as the template's")
+				}
+				return
+			}
+			change(pod)
+			res, err := inject.Pod(pod, nil, cat)
+			if err != nil || res.Plan != nil {
+				t.Errorf("with the API server's %s: %v, plan %+v; want a no-op", name, err, res)
+			}
+		})
+	}
+}
