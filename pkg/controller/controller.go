@@ -9,6 +9,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"time"
 
@@ -49,13 +50,25 @@ type Options struct {
 // Reconciler classifies the whole fleet on every request: the requests
 // all share one key, so a burst of Pod events makes one pass.
 type Reconciler struct {
-	Client   client.Client
+	Client client.Client
+	// Reader reads, uncached, the ReplicaSets that prove a Deployment
+	// owns a Pod.
+	Reader   client.Reader
 	Recorder record.EventRecorder
 	Metrics  *Metrics
 	Options
 
 	last       map[key]conformance.State // owners reported, for one Event per change
 	restarting map[key]bool              // rollouts started and not yet complete
+}
+
+// claim is the controller reference the Pods of an owner that need
+// repair carry: the one a restart must prove, by UID, before it touches
+// the owner. A Pod can name any owner; only its UID can be checked.
+type claim struct {
+	ref    metav1.OwnerReference
+	mixed  bool // the Pods name different controllers
+	exists bool
 }
 
 // key names a workload.
@@ -94,6 +107,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	}
 	start := time.Now()
 	owners := map[key]conformance.State{}
+	claims := map[key]claim{}
 	counts := map[[3]string]float64{}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
@@ -114,11 +128,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		} else {
 			owners[k] = res.State
 		}
+		if ref := metav1.GetControllerOf(pod); ref != nil && res.State.NeedsRepair() {
+			c := claims[k]
+			c.mixed = c.mixed || (c.exists && c.ref.UID != ref.UID)
+			c.ref, c.exists = *ref, true
+			claims[k] = c
+		}
 	}
 	r.Metrics.set(counts, cat.Version, time.Since(start))
 	r.report(owners)
 	if r.Repair {
-		if err := r.repair(ctx, owners); err != nil {
+		if err := r.repair(ctx, owners, claims); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -188,7 +208,7 @@ func object(k key) client.Object {
 // repair finishes the rollouts in progress and starts the next ones, at
 // most MaxConcurrentRestarts at a time, in namespace/name order. It never
 // touches a workload already mid-rollout, a bare Pod or a Job.
-func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.State) error {
+func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.State, claims map[key]claim) error {
 	for k := range r.restarting {
 		done, err := r.rolledOut(ctx, k)
 		if err != nil {
@@ -214,6 +234,11 @@ func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.Stat
 		if done, err := r.rolledOut(ctx, k); err != nil || !done {
 			continue // mid-rollout already, or gone
 		}
+		if reason := r.unproven(ctx, k, claims[k]); reason != "" {
+			r.Log.Info("Not restarting: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
+			r.Metrics.restarts.WithLabelValues("unproven").Inc()
+			continue
+		}
 		if r.DryRun {
 			r.Log.Info("Would restart", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
 			r.Metrics.restarts.WithLabelValues("dry-run").Inc()
@@ -229,6 +254,38 @@ func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.Stat
 		r.restarting[k] = true
 	}
 	return nil
+}
+
+// unproven says why the Pods that need repair are not proven to be the
+// owner's, or "": their controller reference must name, by UID, the
+// StatefulSet or DaemonSet itself, or for a Deployment a ReplicaSet whose
+// own controller is the Deployment, by UID, in the same namespace.
+func (r *Reconciler) unproven(ctx context.Context, k key, c claim) string {
+	switch {
+	case !c.exists:
+		return "the Pods name no controller"
+	case c.mixed:
+		return "the Pods name different controllers"
+	}
+	owner := object(k)
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(owner), owner); err != nil {
+		return err.Error()
+	}
+	if k.owner.Kind != "Deployment" {
+		if c.ref.Kind != k.owner.Kind || c.ref.UID != owner.GetUID() {
+			return fmt.Sprintf("the Pods' controller %s %s (uid %s) is not it", c.ref.Kind, c.ref.Name, c.ref.UID)
+		}
+		return ""
+	}
+	rs := &appsv1.ReplicaSet{}
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: c.ref.Name}, rs); err != nil {
+		return err.Error()
+	}
+	rsOwner := metav1.GetControllerOf(rs)
+	if c.ref.Kind != "ReplicaSet" || rs.UID != c.ref.UID || rsOwner == nil || rsOwner.Kind != "Deployment" || rsOwner.UID != owner.GetUID() {
+		return fmt.Sprintf("ReplicaSet %s (uid %s) the Pods name is not the Deployment's", c.ref.Name, c.ref.UID)
+	}
+	return ""
 }
 
 // restart sets the pod template's restartedAt annotation, as `kubectl
@@ -299,14 +356,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"version"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_controller_restarts_total",
-			Help: "Workload rollouts started to repair their Pods, by result: success, failure, or dry-run (logged, not started).",
+			Help: "Workload rollouts started to repair their Pods, by result: success, failure, dry-run (logged, not started), or unproven (the Pods' controller reference does not lead to the workload by UID; not started).",
 		}, []string{"result"}),
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_controller_classification_seconds",
 			Help: "How long the last classification of every Pod in scope took.",
 		}),
 	}
-	for _, r := range []string{"success", "failure", "dry-run"} {
+	for _, r := range []string{"success", "failure", "dry-run", "unproven"} {
 		m.restarts.WithLabelValues(r)
 	}
 	reg.MustRegister(m.pods, m.catalog, m.restarts, m.duration)

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -42,18 +43,34 @@ func injectedPod(t *testing.T, cat *catalog.Catalog, name, kind, owner string) *
 	switch kind {
 	case "Deployment":
 		p.Labels = map[string]string{"pod-template-hash": "abc"}
-		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: owner + "-abc", UID: "u", Controller: new(true)}}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: owner + "-abc", UID: types.UID("rs-" + owner), Controller: new(true)}}
+	case "DaemonSet":
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: owner, UID: types.UID("uid-" + owner), Controller: new(true)}}
 	case "Job":
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: owner, UID: "u", Controller: new(true)}}
 	}
 	return injecttest.Admitted(t, p, nil, cat)
 }
 
-// deployment is a Deployment whose last rollout is complete.
+// replicaSet is the ReplicaSet of Deployment deploy that its Pods name.
+func replicaSet(deploy string) *appsv1.ReplicaSet {
+	return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: deploy + "-abc", Namespace: ns, UID: types.UID("rs-" + deploy),
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: deploy, UID: types.UID("uid-" + deploy), Controller: new(true)}}}}
+}
+
+// deployment is a Deployment whose last rollout is complete, with its
+// ReplicaSet.
 func deployment(name string) *appsv1.Deployment {
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: 1}}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: 1, UID: types.UID("uid-" + name)}}
 	d.Spec.Replicas = new(int32(1))
 	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}
+	return d
+}
+
+// daemonSet is a DaemonSet whose last rollout is complete.
+func daemonSet(name string) *appsv1.DaemonSet {
+	d := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: 1, UID: types.UID("uid-" + name)}}
+	d.Status = appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 1, UpdatedNumberScheduled: 1, NumberAvailable: 1}
 	return d
 }
 
@@ -66,6 +83,11 @@ type fleet struct {
 func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Object) *fleet {
 	t.Helper()
 	opted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.InjectionLabel: "enabled"}}}
+	for _, o := range objs {
+		if d, ok := o.(*appsv1.Deployment); ok && !strings.HasPrefix(d.Name, "no-rs-") {
+			objs = append(objs, replicaSet(d.Name))
+		}
+	}
 	c := fake.NewClientBuilder().WithObjects(append(objs, opted)...).WithStatusSubresource(&appsv1.Deployment{}).Build()
 	rec := record.NewFakeRecorder(100)
 	o.Catalog = func() *catalog.Catalog { return cat }
@@ -73,8 +95,10 @@ func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Obje
 	if o.MaxConcurrentRestarts == 0 {
 		o.MaxConcurrentRestarts = 1
 	}
-	return &fleet{r: &Reconciler{Client: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
+	return &fleet{r: &Reconciler{Client: c, Reader: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
 }
+
+func with[T any](o T, change func(T)) T { change(o); return o }
 
 func (f *fleet) pass(t *testing.T) {
 	t.Helper()
@@ -83,8 +107,8 @@ func (f *fleet) pass(t *testing.T) {
 	}
 }
 
-// restarted names the Deployments whose pod template carries a
-// restartedAt annotation.
+// restarted names the Deployments, then the DaemonSets, whose pod
+// template carries a restartedAt annotation.
 func (f *fleet) restarted(t *testing.T) []string {
 	t.Helper()
 	var list appsv1.DeploymentList
@@ -93,6 +117,15 @@ func (f *fleet) restarted(t *testing.T) []string {
 	}
 	var names []string
 	for _, d := range list.Items {
+		if _, ok := d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"]; ok {
+			names = append(names, d.Name)
+		}
+	}
+	var daemons appsv1.DaemonSetList
+	if err := f.client.List(context.Background(), &daemons); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range daemons.Items {
 		if _, ok := d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"]; ok {
 			names = append(names, d.Name)
 		}
@@ -129,6 +162,21 @@ func TestRepair(t *testing.T) {
 		"without repair nothing is restarted": {
 			[]client.Object{deployment("a-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
 			Options{}, nil},
+		"a Pod naming the ReplicaSet by another UID restarts nothing": {
+			[]client.Object{deployment("a-web"), with(injectedPod(t, old, "a-1", "Deployment", "a-web"), func(p *corev1.Pod) { p.OwnerReferences[0].UID = "forged" })},
+			Options{Repair: true}, nil},
+		"a Pod naming a ReplicaSet that is not the Deployment's restarts nothing": {
+			[]client.Object{deployment("no-rs-web"), injectedPod(t, old, "a-1", "Deployment", "no-rs-web"), with(replicaSet("no-rs-web"), func(rs *appsv1.ReplicaSet) { rs.OwnerReferences[0].UID = "another-deployment" })},
+			Options{Repair: true}, nil},
+		"a Pod naming a ReplicaSet that does not exist restarts nothing": {
+			[]client.Object{deployment("no-rs-web"), injectedPod(t, old, "a-1", "Deployment", "no-rs-web")},
+			Options{Repair: true}, nil},
+		"a DaemonSet its Pods name by UID is restarted": {
+			[]client.Object{daemonSet("agent"), injectedPod(t, old, "agent-1", "DaemonSet", "agent")},
+			Options{Repair: true}, []string{"agent"}},
+		"a DaemonSet its Pods name by another UID is not": {
+			[]client.Object{daemonSet("agent"), with(injectedPod(t, old, "agent-1", "DaemonSet", "agent"), func(p *corev1.Pod) { p.OwnerReferences[0].UID = "forged" })},
+			Options{Repair: true}, nil},
 		"a bare Pod and a Job are never restarted": {
 			[]client.Object{injectedPod(t, old, "bare", "", ""), injectedPod(t, old, "job-1", "Job", "nightly")},
 			Options{Repair: true}, nil},

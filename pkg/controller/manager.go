@@ -78,6 +78,7 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	o.Catalog = store.Current
 	r := &Reconciler{
 		Client:   mgr.GetClient(),
+		Reader:   mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorderFor("sidecar-injector"),
 		Metrics:  NewMetrics(ctrlmetrics.Registry),
 		Options:  o.Options,
