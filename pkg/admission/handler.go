@@ -135,6 +135,9 @@ func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a
 			return
 		}
 	}
+	if gone(ctx, a) {
+		return
+	}
 	res, err := inject.Pod(pod, labels, h.Catalog())
 	if err != nil {
 		a.refuse(err)
@@ -143,7 +146,7 @@ func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a
 	a.resp.Allowed = true
 	a.resp.Warnings = res.Warnings
 	a.outcome = Skipped
-	if res.Plan == nil {
+	if res.Plan == nil || gone(ctx, a) {
 		return
 	}
 	data, err := patch.Marshal(patch.ForPod(pod, res.Plan))
@@ -157,6 +160,16 @@ func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a
 		a.outcome = Injected
 		a.injected = res.Injected
 	}
+}
+
+// gone stops the work on a request whose caller has given up (the API
+// server's webhook timeout, a client gone): nobody reads the answer.
+func gone(ctx context.Context, a *answer) bool {
+	if err := ctx.Err(); err != nil {
+		a.reject(http.StatusServiceUnavailable, fmt.Errorf("the caller gave up: %w", err))
+		return true
+	}
+	return false
 }
 
 // answer is the response being built for one request.

@@ -243,3 +243,19 @@ func TestTheDecodeBudgetIsShared(t *testing.T) {
 		t.Errorf("an ordinary review: HTTP %d %+v, want it served", code, r.Result)
 	}
 }
+
+// A request whose caller has given up is not worked on: no engine, no
+// patch, counted as the client's (invalid), never as an injection.
+func TestAGoneCallerStopsTheWork(t *testing.T) {
+	h := testHandler(t)
+	h.Metrics = NewMetrics(prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, Path, bytes.NewReader(review(t, "u", "CREATE", nginxPod)))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || testutil.ToFloat64(h.Metrics.Requests.WithLabelValues(string(Invalid))) != 1 || testutil.ToFloat64(h.Metrics.Requests.WithLabelValues(string(Injected))) != 0 {
+		t.Errorf("HTTP %d; want 503, counted invalid and not injected", rec.Code)
+	}
+}
