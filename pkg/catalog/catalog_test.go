@@ -286,12 +286,7 @@ func TestCatalogKeepsItsPromises(t *testing.T) {
 				sources = append(sources, Source{Name: string(rune('a'+i)) + ".yaml", Data: []byte(f)})
 			}
 			_, err := Parse(sources...)
-			switch {
-			case c.want == "" && err != nil:
-				t.Errorf("refused: %v", err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-				t.Errorf("error %v, want one holding %q", err, c.want)
-			}
+			checkLoads(t, err, c.want)
 		})
 	}
 }
@@ -356,12 +351,7 @@ func TestTemplatesThatCanNeverWorkAreRefused(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse(Source{Name: "c.yaml", Data: []byte(c.doc)})
-			switch {
-			case c.want == "" && err != nil:
-				t.Errorf("refused: %v", err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-				t.Errorf("error %v, want one holding %q", err, c.want)
-			}
+			checkLoads(t, err, c.want)
 		})
 	}
 }
@@ -398,12 +388,19 @@ templates:
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse(Source{Name: "c.yaml", Data: []byte(c.doc)})
-			switch {
-			case c.want == "" && err != nil:
-				t.Errorf("refused: %v", err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-				t.Errorf("error %v, want one holding %q", err, c.want)
-			}
+			checkLoads(t, err, c.want)
 		})
+	}
+}
+
+// checkLoads fails the test unless a catalog loaded (want "") or was
+// refused with an error holding want.
+func checkLoads(t *testing.T, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("refused: %v", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("error %v, want one holding %q", err, want)
 	}
 }

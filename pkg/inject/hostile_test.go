@@ -173,7 +173,7 @@ func TestTheAPIServersDefaultsAreTolerated(t *testing.T) {
 	cat := testCatalog(t)
 	asked := &corev1.Pod{}
 	asked.Annotations = map[string]string{
-		inject.InjectAnnotation: "ambassador,metrics-adapter",
+		inject.InjectAnnotation:                              "ambassador,metrics-adapter",
 		inject.ParameterAnnotation("ambassador", "upstream"): "redis:6379",
 	}
 	asked.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
