@@ -3,7 +3,6 @@ package inject
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,11 +95,12 @@ func (b *builder) hashStatus() {
 	}
 }
 
-// firstNames quotes up to n names, and says how many more there are.
+// firstNames quotes up to n names, each briefly, and says how many more
+// there are.
 func firstNames(names []string, n int) string {
 	var quoted []string
 	for _, name := range names[:min(n, len(names))] {
-		quoted = append(quoted, strconv.Quote(name))
+		quoted = append(quoted, brief(name))
 	}
 	if len(names) > n {
 		quoted = append(quoted, fmt.Sprintf("and %d more", len(names)-n))
