@@ -226,7 +226,10 @@ func isText(v any) bool {
 	return ok
 }
 
-func build(docs []namedDoc) (*Catalog, error) {
+// merge puts the documents' templates, policies and defaults into one
+// catalog, each document validated on its own and against the others:
+// a template name, a policy name and the defaults are set once.
+func merge(docs []namedDoc) (*Catalog, []error) {
 	c := &Catalog{templates: map[string]*Template{}}
 	var errs []error
 	seen := map[string]string{}
@@ -257,6 +260,11 @@ func build(docs []namedDoc) (*Catalog, error) {
 			policyFrom[p.Name] = nd.source
 		}
 	}
+	return c, errs
+}
+
+func build(docs []namedDoc) (*Catalog, error) {
+	c, errs := merge(docs)
 	for i, nd := range docs {
 		for _, e := range validatePolicyRefs(nd.doc, c) {
 			errs = append(errs, fmt.Errorf("%s: %s", docs[i].source, e))

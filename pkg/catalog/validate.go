@@ -180,50 +180,6 @@ func validateTemplate(t *Template, p *field.Path) field.ErrorList {
 	return append(errs, validateOverrides(t.Overrides, p.Child("overrides", "resources"))...)
 }
 
-// validateParameters checks each parameter and compiles its regex; it
-// returns the names declared.
-func validateParameters(ps []Parameter, p *field.Path) (map[string]bool, field.ErrorList) {
-	var errs field.ErrorList
-	names := map[string]bool{}
-	for i := range ps {
-		pp := p.Index(i)
-		prm := &ps[i]
-		errs = append(errs, dnsLabel(prm.Name, pp.Child("name"))...)
-		if slices.Contains(ReservedParameters, prm.Name) {
-			errs = append(errs, field.Invalid(pp.Child("name"), prm.Name, fmt.Sprintf("reserved for resource overrides (%v); choose another name", ReservedParameters)))
-		}
-		if names[prm.Name] {
-			errs = append(errs, field.Duplicate(pp.Child("name"), prm.Name))
-		}
-		names[prm.Name] = true
-		if prm.Type != "" && !slices.Contains(ParameterTypes, prm.Type) {
-			errs = append(errs, field.NotSupported(pp.Child("type"), prm.Type, ParameterTypes))
-			continue
-		}
-		if prm.Validation != "" {
-			re, err := regexp.Compile("^(?:" + prm.Validation + ")$")
-			if err != nil {
-				errs = append(errs, field.Invalid(pp.Child("validation"), prm.Validation, err.Error()))
-				continue
-			}
-			prm.re = re
-		}
-		if prm.Default != "" {
-			// Checked and normalised as an annotation's value is, so a
-			// default renders and hashes as the same value given.
-			clean, err := prm.Check(prm.Default)
-			if err != nil {
-				errs = append(errs, field.Invalid(pp.Child("default"), prm.Default, err.Error()))
-			}
-			prm.Default = clean
-		}
-		if prm.Required && prm.Default != "" {
-			errs = append(errs, field.Invalid(pp.Child("required"), true, "a required parameter has no default"))
-		}
-	}
-	return names, errs
-}
-
 // validateVolumes checks the template's volumes; it returns their names.
 func validateVolumes(vs []corev1.Volume, p *field.Path) (map[string]bool, field.ErrorList) {
 	var errs field.ErrorList

@@ -106,39 +106,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	start := time.Now()
-	owners := map[key]conformance.State{}
-	claims := map[key]claim{}
-	counts := map[[3]string]float64{}
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		labels, ok := inScope[pod.Namespace]
-		if !ok || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
-			continue
-		}
-		res := conformance.Classify(pod, labels, cat)
-		for _, t := range res.Templates {
-			counts[[3]string{pod.Namespace, t.Name, string(t.State)}]++
-		}
-		if len(res.Templates) == 0 {
-			counts[[3]string{pod.Namespace, "", string(conformance.None)}]++
-		}
-		k := key{pod.Namespace, conformance.OwnerOf(pod)}
-		if cur, seen := owners[k]; seen {
-			owners[k] = conformance.Worst(cur, res.State)
-		} else {
-			owners[k] = res.State
-		}
-		if ref := metav1.GetControllerOf(pod); ref != nil && res.State.NeedsRepair() {
-			c := claims[k]
-			c.mixed = c.mixed || (c.exists && c.ref.UID != ref.UID)
-			c.ref, c.exists = *ref, true
-			claims[k] = c
-		}
-	}
-	r.Metrics.set(counts, cat.Version, time.Since(start))
-	r.report(owners)
+	f := classify(pods.Items, inScope, cat)
+	r.Metrics.set(f.counts, cat.Version, time.Since(start))
+	r.report(f.owners)
 	if r.Repair {
-		if err := r.repair(ctx, owners, claims); err != nil {
+		if err := r.repair(ctx, f.owners, f.claims); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -147,6 +119,47 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		after = min(after, 2*time.Second) // watch the rollouts through
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// fleetState is one pass's classification: each owner's worst state,
+// the controller reference its Pods that need repair carry, and the
+// gauges' counts by namespace, template and state.
+type fleetState struct {
+	owners map[key]conformance.State
+	claims map[key]claim
+	counts map[[3]string]float64
+}
+
+// classify classifies the running Pods of the namespaces in scope.
+func classify(pods []corev1.Pod, inScope map[string]map[string]string, cat *catalog.Catalog) fleetState {
+	f := fleetState{owners: map[key]conformance.State{}, claims: map[key]claim{}, counts: map[[3]string]float64{}}
+	for i := range pods {
+		pod := &pods[i]
+		labels, ok := inScope[pod.Namespace]
+		if !ok || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
+			continue
+		}
+		res := conformance.Classify(pod, labels, cat)
+		for _, t := range res.Templates {
+			f.counts[[3]string{pod.Namespace, t.Name, string(t.State)}]++
+		}
+		if len(res.Templates) == 0 {
+			f.counts[[3]string{pod.Namespace, "", string(conformance.None)}]++
+		}
+		k := key{pod.Namespace, conformance.OwnerOf(pod)}
+		if cur, seen := f.owners[k]; seen {
+			f.owners[k] = conformance.Worst(cur, res.State)
+		} else {
+			f.owners[k] = res.State
+		}
+		if ref := metav1.GetControllerOf(pod); ref != nil && res.State.NeedsRepair() {
+			c := f.claims[k]
+			c.mixed = c.mixed || (c.exists && c.ref.UID != ref.UID)
+			c.ref, c.exists = *ref, true
+			f.claims[k] = c
+		}
+	}
+	return f
 }
 
 // report records an Event on each owner whose worst state turned to one
