@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,7 +41,8 @@ type Cluster struct {
 
 // Start runs kube-apiserver, etcd and kube-controller-manager from
 // KUBEBUILDER_ASSETS. Output of the controller manager goes to logs.
-func Start(logs io.Writer) (*Cluster, error) {
+// apiserverFlags are name=value pairs added to kube-apiserver's flags.
+func Start(logs io.Writer, apiserverFlags ...string) (*Cluster, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test` (or `bash test/controlplane.sh`), which builds or finds kube-apiserver, etcd and kube-controller-manager")
@@ -55,6 +57,10 @@ func Start(logs io.Writer) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Dir: dir, env: &envtest.Environment{BinaryAssetsDirectory: assets}}
+	for _, f := range apiserverFlags {
+		name, value, _ := strings.Cut(f, "=")
+		c.env.ControlPlane.GetAPIServer().Configure().Append(name, value)
+	}
 	if c.Config, err = c.env.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
