@@ -1,11 +1,12 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,113 +16,292 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/patch"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
-// The node tests run only where asked (SIDECAR_INJECTOR_NODE=1) for now:
-// the harness is new, and `make test` does not run it yet.
-func TestMain(m *testing.M) {
-	if os.Getenv("SIDECAR_INJECTOR_NODE") != "1" {
-		fmt.Println("node tests: not run; set SIDECAR_INJECTOR_NODE=1 to run them (root, cgroups, network namespaces)")
-		os.Exit(m.Run())
-	}
-	if !InNamespace() {
-		if err := Install(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if missing := Missing(); missing != "" {
-			fmt.Fprintln(os.Stderr, "node tests: this machine lacks", missing)
-			os.Exit(1)
-		}
-		os.Exit(RunInNamespace())
-	}
-	os.Exit(m.Run())
+// requireEnv turns "this machine cannot run a node" from a skip into a
+// failure; CI sets it.
+const requireEnv = "SIDECAR_INJECTOR_REQUIRE_NODE"
+
+// busybox is the image the tests' apps and the default content-filler
+// run: Debian's busybox-static.
+const busybox = "docker.io/library/busybox:1.37.0"
+
+// shipper is a log shipper of the default log-shipper's shape (a native
+// sidecar on a shared emptyDir, run as the app's user) that ships by
+// printing what the app writes: Fluent Bit is not packaged by Debian.
+const shipper = `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: tail-shipper
+  pattern: sidecar
+  description: Ships the app's log lines to its own stdout.
+  nativeSidecar: true
+  runAsAppUser: true
+  parameters:
+  - {name: log-dir, type: path, default: /var/log/app}
+  volumes:
+  - {name: tail-logs, emptyDir: {}}
+  appVolumeMounts:
+  - {name: tail-logs, mountPath: '{{log-dir}}'}
+  containers:
+  - name: tail-shipper
+    image: ` + busybox + `
+    # As PID 1 a process ignores SIGTERM unless it handles it: the trap
+    # ends the shipper at once when the Pod stops or its work is done.
+    command: [sh, -c, 'trap "exit 0" TERM; tail -F /logs/app.log & wait']
+    securityContext: {runAsUser: 65534}
+    volumeMounts:
+    - {name: tail-logs, mountPath: /logs, readOnly: true}
+`
+
+var suite struct {
+	cluster *cluster.Cluster
+	node    *Node
+	logs    *os.File
 }
 
-func TestAnInjectedPodRuns(t *testing.T) {
+func TestMain(m *testing.M) {
 	if !InNamespace() {
-		t.Skip("SIDECAR_INJECTOR_NODE is not set")
+		os.Exit(outside(m))
 	}
-	kubelet := os.Getenv("SIDECAR_INJECTOR_KUBELET")
-	if kubelet == "" {
-		t.Fatal("SIDECAR_INJECTOR_KUBELET names no kubelet binary")
-	}
-	var logs bytes.Buffer
-	c, err := cluster.Start(&logs, "kubelet-preferred-address-types=InternalIP")
+	code, err := inside(m)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "node:", err)
+		if suite.logs != nil {
+			fmt.Fprintln(os.Stderr, "control plane, node and webhook logs:", suite.logs.Name())
+		}
+		code = 1
 	}
-	defer c.Stop()
-	pause, err := PauseImage(SandboxImage, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	busybox, err := BusyboxImage("docker.io/library/busybox:1.37.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	n, err := Start(ctx, c.Client, Options{Kubelet: kubelet, Kubeconfig: c.Kubeconfig, Images: []Image{pause, busybox}, Logs: &logs})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, tail(logs.Bytes()))
-	}
-	defer n.Stop()
+	os.Exit(code)
+}
 
-	cat, err := catalog.Default()
+// outside runs on the host: it installs what the node needs, or says in
+// one line what the machine lacks, then runs the tests again inside a
+// network namespace of their own.
+func outside(m *testing.M) int {
+	if os.Geteuid() == 0 {
+		if err := Install(); err != nil {
+			fmt.Fprintln(os.Stderr, "node: installing the runtime:", err)
+		}
+	}
+	if missing := Missing(); missing != "" {
+		fmt.Printf("node tests: not run: this machine lacks %s\n", missing)
+		if os.Getenv(requireEnv) != "" {
+			fmt.Fprintf(os.Stderr, "node tests: %s is set: a machine that cannot run them fails\n", requireEnv)
+			return 1
+		}
+		return m.Run() // every test skips
+	}
+	Cleanup("") // what an interrupted run left
+	code := RunInNamespace()
+	Cleanup("")
+	return code
+}
+
+func inside(m *testing.M) (int, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	kubelet := filepath.Join(assets, "kubelet")
+	if _, err := os.Stat(kubelet); err != nil {
+		return 1, fmt.Errorf("no kubelet in KUBEBUILDER_ASSETS=%q: run `make test` (test/controlplane.sh builds it)", assets)
+	}
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return 1, err
+	}
+	tmp, err := os.MkdirTemp("", "sidecar-injector-node-test-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(tmp)
+	if suite.logs, err = os.Create(filepath.Join(os.TempDir(), "sidecar-injector-node.log")); err != nil {
+		return 1, err
+	}
+	binary := filepath.Join(tmp, "sidecar-injector")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/sidecar-injector")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return 1, fmt.Errorf("building the binary: %w", err)
+	}
+	catalogDir := filepath.Join(tmp, "catalog")
+	if err := os.MkdirAll(catalogDir, 0o755); err != nil {
+		return 1, err
+	}
+	for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(shipper)} {
+		if err := os.WriteFile(filepath.Join(catalogDir, name), text, 0o644); err != nil {
+			return 1, err
+		}
+	}
+
+	start := time.Now()
+	if suite.cluster, err = cluster.Start(suite.logs, "kubelet-preferred-address-types=InternalIP"); err != nil {
+		return 1, err
+	}
+	defer suite.cluster.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pause, err := PauseImage(SandboxImage, tmp)
+	if err != nil {
+		return 1, err
+	}
+	box, err := BusyboxImage(busybox)
+	if err != nil {
+		return 1, err
+	}
+	if suite.node, err = Start(ctx, suite.cluster.Client, Options{Kubelet: kubelet, Kubeconfig: suite.cluster.Kubeconfig, Images: []Image{pause, box}, Logs: suite.logs}); err != nil {
+		return 1, err
+	}
+	defer suite.node.Stop()
+	webhook, err := cluster.StartWebhook(ctx, binary, filepath.Join(tmp, "tls"), suite.cluster.Kubeconfig, suite.logs, "--catalog", catalogDir)
+	if err != nil {
+		return 1, err
+	}
+	defer func() { _ = webhook.Stop() }()
+	objs, err := cluster.Render(filepath.Join(root, "deploy", "base"))
+	if err != nil {
+		return 1, err
+	}
+	ca, err := cluster.CAPEM(webhook.CertDir)
+	if err != nil {
+		return 1, err
+	}
+	cfg, err := cluster.WebhookConfig(objs, webhook.URL(), ca)
+	if err != nil {
+		return 1, err
+	}
+	if err := suite.cluster.InstallWebhook(ctx, cfg); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "node: control plane, node %s and webhook up in %s\n", Name, time.Since(start).Round(time.Millisecond))
+	return m.Run(), nil
+}
+
+// namespace makes an opted-in namespace for one test; the webhook takes
+// a moment to see a new configuration, so the first Pod is retried.
+func namespace(t *testing.T) string {
+	t.Helper()
+	if suite.cluster == nil {
+		t.Skip("no node on this machine (see the line above)")
+	}
+	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	if len(ns) > 63 {
+		ns = ns[:63]
+	}
+	ns = strings.Trim(ns, "-")
+	_, err := suite.cluster.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.InjectionLabel: "enabled"}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default",
-		Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
-	pod.Spec.NodeName = Name // no scheduler runs; bare Pods name their node
+	return ns
+}
+
+// run creates pod in ns through the webhook (retried until the webhook
+// configuration is in force) and returns it as stored.
+func run(t *testing.T, ns string, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	pod.Spec.NodeName = Name // no scheduler runs: a bare Pod names its node
+	var created *corev1.Pod
+	err := wait(context.Background(), "the webhook to inject "+pod.Name, func() bool {
+		var err error
+		created, err = suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), pod.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil && created.Annotations[inject.StatusAnnotation] != ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created, err = suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return created
+}
+
+// until waits for the Pod to satisfy ok, and fails with its status.
+func until(t *testing.T, ns, name, what string, ok func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var p *corev1.Pod
+	err := wait(context.Background(), what, func() bool {
+		var err error
+		p, err = suite.cluster.Client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		return err == nil && ok(p)
+	})
+	if err != nil {
+		t.Fatalf("%v; the Pod's status: %+v (logs: %s)", err, p.Status, suite.logs.Name())
+	}
+	return p
+}
+
+func ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func logs(t *testing.T, ns, pod, container string) string {
+	t.Helper()
+	data, err := suite.cluster.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("logs of %s/%s: %v", pod, container, err)
+	}
+	return string(data)
+}
+
+// The default content-filler writes the page the app then serves: the
+// app's readiness probe asks for it over the Pod's network.
+func TestTheContentFillerWritesThePageTheAppServes(t *testing.T) {
+	ns := namespace(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
 	pod.Spec.Containers = []corev1.Container{{
-		Name: "web", Image: "docker.io/library/busybox:1.37.0", ImagePullPolicy: corev1.PullNever,
+		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
 		Command:        []string{"httpd", "-f", "-p", "8080", "-h", "/usr/share/nginx/html"},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
 	}}
-	res, err := inject.Pod(pod, nil, cat)
-	if err != nil || res.Plan == nil {
-		t.Fatalf("not injected: %v", err)
+	created := run(t, ns, pod)
+	if len(created.Spec.Containers) != 2 {
+		t.Fatalf("containers %d, want the app and the content-filler", len(created.Spec.Containers))
 	}
-	raw, _ := json.Marshal(pod)
-	out, err := patch.Apply(raw, patch.ForPod(pod, res.Plan))
-	if err != nil {
-		t.Fatal(err)
-	}
-	injected := &corev1.Pod{}
-	if err := json.Unmarshal(out, injected); err != nil {
-		t.Fatal(err)
-	}
-	for i := range injected.Spec.Containers {
-		injected.Spec.Containers[i].ImagePullPolicy = corev1.PullNever
-	}
-	if _, err := c.Client.CoreV1().Pods("default").Create(ctx, injected, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err = wait(ctx, "the Pod to be Ready: the app serving the page the content-filler wrote", func() bool {
-		p, err := c.Client.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return true
-			}
-		}
-		return false
+	until(t, ns, "web", "the app to serve the page the content-filler wrote", ready)
+}
+
+// A log shipper of the default's shape reads the app's log lines from the
+// shared volume, as the app's user, and ships them (to its stdout here).
+func TestTheLogShipperShipsTheAppsLines(t *testing.T) {
+	ns := namespace(t)
+	uid := int64(1000)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{inject.InjectAnnotation: "tail-shipper"}}}
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid}
+	pod.Spec.Containers = []corev1.Container{{
+		Name: "app", Image: busybox, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", `i=0; while true; do echo "order $i shipped" >> /var/log/app/app.log; i=$((i+1)); sleep 0.2; done`},
+	}}
+	run(t, ns, pod)
+	until(t, ns, "app", "the app and the shipper to run", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	err := wait(context.Background(), "the shipper's logs to hold the app's lines", func() bool {
+		return strings.Contains(logs(t, ns, "app", "tail-shipper"), "order 3 shipped")
 	})
 	if err != nil {
-		p, _ := c.Client.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
-		t.Fatalf("%v: %+v\n%s", err, p.Status, tail(logs.Bytes()))
+		t.Fatalf("%v: %q", err, logs(t, ns, "app", "tail-shipper"))
+	}
+	p, _ := suite.cluster.Client.CoreV1().Pods(ns).Get(context.Background(), "app", metav1.GetOptions{})
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == "tail-shipper" && (c.SecurityContext == nil || c.SecurityContext.RunAsUser == nil || *c.SecurityContext.RunAsUser != uid) {
+			t.Errorf("the shipper runs as %+v, want the app's user %d", c.SecurityContext, uid)
+		}
 	}
 }
 
-func tail(b []byte) []byte {
-	if len(b) > 8000 {
-		return b[len(b)-8000:]
-	}
-	return b
+// A Pod that runs to completion gets its sidecars as native sidecars,
+// and completes.
+func TestAPodThatRunsToCompletionCompletes(t *testing.T) {
+	ns := namespace(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "job", Annotations: map[string]string{inject.InjectAnnotation: "tail-shipper"}}}
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	pod.Spec.Containers = []corev1.Container{{
+		Name: "work", Image: busybox, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", `echo "done" >> /var/log/app/app.log; sleep 1`},
+	}}
+	run(t, ns, pod)
+	until(t, ns, "job", "the Pod to complete", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
 }
