@@ -177,3 +177,36 @@ func sourceDir() string {
 	_, here, _, _ := runtime.Caller(0)
 	return filepath.Dir(here)
 }
+
+// ProgramImage is a program of this machine with the shared libraries
+// ldd lists for it, at their own paths, run as its entrypoint.
+func ProgramImage(ref, program string) (Image, error) {
+	files := map[string]file{}
+	paths := []string{program}
+	out, err := exec.Command("ldd", program).Output()
+	if err != nil {
+		return Image{}, fmt.Errorf("ldd %s: %w", program, err)
+	}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+		// "/lib64/ld-linux-x86-64.so.2 (0x...)"
+		for _, f := range strings.Fields(line) {
+			if strings.HasPrefix(f, "/") {
+				paths = append(paths, f)
+			}
+		}
+	}
+	for _, p := range paths {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return Image{}, err
+		}
+		f, err := hostFile(real)
+		if err != nil {
+			return Image{}, err
+		}
+		files[p] = f
+	}
+	files["/tmp/.keep"] = file{mode: 0o644}
+	return Image{Ref: ref, Files: files, Entrypoint: []string{program}}, nil
+}

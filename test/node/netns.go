@@ -21,7 +21,7 @@ func Missing() string {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
 	}
-	for _, tool := range []string{"ip", "nsenter", "containerd", "ctr", "runc", "/usr/lib/cni/bridge", "/bin/busybox"} {
+	for _, tool := range []string{"ip", "nsenter", "ldd", "containerd", "ctr", "runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/socat"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -35,13 +35,13 @@ func Missing() string {
 }
 
 // Install installs, with apt-get, the Debian packages the node needs
-// when they are missing: containerd, runc, the CNI plugins and
-// busybox-static.
+// when they are missing: containerd, runc, the CNI plugins, and the
+// programs the test images hold (busybox-static, socat).
 func Install() error {
 	if Missing() == "" {
 		return nil
 	}
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "containerd", "runc", "containernetworking-plugins", "busybox-static", "iproute2", "util-linux"}} {
+	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "containerd", "runc", "containernetworking-plugins", "busybox-static", "socat", "iproute2", "util-linux"}} {
 		cmd := exec.Command("apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {

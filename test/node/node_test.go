@@ -23,9 +23,13 @@ import (
 // failure; CI sets it.
 const requireEnv = "SIDECAR_INJECTOR_REQUIRE_NODE"
 
-// busybox is the image the tests' apps and the default content-filler
-// run: Debian's busybox-static.
-const busybox = "docker.io/library/busybox:1.37.0"
+// The images Pods run, under the references the default catalog uses:
+// Debian's busybox-static (the tests' apps and the content-filler) and
+// Debian's socat with its libraries (the ambassador).
+const (
+	busybox = "docker.io/library/busybox:1.37.0"
+	socat   = "docker.io/alpine/socat:1.8.0.3"
+)
 
 // shipper is a log shipper of the default log-shipper's shape (a native
 // sidecar on a shared emptyDir, run as the app's user) that ships by
@@ -53,6 +57,17 @@ templates:
     securityContext: {runAsUser: 65534}
     volumeMounts:
     - {name: tail-logs, mountPath: /logs, readOnly: true}
+- name: hog
+  pattern: sidecar
+  description: Wants more memory than its limit.
+  containers:
+  - name: hog
+    image: ` + busybox + `
+    command: [sh, -c, 'trap "exit 0" TERM; x=$(head -c 64000000 /dev/zero | tr "\\000" a); sleep 3600 & wait']
+    securityContext: {runAsUser: 65534}
+    resources:
+      requests: {cpu: 10m, memory: 16Mi}
+      limits: {cpu: 100m, memory: 32Mi}
 `
 
 var suite struct {
@@ -148,7 +163,11 @@ func inside(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	if suite.node, err = Start(ctx, suite.cluster.Client, Options{Kubelet: kubelet, Kubeconfig: suite.cluster.Kubeconfig, Images: []Image{pause, box}, Logs: suite.logs}); err != nil {
+	proxy, err := ProgramImage(socat, "/usr/bin/socat")
+	if err != nil {
+		return 1, err
+	}
+	if suite.node, err = Start(ctx, suite.cluster.Client, Options{Kubelet: kubelet, Kubeconfig: suite.cluster.Kubeconfig, Images: []Image{pause, box, proxy}, Logs: suite.logs}); err != nil {
 		return 1, err
 	}
 	defer suite.node.Stop()
@@ -178,7 +197,7 @@ func inside(m *testing.M) (int, error) {
 
 // namespace makes an opted-in namespace for one test; the webhook takes
 // a moment to see a new configuration, so the first Pod is retried.
-func namespace(t *testing.T) string {
+func namespace(t *testing.T, labels ...string) string {
 	t.Helper()
 	if suite.cluster == nil {
 		t.Skip("no node on this machine (see the line above)")
@@ -188,7 +207,11 @@ func namespace(t *testing.T) string {
 		ns = ns[:63]
 	}
 	ns = strings.Trim(ns, "-")
-	_, err := suite.cluster.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.InjectionLabel: "enabled"}}}, metav1.CreateOptions{})
+	l := map[string]string{inject.InjectionLabel: "enabled"}
+	for i := 0; i+1 < len(labels); i += 2 {
+		l[labels[i]] = labels[i+1]
+	}
+	_, err := suite.cluster.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: l}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,21 +271,98 @@ func logs(t *testing.T, ns, pod, container string) string {
 	return string(data)
 }
 
-// The default content-filler writes the page the app then serves: the
-// app's readiness probe asks for it over the Pod's network.
-func TestTheContentFillerWritesThePageTheAppServes(t *testing.T) {
-	ns := namespace(t)
+// webPod is a web server asking for the content-filler, ready once it
+// serves the page the filler writes; restricted as Pod Security's
+// restricted level wants it when asked.
+func webPod(restricted bool) *corev1.Pod {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
 	pod.Spec.Containers = []corev1.Container{{
 		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
 		Command:        []string{"httpd", "-f", "-p", "8080", "-h", "/usr/share/nginx/html"},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
 	}}
-	created := run(t, ns, pod)
+	if restricted {
+		uid := int64(1000)
+		pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: new(true), RunAsUser: &uid, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+		pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: new(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+	}
+	return pod
+}
+
+// The default content-filler writes the page the app then serves: the
+// app's readiness probe asks for it over the Pod's network.
+func TestTheContentFillerWritesThePageTheAppServes(t *testing.T) {
+	ns := namespace(t)
+	created := run(t, ns, webPod(false))
 	if len(created.Spec.Containers) != 2 {
 		t.Fatalf("containers %d, want the app and the content-filler", len(created.Spec.Containers))
 	}
 	until(t, ns, "web", "the app to serve the page the content-filler wrote", ready)
+}
+
+// In a namespace that enforces Pod Security restricted, an injected Pod
+// is admitted and runs: the sidecar's read-only root, non-root user and
+// dropped capabilities hold on a real runtime.
+func TestInjectedPodsRunRestricted(t *testing.T) {
+	ns := namespace(t, "pod-security.kubernetes.io/enforce", "restricted")
+	run(t, ns, webPod(true))
+	until(t, ns, "web", "the restricted Pod to serve the filler's page", ready)
+}
+
+// The default ambassador starts before the app, so the app's first
+// connection to $AMBASSADOR_ADDR reaches the upstream in another Pod.
+func TestTheAmbassadorForwardsTheAppsFirstConnection(t *testing.T) {
+	ns := namespace(t)
+	upstream := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "upstream", Annotations: map[string]string{inject.InjectAnnotation: "none"}}}
+	upstream.Spec.Containers = []corev1.Container{{
+		Name: "upstream", Image: busybox, ImagePullPolicy: corev1.PullNever,
+		Command:        []string{"sh", "-c", "mkdir -p /tmp/www && echo hello from upstream > /tmp/www/hello.txt && exec httpd -f -p 8080 -h /tmp/www"},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+	}}
+	upstream.Spec.NodeName = Name
+	if _, err := suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), upstream, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	up := until(t, ns, "upstream", "the upstream to serve", ready)
+
+	app := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
+		inject.InjectAnnotation:                              "ambassador",
+		inject.ParameterAnnotation("ambassador", "upstream"): up.Status.PodIP + ":8080",
+	}}}
+	app.Spec.RestartPolicy = corev1.RestartPolicyNever
+	app.Spec.Containers = []corev1.Container{{
+		Name: "app", Image: busybox, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", `wget -q -O- "http://$AMBASSADOR_ADDR/hello.txt"`},
+	}}
+	run(t, ns, app)
+	done := until(t, ns, "app", "the app's one request to end", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+	if out := logs(t, ns, "app", "app"); done.Status.Phase != corev1.PodSucceeded || !strings.Contains(out, "hello from upstream") {
+		t.Errorf("the app's first request through the ambassador: phase %s, output %q", done.Status.Phase, out)
+	}
+}
+
+// An injected container that exceeds its memory limit is OOMKilled on
+// its own; the app keeps running, never restarted.
+func TestASidecarOverItsMemoryIsKilledAloneAndTheAppRuns(t *testing.T) {
+	ns := namespace(t)
+	pod := webPod(false)
+	pod.Annotations[inject.InjectAnnotation] = "content-filler,hog"
+	run(t, ns, pod)
+	p := until(t, ns, "web", "the hog to be OOMKilled", func(p *corev1.Pod) bool {
+		for _, s := range p.Status.ContainerStatuses {
+			if s.Name == "hog" && s.LastTerminationState.Terminated != nil && s.LastTerminationState.Terminated.Reason == "OOMKilled" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, s := range p.Status.ContainerStatuses {
+		if s.Name == "web" && (s.RestartCount != 0 || s.State.Running == nil) {
+			t.Errorf("the app: %+v; want it running, never restarted", s)
+		}
+	}
 }
 
 // A log shipper of the default's shape reads the app's log lines from the
