@@ -3,8 +3,10 @@ package catalog
 import (
 	"cmp"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,3 +136,21 @@ var evaluator = func() policy.Evaluator {
 	}
 	return e
 }()
+
+// IgnoresSIGTERM reports whether c runs a shell script as PID 1 that
+// neither traps TERM nor execs its program: such a shell ignores SIGTERM,
+// so a Pod waits out its whole grace period to stop, and a Job's native
+// sidecar is killed only when that period ends.
+func IgnoresSIGTERM(c corev1.Container) bool {
+	argv := slices.Concat(c.Command, c.Args)
+	if len(argv) < 3 || argv[1] != "-c" {
+		return false
+	}
+	switch path.Base(argv[0]) {
+	case "sh", "bash", "ash", "dash":
+	default:
+		return false
+	}
+	script := strings.TrimSpace(argv[2])
+	return !strings.HasPrefix(script, "exec ") && !(strings.Contains(script, "trap") && strings.Contains(script, "TERM"))
+}

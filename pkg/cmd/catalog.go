@@ -39,6 +39,13 @@ warned about.
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s is pinned by tag only; a retagged image changes what runs (sidecar-injector catalog pin)\n", img.Path, img.Ref)
 				}
 			}
+			for _, name := range c.Names() {
+				for _, ctr := range c.Template(name).Containers {
+					if catalog.IgnoresSIGTERM(ctr) {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: templates[%s] container %q runs a shell as PID 1 that ignores SIGTERM: every Pod waits out its grace period to stop, and a Job's sidecar ends only then; trap TERM (trap 'exit 0' TERM, and sleep N & wait $!) or exec the program\n", name, ctr.Name)
+					}
+				}
+			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: valid, %d templates (%s), version %s\n", catalog.Describe(path), len(c.Names()), strings.Join(c.Names(), ", "), c.Version)
 			return err
 		},

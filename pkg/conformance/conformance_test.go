@@ -80,7 +80,7 @@ policies:
 	// As the previous release wrote it: the same content under its
 	// 16-digit hash of the rendering.
 	legacy := current.DeepCopy()
-	legacy.Annotations[inject.StatusAnnotation] = `{"templates":[{"name":"content-filler","hash":"818f2d4ac7a6225c"}]}`
+	legacy.Annotations[inject.StatusAnnotation] = `{"templates":[{"name":"content-filler","hash":"fe79e22c2a102a6c"}]}`
 	legacyChanged := legacy.DeepCopy()
 	filler(legacyChanged).Args = []string{"sleep 3600"}
 

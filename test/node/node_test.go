@@ -278,7 +278,9 @@ func webPod(restricted bool) *corev1.Pod {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
 	pod.Spec.Containers = []corev1.Container{{
 		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
-		Command:        []string{"httpd", "-f", "-p", "8080", "-h", "/usr/share/nginx/html"},
+		// httpd as PID 1 would ignore SIGTERM; the app must not be what
+		// holds a Pod for its grace period here.
+		Command:        []string{"sh", "-c", `trap "exit 0" TERM; httpd -f -p 8080 -h /usr/share/nginx/html & wait`},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
 	}}
 	if restricted {
@@ -404,4 +406,54 @@ func TestAPodThatRunsToCompletionCompletes(t *testing.T) {
 	}}
 	run(t, ns, pod)
 	until(t, ns, "job", "the Pod to complete", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+}
+
+// The default catalog's sidecars end on SIGTERM: when a run-to-completion
+// Pod's work is done, the content-filler exits 0 at once rather than
+// being killed when the grace period ends (exit 137).
+func TestTheDefaultSidecarsEndOnSIGTERM(t *testing.T) {
+	ns := namespace(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "job", Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	pod.Spec.Containers = []corev1.Container{{Name: "work", Image: busybox, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "1"}}}
+	run(t, ns, pod)
+	p := until(t, ns, "job", "the Pod to complete", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	for _, s := range p.Status.InitContainerStatuses {
+		if s.Name == "content-filler" && (s.State.Terminated == nil || s.State.Terminated.ExitCode != 0) {
+			t.Errorf("the content-filler ended %+v; want exit 0 on SIGTERM", s.State)
+		}
+	}
+}
+
+// Deleting an injected Pod takes about as long as deleting the same Pod
+// uninjected: no sidecar holds it for the grace period (30 s).
+func TestDeletingAnInjectedPodIsAsQuickAsAPlainOne(t *testing.T) {
+	ns := namespace(t)
+	took := map[string]time.Duration{}
+	for _, inj := range []string{"none", "content-filler"} {
+		pod := webPod(false)
+		pod.Name = "web-" + inj
+		pod.Annotations[inject.InjectAnnotation] = inj
+		pod.Spec.NodeName = Name
+		if _, err := suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		until(t, ns, pod.Name, pod.Name+" to run", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+		start := time.Now()
+		if err := suite.cluster.Client.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err := wait(context.Background(), pod.Name+" to be gone", func() bool {
+			_, err := suite.cluster.Client.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+			return err != nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		took[inj] = time.Since(start)
+	}
+	t.Logf("delete to gone: plain %s, with content-filler %s", took["none"].Round(time.Millisecond), took["content-filler"].Round(time.Millisecond))
+	if took["content-filler"] > 15*time.Second {
+		t.Errorf("deleting the injected Pod took %s (the plain one %s): a sidecar waits out the grace period", took["content-filler"], took["none"])
+	}
 }
