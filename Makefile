@@ -11,14 +11,14 @@ export GOTOOLCHAIN := local
 build: ## static binary, the same one the image holds
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sidecar-injector
 
-controlplane: ## build or find kube-apiserver, etcd, kube-controller-manager
+controlplane: ## build or find kube-apiserver, etcd, kube-controller-manager and kubelet
 	@bash test/controlplane.sh >/dev/null
 
 # Helm's libraries (the chart's tests), cert-manager's and the Prometheus
 # Operator's types and Prometheus' rule parser (the chart and monitoring
 # tests) are imported by test files only: they are in go.mod so that one `go test ./...` runs every
 # test, and never in the binary (`go version -m bin/sidecar-injector`).
-test: controlplane ## every test: unit, golden, handler and end-to-end against a real API server
+test: controlplane ## every test: unit, golden, handler, end-to-end against a real API server, and injected Pods on a real node
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) test -count=1 -timeout 20m ./...
 
 unit: ## tests that need no control plane
