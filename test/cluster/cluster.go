@@ -87,11 +87,12 @@ func Start(logs io.Writer, apiserverFlags ...string) (*Cluster, error) {
 	}
 	c.kcm = exec.Command(filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+c.Kubeconfig,
-		"--controllers=deployment-controller,replicaset-controller",
+		"--controllers=deployment-controller,replicaset-controller,job-controller",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--concurrent-deployment-syncs=2",
 		"--concurrent-replicaset-syncs=2",
+		"--concurrent-job-syncs=2",
 	)
 	c.kcm.Stdout, c.kcm.Stderr = logs, logs
 	if err := c.kcm.Start(); err != nil {

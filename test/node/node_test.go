@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -455,5 +456,53 @@ func TestDeletingAnInjectedPodIsAsQuickAsAPlainOne(t *testing.T) {
 	t.Logf("delete to gone: plain %s, with content-filler %s", took["none"].Round(time.Millisecond), took["content-filler"].Round(time.Millisecond))
 	if took["content-filler"] > 15*time.Second {
 		t.Errorf("deleting the injected Pod took %s (the plain one %s): a sidecar waits out the grace period", took["content-filler"], took["none"])
+	}
+}
+
+// A Job whose Pods get a log shipper completes: the Job controller makes
+// the Pod, the webhook injects the shipper as a native sidecar, and the
+// Job is Complete once its work is done.
+func TestAJobWithASidecarCompletes(t *testing.T) {
+	ns := namespace(t)
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "nightly"}}
+	job.Spec.BackoffLimit = new(int32(0))
+	tmpl := &job.Spec.Template
+	tmpl.Annotations = map[string]string{inject.InjectAnnotation: "tail-shipper"}
+	tmpl.Spec.NodeName = Name // no scheduler runs
+	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
+	tmpl.Spec.Containers = []corev1.Container{{
+		Name: "work", Image: busybox, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", `echo "report written" >> /var/log/app/app.log; sleep 1`},
+	}}
+	err := wait(context.Background(), "the webhook configuration to be in force", func() bool {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe", Annotations: tmpl.Annotations}, Spec: *tmpl.Spec.DeepCopy()}
+		got, err := suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil && got.Annotations[inject.StatusAnnotation] != ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := suite.cluster.Client.BatchV1().Jobs(ns).Create(context.Background(), job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait(context.Background(), "the Job to complete", func() bool {
+		j, err := suite.cluster.Client.BatchV1().Jobs(ns).Get(context.Background(), "nightly", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		for _, c := range j.Status.Conditions {
+			if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		j, _ := suite.cluster.Client.BatchV1().Jobs(ns).Get(context.Background(), "nightly", metav1.GetOptions{})
+		t.Fatalf("%v: %+v", err, j.Status)
+	}
+	pods, err := suite.cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(pods.Items) != 1 || len(pods.Items[0].Spec.InitContainers) != 1 {
+		t.Fatalf("the Job's Pods %v, %v; want one, with the shipper injected", pods, err)
 	}
 }
