@@ -281,7 +281,7 @@ func webPod(restricted bool) *corev1.Pod {
 		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
 		// httpd as PID 1 would ignore SIGTERM; the app must not be what
 		// holds a Pod for its grace period here.
-		Command:        []string{"sh", "-c", `trap "exit 0" TERM; httpd -f -p 8080 -h /usr/share/nginx/html & wait`},
+		Command:        []string{"sh", "-c", `trap "exit 0" TERM; mkdir -p /usr/share/nginx/html; httpd -f -p 8080 -h /usr/share/nginx/html & wait`},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
 	}}
 	if restricted {
