@@ -104,17 +104,7 @@ func Start(logs io.Writer, apiserverFlags ...string) (*Cluster, error) {
 
 // Stop ends every process and removes the scratch directory.
 func (c *Cluster) Stop() {
-	if c.kcm != nil && c.kcm.Process != nil {
-		_ = c.kcm.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.kcm.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = c.kcm.Process.Kill()
-			<-done
-		}
-	}
+	StopProcess(c.kcm, 5*time.Second)
 	if c.env != nil {
 		_ = c.env.Stop()
 	}
@@ -189,4 +179,21 @@ func WaitFor(ctx context.Context, what string, ok func() bool) error {
 		}
 	}
 	return nil
+}
+
+// StopProcess ends a started command: SIGTERM, then SIGKILL once grace
+// has passed. A command never started is left alone.
+func StopProcess(cmd *exec.Cmd, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podpatterns/sidecar-injector/test/cluster"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -185,8 +186,8 @@ syncFrequency: 5s
 // Stop ends kubelet, every container and containerd, and cleans up
 // after them (see Cleanup). It is safe on a node that did not start.
 func (n *Node) Stop() {
-	stop(n.kubelet)
-	stop(n.containerd)
+	cluster.StopProcess(n.kubelet, 10*time.Second)
+	cluster.StopProcess(n.containerd, 10*time.Second)
 	Cleanup(n.Dir)
 }
 
@@ -276,30 +277,9 @@ func removeCgroups() {
 	}
 }
 
-func stop(cmd *exec.Cmd) {
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
+// wait polls ok for at most two minutes.
 func wait(ctx context.Context, what string, ok func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			return errors.New("timed out waiting for " + what)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
+	return cluster.WaitFor(ctx, what, ok)
 }
