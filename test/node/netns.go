@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -57,6 +58,7 @@ func Install() error {
 // exit code. `nsenter --net` keeps /sys and the cgroups as they are,
 // which kubelet needs (`ip netns exec` remounts /sys).
 func RunInNamespace() int {
+	deleteStaleNamespaces()
 	name := fmt.Sprintf("sidecar-injector-node-%d", os.Getpid())
 	if err := createNamespace(name); err != nil {
 		fmt.Fprintln(os.Stderr, "node network namespace:", err)
@@ -97,4 +99,13 @@ func createNamespace(name string) error {
 
 func deleteNamespace(name string) {
 	_ = exec.Command("ip", "netns", "del", name).Run()
+}
+
+// deleteStaleNamespaces removes the node namespaces of runs that were
+// killed before they could remove their own.
+func deleteStaleNamespaces() {
+	stale, _ := filepath.Glob("/run/netns/sidecar-injector-node-*")
+	for _, ns := range stale {
+		deleteNamespace(filepath.Base(ns))
+	}
 }
