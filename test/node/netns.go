@@ -22,7 +22,7 @@ func Missing() string {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
 	}
-	for _, tool := range []string{"ip", "nsenter", "ldd", "containerd", "ctr", "runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/socat"} {
+	for _, tool := range []string{"ip", "nsenter", "ldd", "containerd", "ctr", "runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/socat", "/usr/bin/prometheus-nginx-exporter"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -37,12 +37,13 @@ func Missing() string {
 
 // Install installs, with apt-get, the Debian packages the node needs
 // when they are missing: containerd, runc, the CNI plugins, and the
-// programs the test images hold (busybox-static, socat).
+// programs the test images hold (busybox-static, socat,
+// prometheus-nginx-exporter).
 func Install() error {
 	if Missing() == "" {
 		return nil
 	}
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "containerd", "runc", "containernetworking-plugins", "busybox-static", "socat", "iproute2", "util-linux"}} {
+	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "containerd", "runc", "containernetworking-plugins", "busybox-static", "socat", "prometheus-nginx-exporter", "iproute2", "util-linux"}} {
 		cmd := exec.Command("apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {

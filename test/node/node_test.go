@@ -26,10 +26,12 @@ const requireEnv = "SIDECAR_INJECTOR_REQUIRE_NODE"
 
 // The images Pods run, under the references the default catalog uses:
 // Debian's busybox-static (the tests' apps and the content-filler) and
-// Debian's socat with its libraries (the ambassador).
+// Debian's socat with its libraries (the ambassador) and Debian's
+// prometheus-nginx-exporter (the metrics adapter).
 const (
-	busybox = "docker.io/library/busybox:1.37.0"
-	socat   = "docker.io/alpine/socat:1.8.0.3"
+	busybox  = "docker.io/library/busybox:1.37.0"
+	socat    = "docker.io/alpine/socat:1.8.0.3"
+	exporter = "docker.io/nginx/nginx-prometheus-exporter:1.4.2"
 )
 
 // shipper is a log shipper of the default log-shipper's shape (a native
@@ -168,7 +170,11 @@ func inside(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	if suite.node, err = Start(ctx, suite.cluster.Client, Options{Kubelet: kubelet, Kubeconfig: suite.cluster.Kubeconfig, Images: []Image{pause, box, proxy}, Logs: suite.logs}); err != nil {
+	metrics, err := ProgramImage(exporter, "/usr/bin/prometheus-nginx-exporter")
+	if err != nil {
+		return 1, err
+	}
+	if suite.node, err = Start(ctx, suite.cluster.Client, Options{Kubelet: kubelet, Kubeconfig: suite.cluster.Kubeconfig, Images: []Image{pause, box, proxy, metrics}, Logs: suite.logs}); err != nil {
 		return 1, err
 	}
 	defer suite.node.Stop()
@@ -504,5 +510,25 @@ func TestAJobWithASidecarCompletes(t *testing.T) {
 	pods, err := suite.cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil || len(pods.Items) != 1 || len(pods.Items[0].Spec.InitContainers) != 1 {
 		t.Fatalf("the Job's Pods %v, %v; want one, with the shipper injected", pods, err)
+	}
+}
+
+// The default metrics adapter scrapes the app's status page on localhost
+// and serves it as Prometheus metrics on its own port, which its
+// readiness probe reads: the Pod is Ready only once the metrics are
+// there. The app serves a status page in nginx's stub_status format.
+func TestTheMetricsAdapterServesTheAppsStatusAsMetrics(t *testing.T) {
+	ns := namespace(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{inject.InjectAnnotation: "metrics-adapter"}}}
+	page := `Active connections: 7 \nserver accepts handled requests\n 11 11 42 \nReading: 0 Writing: 1 Waiting: 6 \n`
+	pod.Spec.Containers = []corev1.Container{{
+		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", `trap "exit 0" TERM; mkdir -p /tmp/www && printf "` + page + `" > /tmp/www/stub_status && httpd -f -p 8080 -h /tmp/www & wait`},
+	}}
+	run(t, ns, pod)
+	p := until(t, ns, "web", "the adapter to serve the app's metrics", ready)
+	out, err := suite.cluster.Client.CoreV1().Pods(ns).ProxyGet("http", p.Name, "9113", "/metrics", nil).DoRaw(context.Background())
+	if err != nil || !strings.Contains(string(out), "nginx_connections_active 7") || !strings.Contains(string(out), "nginx_http_requests_total 42") {
+		t.Errorf("metrics through the adapter: %v\n%.2000s", err, out)
 	}
 }
