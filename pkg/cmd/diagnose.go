@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/diagnose"
@@ -142,17 +144,36 @@ func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Cata
 	}
 	r := &report{Pod: "Pod " + ns + "/" + name, Findings: diagnose.Pod(pod, cat)}
 	if f.logs {
-		r.Logs = map[string]string{}
-		for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
-			data, err := client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: c.Name, TailLines: &f.tail}).DoRaw(ctx)
-			if err != nil {
-				r.Logs[c.Name] = "(no logs: " + err.Error() + ")"
-				continue
-			}
-			r.Logs[c.Name] = string(data)
-		}
+		r.Logs = f.containerLogs(ctx, client, pod)
+		// What the logs say happened comes first: it is what happened.
+		r.Findings = append(diagnose.Logs(pod, r.Logs), r.Findings...)
 	}
 	return []*report{r}, nil
+}
+
+// containerLogs reads the last lines of each container's log, and of its
+// previous run when it restarted (a crashed container's reason is there).
+func (f *diagnoseFlags) containerLogs(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) map[string]string {
+	restarted := map[string]bool{}
+	for _, s := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
+		restarted[s.Name] = s.RestartCount > 0
+	}
+	logs := map[string]string{}
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		var text string
+		for _, previous := range []bool{true, false} {
+			if previous && !restarted[c.Name] {
+				continue
+			}
+			data, err := client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: &f.tail, Previous: previous}).DoRaw(ctx)
+			if err != nil {
+				data = []byte("(no logs: " + err.Error() + ")\n")
+			}
+			text += string(data)
+		}
+		logs[c.Name] = text
+	}
+	return logs
 }
 
 func (f *diagnoseFlags) print(w io.Writer, reports []*report) error {

@@ -108,3 +108,35 @@ func TestPod(t *testing.T) {
 		})
 	}
 }
+
+// On a live Pod the log lines say what actually happened on a shared
+// volume; a path off the shared volumes is left alone.
+func TestLogsNameWhatHappened(t *testing.T) {
+	for name, c := range map[string]struct {
+		pod  *corev1.Pod
+		logs map[string]string
+		want string // "" for no finding
+	}{
+		"a reader denied the writer's file": {pair(), map[string]string{"reader": "tail: can't open '/data/app.log': Permission denied\n"},
+			`error shared-volume reader: may not read or write /data/app.log on volume "data"`},
+		"a writer on a read-only mount": {with(pair(), func(p *corev1.Pod) { p.Spec.Containers[0].VolumeMounts[0].ReadOnly = true }), map[string]string{"writer": "sh: can't create /data/app.log: Read-only file system\n"},
+			`error shared-volume writer: cannot write /data/app.log on volume "data"`},
+		"a writer into a directory that is not there": {pair(), map[string]string{"writer": "sh: can't create /data/out/app.log: nonexistent directory\n"},
+			`error shared-volume writer: cannot find /data/out/app.log on volume "data"`},
+		"a path off the shared volumes": {pair(), map[string]string{"writer": "open /etc/app.conf: no such file or directory\n"}, ""},
+		"nothing wrong":                 {pair(), map[string]string{"writer": "started\n"}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := Logs(c.pod, c.logs)
+			if c.want == "" {
+				if len(fs) != 0 {
+					t.Errorf("findings %+v, want none", fs)
+				}
+				return
+			}
+			if len(fs) != 1 || !strings.Contains(fmt.Sprintf("%s %s %s: %s", fs[0].Severity, fs[0].Check, fs[0].Container, fs[0].Problem), c.want) || fs[0].Fix == "" {
+				t.Errorf("findings %+v, want one holding %q", fs, c.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/cmd"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
@@ -530,5 +532,62 @@ func TestTheMetricsAdapterServesTheAppsStatusAsMetrics(t *testing.T) {
 	out, err := suite.cluster.Client.CoreV1().Pods(ns).ProxyGet("http", p.Name, "9113", "/metrics", nil).DoRaw(context.Background())
 	if err != nil || !strings.Contains(string(out), "nginx_connections_active 7") || !strings.Contains(string(out), "nginx_http_requests_total 42") {
 		t.Errorf("metrics through the adapter: %v\n%.2000s", err, out)
+	}
+}
+
+// The troubleshooting exercise on live Pods: a writer and a reader that
+// share a volume, each broken one way. `diagnose --logs` names what
+// actually happened, from the container's own log line, with the fix.
+func TestDiagnoseNamesWhatHappenedOnALivePod(t *testing.T) {
+	ns := namespace(t)
+	loop := func(body string) []string {
+		return []string{"sh", "-c", `trap "exit 0" TERM; while true; do ` + body + `; sleep 1 & wait; done`}
+	}
+	user := func(uid int64) *corev1.SecurityContext { return &corev1.SecurityContext{RunAsUser: &uid} }
+	for name, c := range map[string]struct {
+		writer, reader corev1.Container
+		want           string
+	}{
+		"the reader runs as another user, without fsGroup": {
+			corev1.Container{Command: loop("umask 077; date >> /data/app.log"), SecurityContext: user(1000)},
+			corev1.Container{Command: loop("cat /data/app.log > /dev/null"), SecurityContext: user(2000)},
+			`may not read or write /data/app.log on volume "data"`},
+		"the writer's mount is read-only": {
+			corev1.Container{Command: loop("date >> /data/app.log"), VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data", ReadOnly: true}}},
+			corev1.Container{Command: loop("cat /data/app.log > /dev/null")},
+			`cannot write /data/app.log on volume "data"`},
+		"the writer writes into a directory that is not there": {
+			corev1.Container{Command: loop("date >> /data/out/app.log")},
+			corev1.Container{Command: loop("cat /data/out/app.log > /dev/null")},
+			`cannot find /data/out/app.log on volume "data"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: strings.ReplaceAll(strings.ToLower(strings.Fields(name)[1]), "'s", "") + "-" + fmt.Sprint(len(name)), Annotations: map[string]string{inject.InjectAnnotation: "none"}}}
+			pod.Spec.NodeName = Name
+			pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			for i, ctr := range []*corev1.Container{&c.writer, &c.reader} {
+				ctr.Name, ctr.Image, ctr.ImagePullPolicy = []string{"writer", "reader"}[i], busybox, corev1.PullNever
+				if ctr.VolumeMounts == nil {
+					ctr.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+				}
+				pod.Spec.Containers = append(pod.Spec.Containers, *ctr)
+			}
+			if _, err := suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			err := wait(context.Background(), "diagnose to name the cause", func() bool {
+				stdout.Reset()
+				stderr.Reset()
+				cmd.Execute(context.Background(), []string{"diagnose", "-n", ns, pod.Name, "--logs", "--kubeconfig", suite.cluster.Kubeconfig}, nil, &stdout, &stderr)
+				return strings.Contains(stdout.String(), c.want)
+			})
+			if err != nil {
+				t.Fatalf("%v:\n%s%s", err, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "fix: ") {
+				t.Errorf("no fix given:\n%s", stdout.String())
+			}
+		})
 	}
 }
