@@ -48,7 +48,9 @@ func Logs(pod *corev1.Pod, logs map[string]string) []Finding {
 			continue
 		}
 		for line := range strings.SplitSeq(text, "\n") {
-			if f, ok := logFinding(pod, c, line); ok && !slices.ContainsFunc(out, func(o Finding) bool { return o.Container == f.Container && o.Check == f.Check && o.Problem == f.Problem }) {
+			if f, ok := logFinding(pod, c, line); ok && !slices.ContainsFunc(out, func(o Finding) bool {
+				return o.Container == f.Container && o.Check == f.Check && o.Problem == f.Problem
+			}) {
 				out = append(out, f)
 			}
 		}
