@@ -38,8 +38,8 @@ var logCauses = []struct {
 // Logs finds, in the log lines of a live Pod's containers (by container
 // name), the reason a container could not use a path on a volume it
 // shares: a permission denied, a read-only mount, a missing directory;
-// and says what actually happened and the fix. A path off the shared
-// volumes is not the pattern's and is left alone.
+// and says what actually happened and the fix, once per container. A
+// path off the shared volumes is not the pattern's and is left alone.
 func Logs(pod *corev1.Pod, logs map[string]string) []Finding {
 	var out []Finding
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
@@ -48,10 +48,9 @@ func Logs(pod *corev1.Pod, logs map[string]string) []Finding {
 			continue
 		}
 		for line := range strings.SplitSeq(text, "\n") {
-			if f, ok := logFinding(pod, c, line); ok && !slices.ContainsFunc(out, func(o Finding) bool {
-				return o.Container == f.Container && o.Check == f.Check && o.Problem == f.Problem
-			}) {
-				out = append(out, f)
+			if f, ok := logFinding(pod, c, line); ok {
+				out = append(out, f) // the first line that explains is enough
+				break
 			}
 		}
 	}
