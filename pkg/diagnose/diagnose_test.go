@@ -123,6 +123,10 @@ func TestLogsNameWhatHappened(t *testing.T) {
 			`error shared-volume writer: cannot write /data/app.log on volume "data"`},
 		"a writer into a directory that is not there": {pair(), map[string]string{"writer": "sh: can't create /data/out/app.log: nonexistent directory\n"},
 			`error shared-volume writer: cannot find /data/out/app.log on volume "data"`},
+		"a reader that mounts the volume at another path": {with(pair(), func(p *corev1.Pod) { p.Spec.Containers[1].VolumeMounts[0].MountPath = "/logs" }), map[string]string{"reader": "cat: can't open '/data/app.log': No such file or directory\n"},
+			`error shared-volume reader: uses /data/app.log, where container "writer" mounts volume "data", but this container mounts it at /logs`},
+		"a reader that does not mount the volume": {with(pair(), func(p *corev1.Pod) { p.Spec.Containers[1].VolumeMounts = nil }), map[string]string{"reader": "cat: can't open '/data/app.log': No such file or directory\n"},
+			`but this container does not mount it`},
 		"a path off the shared volumes": {pair(), map[string]string{"writer": "open /etc/app.conf: no such file or directory\n"}, ""},
 		"nothing wrong":                 {pair(), map[string]string{"writer": "started\n"}, ""},
 	} {

@@ -72,6 +72,9 @@ func logFinding(pod *corev1.Pod, c corev1.Container, line string) (Finding, bool
 		}
 		mount := mountUnder(c.VolumeMounts, p)
 		if mount == nil {
+			if f, ok := elsewhere(pod, c, p, strings.TrimSpace(line)); ok {
+				return f, true
+			}
 			continue // not a shared volume's path
 		}
 		var where []string
@@ -102,4 +105,31 @@ func mountUnder(ms []corev1.VolumeMount, p string) *corev1.VolumeMount {
 		}
 	}
 	return nil
+}
+
+// elsewhere is the finding for a path this container does not mount but
+// another container does: the two sides disagree on where the shared
+// volume is.
+func elsewhere(pod *corev1.Pod, c corev1.Container, p, line string) (Finding, bool) {
+	for _, other := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		if other.Name == c.Name {
+			continue
+		}
+		m := mountUnder(other.VolumeMounts, p)
+		if m == nil {
+			continue
+		}
+		here := "does not mount it"
+		if own := mountOf(c.VolumeMounts, m.Name); own != nil {
+			here = "mounts it at " + own.MountPath
+		}
+		return Finding{
+			Severity:  Error,
+			Check:     "shared-volume",
+			Container: c.Name,
+			Problem:   fmt.Sprintf("uses %s, where container %q mounts volume %q, but this container %s (%q)", p, other.Name, m.Name, here, line),
+			Fix:       fmt.Sprintf("mount volume %q at %s in container %q too, or use the path it is mounted at here", m.Name, m.MountPath, c.Name),
+		}, true
+	}
+	return Finding{}, false
 }

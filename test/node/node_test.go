@@ -546,8 +546,16 @@ func TestDiagnoseNamesWhatHappenedOnALivePod(t *testing.T) {
 	user := func(uid int64) *corev1.SecurityContext { return &corev1.SecurityContext{RunAsUser: &uid} }
 	for name, c := range map[string]struct {
 		writer, reader corev1.Container
-		want           string
+		want           string // "" for the fixed Pod: no shared-volume finding
 	}{
+		"the reader mounts the volume at another path": {
+			corev1.Container{Command: loop("date >> /data/app.log")},
+			corev1.Container{Command: loop("cat /data/app.log > /dev/null"), VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/logs"}}},
+			`uses /data/app.log, where container "writer" mounts volume "data", but this container mounts it at /logs`},
+		"fixed: both sides run as one user": {
+			corev1.Container{Command: loop("umask 077; date >> /data/app.log"), SecurityContext: user(1000)},
+			corev1.Container{Command: loop("cat /data/app.log > /dev/null"), SecurityContext: user(1000)},
+			""},
 		"the reader runs as another user, without fsGroup": {
 			corev1.Container{Command: loop("umask 077; date >> /data/app.log"), SecurityContext: user(1000)},
 			corev1.Container{Command: loop("cat /data/app.log > /dev/null"), SecurityContext: user(2000)},
@@ -562,7 +570,7 @@ func TestDiagnoseNamesWhatHappenedOnALivePod(t *testing.T) {
 			`cannot find /data/out/app.log on volume "data"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: strings.ReplaceAll(strings.ToLower(strings.Fields(name)[1]), "'s", "") + "-" + fmt.Sprint(len(name)), Annotations: map[string]string{inject.InjectAnnotation: "none"}}}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pair-%d", len(name)), Annotations: map[string]string{inject.InjectAnnotation: "none"}}}
 			pod.Spec.NodeName = Name
 			pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 			for i, ctr := range []*corev1.Container{&c.writer, &c.reader} {
@@ -576,6 +584,15 @@ func TestDiagnoseNamesWhatHappenedOnALivePod(t *testing.T) {
 				t.Fatal(err)
 			}
 			var stdout, stderr bytes.Buffer
+			if c.want == "" {
+				until(t, ns, pod.Name, "the fixed Pod to run", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+				time.Sleep(3 * time.Second) // a few rounds of writing and reading
+				cmd.Execute(context.Background(), []string{"diagnose", "-n", ns, pod.Name, "--logs", "--kubeconfig", suite.cluster.Kubeconfig}, nil, &stdout, &stderr)
+				if strings.Contains(stdout.String(), "shared-volume") || !strings.Contains(stdout.String(), "logs of reader") {
+					t.Errorf("the fixed Pod:\n%s%s", stdout.String(), stderr.String())
+				}
+				return
+			}
 			err := wait(context.Background(), "diagnose to name the cause", func() bool {
 				stdout.Reset()
 				stderr.Reset()
