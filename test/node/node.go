@@ -15,14 +15,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podpatterns/sidecar-injector/test/cluster"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-)
 
-// Version is the kubelet's, the same as the control plane's.
-const Version = "1.37.0"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
+)
 
 // The network of the node and its Pods: the node's own address, and the
 // range the CNI bridge gives Pods. Both live in the node's network
