@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,15 +25,8 @@ import (
 // failure; CI sets it.
 const requireEnv = "SIDECAR_INJECTOR_REQUIRE_NODE"
 
-// The images Pods run, under the references the default catalog uses:
-// Debian's busybox-static (the tests' apps and the content-filler) and
-// Debian's socat with its libraries (the ambassador) and Debian's
-// prometheus-nginx-exporter (the metrics adapter).
-const (
-	busybox  = "docker.io/library/busybox:1.37.0"
-	socat    = "docker.io/alpine/socat:1.8.0.3"
-	exporter = "docker.io/nginx/nginx-prometheus-exporter:1.4.2"
-)
+// busybox is the image the tests' apps run.
+const busybox = Busybox
 
 // shipper is a log shipper of the default log-shipper's shape (a native
 // sidecar on a shared emptyDir, run as the app's user) that ships by
@@ -120,87 +112,16 @@ func outside(m *testing.M) int {
 }
 
 func inside(m *testing.M) (int, error) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	kubelet := filepath.Join(assets, "kubelet")
-	if _, err := os.Stat(kubelet); err != nil {
-		return 1, fmt.Errorf("no kubelet in KUBEBUILDER_ASSETS=%q: run `make test` (test/controlplane.sh builds it)", assets)
-	}
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return 1, err
-	}
-	tmp, err := os.MkdirTemp("", "sidecar-injector-node-test-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(tmp)
+	var err error
 	if suite.logs, err = os.Create(filepath.Join(os.TempDir(), "sidecar-injector-node.log")); err != nil {
 		return 1, err
 	}
-	binary := filepath.Join(tmp, "sidecar-injector")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/sidecar-injector")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return 1, fmt.Errorf("building the binary: %w", err)
-	}
-	catalogDir := filepath.Join(tmp, "catalog")
-	if err := os.MkdirAll(catalogDir, 0o755); err != nil {
-		return 1, err
-	}
-	for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(shipper)} {
-		if err := os.WriteFile(filepath.Join(catalogDir, name), text, 0o644); err != nil {
-			return 1, err
-		}
-	}
-
-	start := time.Now()
-	if suite.cluster, err = cluster.Start(suite.logs, "kubelet-preferred-address-types=InternalIP"); err != nil {
-		return 1, err
-	}
-	defer suite.cluster.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	pause, err := PauseImage(SandboxImage, tmp)
+	env, err := Up(context.Background(), suite.logs, map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(shipper)})
 	if err != nil {
 		return 1, err
 	}
-	box, err := BusyboxImage(busybox)
-	if err != nil {
-		return 1, err
-	}
-	proxy, err := ProgramImage(socat, "/usr/bin/socat")
-	if err != nil {
-		return 1, err
-	}
-	metrics, err := ProgramImage(exporter, "/usr/bin/prometheus-nginx-exporter")
-	if err != nil {
-		return 1, err
-	}
-	if suite.node, err = Start(ctx, suite.cluster.Client, Options{Kubelet: kubelet, Kubeconfig: suite.cluster.Kubeconfig, Images: []Image{pause, box, proxy, metrics}, Logs: suite.logs}); err != nil {
-		return 1, err
-	}
-	defer suite.node.Stop()
-	webhook, err := cluster.StartWebhook(ctx, binary, filepath.Join(tmp, "tls"), suite.cluster.Kubeconfig, suite.logs, "--catalog", catalogDir)
-	if err != nil {
-		return 1, err
-	}
-	defer func() { _ = webhook.Stop() }()
-	objs, err := cluster.Render(filepath.Join(root, "deploy", "base"))
-	if err != nil {
-		return 1, err
-	}
-	ca, err := cluster.CAPEM(webhook.CertDir)
-	if err != nil {
-		return 1, err
-	}
-	cfg, err := cluster.WebhookConfig(objs, webhook.URL(), ca)
-	if err != nil {
-		return 1, err
-	}
-	if err := suite.cluster.InstallWebhook(ctx, cfg); err != nil {
-		return 1, err
-	}
-	fmt.Fprintf(os.Stderr, "node: control plane, node %s and webhook up in %s\n", Name, time.Since(start).Round(time.Millisecond))
+	defer env.Down()
+	suite.cluster, suite.node = env.Cluster, env.Node
 	return m.Run(), nil
 }
 
