@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/podpatterns/sidecar-injector/pkg/version.Versio
 IMAGE     ?= sidecar-injector:$(VERSION)
 export GOTOOLCHAIN := local
 
-.PHONY: build test unit e2e controlplane demo run bench certs deploy image image-test fmt vet clean
+.PHONY: build test unit e2e controlplane demo cluster run bench certs deploy image image-test fmt vet clean
 
 build: ## static binary, the same one the image holds
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sidecar-injector
@@ -26,6 +26,9 @@ unit: ## tests that need no control plane
 
 demo: build controlplane ## local control plane + webhook + the examples, as a user would
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/demo
+
+cluster: controlplane ## control plane, a real node and the webhook until interrupted; the last line is the export KUBECONFIG=... to use (root)
+	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/node/up
 
 run: build certs ## serve locally with the embedded catalog
 	@echo "Send the sample review with:"

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // inNamespaceEnv marks the test process re-run inside the node's network
@@ -54,11 +56,12 @@ func Install() error {
 }
 
 // RunInNamespace creates the node's network namespace (a veth pair with
-// both ends inside it, NodeIP on one), runs this test binary again inside
-// it with the same arguments, removes the namespace, and returns the
-// exit code. `nsenter --net` keeps /sys and the cgroups as they are,
-// which kubelet needs (`ip netns exec` remounts /sys).
-func RunInNamespace() int {
+// both ends inside it, NodeIP on one), runs this program again inside it
+// with the same arguments (and extra open files, from fd 3 on), removes
+// the namespace, and returns the exit code. `nsenter --net` keeps /sys
+// and the cgroups as they are, which kubelet needs (`ip netns exec`
+// remounts /sys).
+func RunInNamespace(extra ...*os.File) int {
 	deleteStaleNamespaces()
 	name := fmt.Sprintf("sidecar-injector-node-%d", os.Getpid())
 	if err := createNamespace(name); err != nil {
@@ -70,7 +73,22 @@ func RunInNamespace() int {
 	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + name, "--", os.Args[0]}, os.Args[1:]...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), inNamespaceEnv+"="+name)
-	if err := cmd.Run(); err != nil {
+	cmd.ExtraFiles = extra // fds 3, 4...: sockets of the host's network
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// An interrupt reaches the process inside, which stops everything
+	// it started before it exits.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		for sig := range signals {
+			_ = cmd.Process.Signal(sig)
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
 		if exit, ok := err.(*exec.ExitError); ok {
 			return exit.ExitCode()
 		}
