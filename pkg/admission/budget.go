@@ -21,8 +21,9 @@ import (
 // objects over 3 MiB, so a review is well within 6 MiB.
 const DefaultMaxRequestBytes = 6 << 20
 
-// DefaultMaxBytesInFlight caps the bytes of large bodies being read at
-// once, across requests. Bodies up to smallBody bytes, which every
+// DefaultMaxBytesInFlight caps, across requests, the bytes of large
+// bodies being read and what decoding them may cost. Bodies up to
+// smallBody bytes and freeValues objects and arrays, which every
 // ordinary review is, do not count against it, so a flood of large
 // bodies cannot crowd them out.
 const DefaultMaxBytesInFlight = 16 << 20

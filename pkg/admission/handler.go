@@ -58,7 +58,7 @@ type Handler struct {
 	// MaxBytesInFlight defaults to DefaultMaxBytesInFlight if zero.
 	MaxBytesInFlight int64
 
-	inFlight atomic.Int64 // bytes of large bodies being read
+	inFlight atomic.Int64 // the budget in use: large bodies being read, and what decoding them may cost
 }
 
 // ServeHTTP implements http.Handler. It always answers with an
