@@ -24,8 +24,9 @@ test: controlplane ## every test: unit, golden, handler, end-to-end against a re
 unit: ## tests that need no control plane
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
 
-demo: build controlplane ## local control plane + webhook + the examples, as a user would
+demo: build controlplane ## local control plane + webhook + the examples, as a user would; then each pattern at work on a real node where the machine allows
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/demo
+	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/node/demo
 
 cluster: controlplane ## control plane, a real node and the webhook until interrupted; the last line is the export KUBECONFIG=... to use (root)
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/node/up

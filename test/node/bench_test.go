@@ -33,7 +33,7 @@ func BenchmarkPodLifecycle(b *testing.B) {
 		b.Run(templates, func(b *testing.B) {
 			var toReady, toGone []time.Duration
 			for i := range b.N {
-				pod := webPod(false)
+				pod := WebPod(false)
 				pod.Name = fmt.Sprintf("web-%s-%d", strings.ReplaceAll(templates, ",", "-"), i)
 				// Ready once the app listens, with or without a page.
 				pod.Spec.Containers[0].ReadinessProbe.ProbeHandler = corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}

@@ -13,7 +13,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/cmd"
@@ -27,45 +26,6 @@ const requireEnv = "SIDECAR_INJECTOR_REQUIRE_NODE"
 
 // busybox is the image the tests' apps run.
 const busybox = Busybox
-
-// shipper is a log shipper of the default log-shipper's shape (a native
-// sidecar on a shared emptyDir, run as the app's user) that ships by
-// printing what the app writes: Fluent Bit is not packaged by Debian.
-const shipper = `apiVersion: sidecars.podpatterns.io/v1alpha1
-kind: Catalog
-templates:
-- name: tail-shipper
-  pattern: sidecar
-  description: Ships the app's log lines to its own stdout.
-  nativeSidecar: true
-  runAsAppUser: true
-  parameters:
-  - {name: log-dir, type: path, default: /var/log/app}
-  volumes:
-  - {name: tail-logs, emptyDir: {}}
-  appVolumeMounts:
-  - {name: tail-logs, mountPath: '{{log-dir}}'}
-  containers:
-  - name: tail-shipper
-    image: ` + busybox + `
-    # As PID 1 a process ignores SIGTERM unless it handles it: the trap
-    # ends the shipper at once when the Pod stops or its work is done.
-    command: [sh, -c, 'trap "exit 0" TERM; tail -F /logs/app.log & wait']
-    securityContext: {runAsUser: 65534}
-    volumeMounts:
-    - {name: tail-logs, mountPath: /logs, readOnly: true}
-- name: hog
-  pattern: sidecar
-  description: Wants more memory than its limit.
-  containers:
-  - name: hog
-    image: ` + busybox + `
-    command: [sh, -c, 'trap "exit 0" TERM; x=$(head -c 64000000 /dev/zero | tr "\\000" a); sleep 3600 & wait']
-    securityContext: {runAsUser: 65534}
-    resources:
-      requests: {cpu: 10m, memory: 16Mi}
-      limits: {cpu: 100m, memory: 32Mi}
-`
 
 var suite struct {
 	cluster *cluster.Cluster
@@ -116,7 +76,7 @@ func inside(m *testing.M) (int, error) {
 	if suite.logs, err = os.Create(filepath.Join(os.TempDir(), "sidecar-injector-node.log")); err != nil {
 		return 1, err
 	}
-	env, err := Up(context.Background(), suite.logs, map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(shipper)})
+	env, err := Up(context.Background(), suite.logs, map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(TestCatalog)})
 	if err != nil {
 		return 1, err
 	}
@@ -201,31 +161,11 @@ func logs(t *testing.T, ns, pod, container string) string {
 	return string(data)
 }
 
-// webPod is a web server asking for the content-filler, ready once it
-// serves the page the filler writes; restricted as Pod Security's
-// restricted level wants it when asked.
-func webPod(restricted bool) *corev1.Pod {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}}}
-	pod.Spec.Containers = []corev1.Container{{
-		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
-		// httpd as PID 1 would ignore SIGTERM; the app must not be what
-		// holds a Pod for its grace period here.
-		Command:        []string{"sh", "-c", `trap "exit 0" TERM; mkdir -p /usr/share/nginx/html; httpd -f -p 8080 -h /usr/share/nginx/html & wait`},
-		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
-	}}
-	if restricted {
-		uid := int64(1000)
-		pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: new(true), RunAsUser: &uid, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
-		pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: new(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
-	}
-	return pod
-}
-
 // The default content-filler writes the page the app then serves: the
 // app's readiness probe asks for it over the Pod's network.
 func TestTheContentFillerWritesThePageTheAppServes(t *testing.T) {
 	ns := namespace(t)
-	created := run(t, ns, webPod(false))
+	created := run(t, ns, WebPod(false))
 	if len(created.Spec.Containers) != 2 {
 		t.Fatalf("containers %d, want the app and the content-filler", len(created.Spec.Containers))
 	}
@@ -237,7 +177,7 @@ func TestTheContentFillerWritesThePageTheAppServes(t *testing.T) {
 // dropped capabilities hold on a real runtime.
 func TestInjectedPodsRunRestricted(t *testing.T) {
 	ns := namespace(t, "pod-security.kubernetes.io/enforce", "restricted")
-	run(t, ns, webPod(true))
+	run(t, ns, WebPod(true))
 	until(t, ns, "web", "the restricted Pod to serve the filler's page", ready)
 }
 
@@ -245,27 +185,13 @@ func TestInjectedPodsRunRestricted(t *testing.T) {
 // connection to $AMBASSADOR_ADDR reaches the upstream in another Pod.
 func TestTheAmbassadorForwardsTheAppsFirstConnection(t *testing.T) {
 	ns := namespace(t)
-	upstream := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "upstream", Annotations: map[string]string{inject.InjectAnnotation: "none"}}}
-	upstream.Spec.Containers = []corev1.Container{{
-		Name: "upstream", Image: busybox, ImagePullPolicy: corev1.PullNever,
-		Command:        []string{"sh", "-c", "mkdir -p /tmp/www && echo hello from upstream > /tmp/www/hello.txt && exec httpd -f -p 8080 -h /tmp/www"},
-		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
-	}}
+	upstream := Upstream()
 	upstream.Spec.NodeName = Name
 	if _, err := suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), upstream, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	up := until(t, ns, "upstream", "the upstream to serve", ready)
-
-	app := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
-		inject.InjectAnnotation:                              "ambassador",
-		inject.ParameterAnnotation("ambassador", "upstream"): up.Status.PodIP + ":8080",
-	}}}
-	app.Spec.RestartPolicy = corev1.RestartPolicyNever
-	app.Spec.Containers = []corev1.Container{{
-		Name: "app", Image: busybox, ImagePullPolicy: corev1.PullNever,
-		Command: []string{"sh", "-c", `wget -q -O- "http://$AMBASSADOR_ADDR/hello.txt"`},
-	}}
+	app := AmbassadorApp(up.Status.PodIP)
 	run(t, ns, app)
 	done := until(t, ns, "app", "the app's one request to end", func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
@@ -279,7 +205,7 @@ func TestTheAmbassadorForwardsTheAppsFirstConnection(t *testing.T) {
 // its own; the app keeps running, never restarted.
 func TestASidecarOverItsMemoryIsKilledAloneAndTheAppRuns(t *testing.T) {
 	ns := namespace(t)
-	pod := webPod(false)
+	pod := WebPod(false)
 	pod.Annotations[inject.InjectAnnotation] = "content-filler,hog"
 	run(t, ns, pod)
 	p := until(t, ns, "web", "the hog to be OOMKilled", func(p *corev1.Pod) bool {
@@ -301,13 +227,8 @@ func TestASidecarOverItsMemoryIsKilledAloneAndTheAppRuns(t *testing.T) {
 // shared volume, as the app's user, and ships them (to its stdout here).
 func TestTheLogShipperShipsTheAppsLines(t *testing.T) {
 	ns := namespace(t)
-	uid := int64(1000)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{inject.InjectAnnotation: "tail-shipper"}}}
-	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid}
-	pod.Spec.Containers = []corev1.Container{{
-		Name: "app", Image: busybox, ImagePullPolicy: corev1.PullNever,
-		Command: []string{"sh", "-c", `i=0; while true; do echo "order $i shipped" >> /var/log/app/app.log; i=$((i+1)); sleep 0.2; done`},
-	}}
+	pod := ShipperApp()
+	uid := *pod.Spec.SecurityContext.RunAsUser
 	run(t, ns, pod)
 	until(t, ns, "app", "the app and the shipper to run", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 	err := wait(context.Background(), "the shipper's logs to hold the app's lines", func() bool {
@@ -361,7 +282,7 @@ func TestDeletingAnInjectedPodIsAsQuickAsAPlainOne(t *testing.T) {
 	ns := namespace(t)
 	took := map[string]time.Duration{}
 	for _, inj := range []string{"none", "content-filler"} {
-		pod := webPod(false)
+		pod := WebPod(false)
 		pod.Name = "web-" + inj
 		pod.Annotations[inject.InjectAnnotation] = inj
 		pod.Spec.NodeName = Name
@@ -442,12 +363,7 @@ func TestAJobWithASidecarCompletes(t *testing.T) {
 // there. The app serves a status page in nginx's stub_status format.
 func TestTheMetricsAdapterServesTheAppsStatusAsMetrics(t *testing.T) {
 	ns := namespace(t)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{inject.InjectAnnotation: "metrics-adapter"}}}
-	page := `Active connections: 7 \nserver accepts handled requests\n 11 11 42 \nReading: 0 Writing: 1 Waiting: 6 \n`
-	pod.Spec.Containers = []corev1.Container{{
-		Name: "web", Image: busybox, ImagePullPolicy: corev1.PullNever,
-		Command: []string{"sh", "-c", `trap "exit 0" TERM; mkdir -p /tmp/www && printf "` + page + `" > /tmp/www/stub_status && httpd -f -p 8080 -h /tmp/www & wait`},
-	}}
+	pod := StatusPage()
 	run(t, ns, pod)
 	p := until(t, ns, "web", "the adapter to serve the app's metrics", ready)
 	out, err := suite.cluster.Client.CoreV1().Pods(ns).ProxyGet("http", p.Name, "9113", "/metrics", nil).DoRaw(context.Background())
