@@ -29,15 +29,21 @@ func BenchmarkPodLifecycle(b *testing.B) {
 	if _, err := suite.cluster.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.InjectionLabel: "enabled"}}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	for _, templates := range []string{"none", "content-filler", "tail-shipper", "content-filler,tail-shipper"} {
+	for _, templates := range []string{"none", "content-filler", "tail-shipper", "ambassador", "metrics-adapter", "content-filler,tail-shipper"} {
 		b.Run(templates, func(b *testing.B) {
 			var toReady, toGone []time.Duration
 			for i := range b.N {
 				pod := WebPod(false)
-				pod.Name = fmt.Sprintf("web-%s-%d", strings.ReplaceAll(templates, ",", "-"), i)
 				// Ready once the app listens, with or without a page.
 				pod.Spec.Containers[0].ReadinessProbe.ProbeHandler = corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}}
+				if templates == "metrics-adapter" {
+					pod = StatusPage() // the exporter starts only with a page to scrape
+				}
+				pod.Name = fmt.Sprintf("web-%s-%d", strings.ReplaceAll(templates, ",", "-"), i)
 				pod.Annotations[inject.InjectAnnotation] = templates
+				// the app's own port: the ambassador listens once started,
+				// whether or not anything answers behind it
+				pod.Annotations[inject.ParameterAnnotation("ambassador", "upstream")] = "127.0.0.1:8080"
 				pod.Spec.NodeName = Name
 				start := time.Now()
 				if _, err := suite.cluster.Client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
