@@ -146,3 +146,21 @@ func (c *Cluster) InstallWebhook(ctx context.Context, cfg *admissionregistration
 func CAPEM(certDir string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(certDir, certs.CACert))
 }
+
+// InstallDeployWebhook installs deploy/base's webhook configuration, from
+// the repository at root, pointed at w and trusting w's CA.
+func (c *Cluster) InstallDeployWebhook(ctx context.Context, root string, w *Webhook) error {
+	objs, err := Render(filepath.Join(root, "deploy", "base"))
+	if err != nil {
+		return err
+	}
+	ca, err := CAPEM(w.CertDir)
+	if err != nil {
+		return err
+	}
+	cfg, err := WebhookConfig(objs, w.URL(), ca)
+	if err != nil {
+		return err
+	}
+	return c.InstallWebhook(ctx, cfg)
+}

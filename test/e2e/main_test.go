@@ -103,7 +103,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer func() { _ = suite.webhook.Stop() }()
-	if err := installWebhook(ctx); err != nil {
+	if err := suite.cluster.InstallDeployWebhook(ctx, suite.root, suite.webhook); err != nil {
 		return 1, err
 	}
 
@@ -160,22 +160,6 @@ func dryRunBase(ctx context.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: %d manifests of deploy/base pass a server-side dry run\n", len(objs))
 	return nil
-}
-
-func installWebhook(ctx context.Context) error {
-	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "base"))
-	if err != nil {
-		return err
-	}
-	ca, err := cluster.CAPEM(suite.webhook.CertDir)
-	if err != nil {
-		return err
-	}
-	cfg, err := cluster.WebhookConfig(objs, suite.webhook.URL(), ca)
-	if err != nil {
-		return err
-	}
-	return suite.cluster.InstallWebhook(ctx, cfg)
 }
 
 // waitUntilWebhookActive: the API server picks up a new webhook

@@ -87,19 +87,7 @@ func (e *Env) up(ctx context.Context, logs *os.File, catalogFiles map[string][]b
 	if e.Webhook, err = cluster.StartWebhook(ctx, binary, filepath.Join(e.dir, "tls"), e.Cluster.Kubeconfig, logs, "--catalog", catalogDir); err != nil {
 		return err
 	}
-	objs, err := cluster.Render(filepath.Join(root, "deploy", "base"))
-	if err != nil {
-		return err
-	}
-	ca, err := cluster.CAPEM(e.Webhook.CertDir)
-	if err != nil {
-		return err
-	}
-	cfg, err := cluster.WebhookConfig(objs, e.Webhook.URL(), ca)
-	if err != nil {
-		return err
-	}
-	if err := e.Cluster.InstallWebhook(ctx, cfg); err != nil {
+	if err := e.Cluster.InstallDeployWebhook(ctx, root, e.Webhook); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "node: control plane, node %s and webhook up in %s\n", Name, time.Since(start).Round(time.Millisecond))
