@@ -216,3 +216,27 @@ func coversJSON(want, have any, at string) string {
 	}
 	return ""
 }
+
+// Images returns the image the catalog renders today, for this Pod, of
+// each container of the template called name, by container name.
+func Images(pod *corev1.Pod, cat *catalog.Catalog, name string) (map[string]string, error) {
+	t := cat.Template(name)
+	if t == nil {
+		return nil, fmt.Errorf("template %q is not in the catalog", name)
+	}
+	claimed, _ := readStatus(pod)
+	b, err := newBuilder(pod, cat, claimed)
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.render(t)
+	if err != nil {
+		return nil, fmt.Errorf("its parameters: %w", err)
+	}
+	init, regular := r.containers()
+	images := map[string]string{}
+	for _, c := range slices.Concat(init, regular) {
+		images[c.Name] = c.Image
+	}
+	return images, nil
+}

@@ -1,0 +1,135 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// Upgrade is how a stale Pod comes to carry what the catalog renders for
+// it today without being re-created: new images for running template
+// containers, which a running Pod may change, and the status annotation
+// the webhook would write for the new rendering.
+type Upgrade struct {
+	Images []Image
+	// Status is the status annotation's new value.
+	Status string
+}
+
+// Image is one container's move to a new image.
+type Image struct {
+	// Init: the container is in spec.initContainers (a native sidecar).
+	Init bool
+	// Index is its place in its list, Name its name.
+	Index    int
+	Name     string
+	From, To string
+}
+
+// Path is the JSON pointer of the container in the Pod.
+func (im Image) Path() string {
+	list := "containers"
+	if im.Init {
+		list = "initContainers"
+	}
+	return fmt.Sprintf("/spec/%s/%d", list, im.Index)
+}
+
+// InPlace works out the Upgrade of a stale Pod, or says why it must be
+// re-created instead: it is not stale, or today's rendering differs in
+// more than the images of containers that keep running (args, env,
+// mounts, resources, a volume, a pull policy the new image would default
+// otherwise, or an init container that already ran). The Upgrade applied
+// to the Pod classifies current, and a reinvocation of the webhook
+// would keep it as it is.
+func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Upgrade, error) {
+	res := Classify(pod, nsLabels, cat)
+	if res.State != Stale {
+		return nil, fmt.Errorf("it is %s, not stale", res.State)
+	}
+	up := &Upgrade{}
+	upgraded := pod.DeepCopy()
+	for _, t := range res.Templates {
+		if t.State != Stale {
+			continue
+		}
+		images, err := inject.Images(pod, cat, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		for name, image := range images {
+			im, c := find(upgraded, name)
+			if c == nil || c.Image == image {
+				continue
+			}
+			if im.Init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
+				return nil, fmt.Errorf("init container %q has run already; a new image takes a new Pod", name)
+			}
+			im.From, im.To = c.Image, image
+			c.Image = image
+			up.Images = append(up.Images, im)
+		}
+	}
+	if len(up.Images) == 0 {
+		return nil, errors.New("no template container's image differs: " + staleReasons(res))
+	}
+	claims, err := inject.VerifyStatus(upgraded, cat)
+	if err != nil {
+		return nil, err
+	}
+	var differ []string
+	for _, c := range claims {
+		if c.Reason != "" {
+			differ = append(differ, c.Name+": "+c.Reason)
+		}
+	}
+	if len(differ) > 0 {
+		return nil, errors.New("more than images differ: " + strings.Join(differ, "; "))
+	}
+	if after := Classify(upgraded, nsLabels, cat); after.State != Current {
+		return nil, errors.New("it would still not be current: " + staleReasons(after))
+	}
+	admitted, err := inject.Pod(upgraded, nsLabels, cat)
+	if err != nil {
+		return nil, err
+	}
+	up.Status = upgraded.Annotations[inject.StatusAnnotation]
+	if p := admitted.Plan; p != nil {
+		if len(admitted.Injected) > 0 || len(p.InitContainers)+len(p.Containers)+len(p.Volumes)+len(p.Apps)+len(p.ImagePullSecrets) > 0 {
+			return nil, fmt.Errorf("the webhook would add %s to it", strings.Join(admitted.Injected, ", "))
+		}
+		up.Status = p.Status.String()
+	}
+	return up, nil
+}
+
+// find returns where the container of that name is, and the container.
+func find(pod *corev1.Pod, name string) (Image, *corev1.Container) {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return Image{Init: true, Index: i, Name: name}, &pod.Spec.InitContainers[i]
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return Image{Index: i, Name: name}, &pod.Spec.Containers[i]
+		}
+	}
+	return Image{}, nil
+}
+
+// staleReasons joins the reasons of the templates that are not current.
+func staleReasons(res Result) string {
+	var reasons []string
+	for _, t := range res.Templates {
+		if t.State != Current {
+			reasons = append(reasons, t.Name+": "+t.Reason)
+		}
+	}
+	return strings.Join(reasons, "; ")
+}
