@@ -63,6 +63,7 @@ templates:
     args: ["{{missing}}"]
     securityContext: {privileged: true, runAsUser: 0}
     volumeMounts: [{name: nowhere, mountPath: /x}]
+  volumes: [{name: kube-api-access-token, emptyDir: {}}]
 - name: ok
   pattern: adapter
   description: duplicate
@@ -88,6 +89,7 @@ policies:
 		"templates[1].containers[1].securityContext.runAsUser: Forbidden",
 		"templates[1].containers[1].volumeMounts[0].name: Not found: \"nowhere\"",
 		"{{missing}}",
+		`templates[1].volumes[0].name: Invalid value: "kube-api-access-token": kube-api-access- names the API server's service account token volume`,
 		"templates[2].name: Duplicate value",
 		"policies[0].defaults[0]: Not found: \"ghost\"",
 	} {

@@ -191,6 +191,9 @@ func validateVolumes(vs []corev1.Volume, p *field.Path) (map[string]bool, field.
 			errs = append(errs, field.Duplicate(vp.Child("name"), v.Name))
 		}
 		names[v.Name] = true
+		if strings.HasPrefix(v.Name, "kube-api-access-") {
+			errs = append(errs, field.Invalid(vp.Child("name"), v.Name, "kube-api-access- names the API server's service account token volume"))
+		}
 		if v.HostPath != nil {
 			errs = append(errs, field.Forbidden(vp.Child("hostPath"), "host paths break Pod Security restricted; use an emptyDir"))
 		}

@@ -131,8 +131,8 @@ func TestServeDefaultsAreTheOptionsDefaults(t *testing.T) {
 
 func TestControllerFlags(t *testing.T) {
 	kubeconfig := writeKubeconfig(t)
-	r, code, stderr := execute("controller", "--kubeconfig", kubeconfig, "--catalog", "/etc/catalog", "--repair", "restart", "--dry-run",
-		"--max-concurrent-restarts", "3", "--audit-interval", "1m", "--metrics-addr", "0", "--health-addr", ":9", "--leader-elect=false", "--leader-election-namespace", "ops")
+	r, code, stderr := execute("controller", "--kubeconfig", kubeconfig, "--catalog", "/etc/catalog", "--repair", "in-place", "--dry-run",
+		"--max-concurrent-restarts", "3", "--max-unavailable", "2", "--upgrade-timeout", "90s", "--upgrade-bare-pods", "--audit-interval", "1m", "--metrics-addr", "0", "--health-addr", ":9", "--leader-elect=false", "--leader-election-namespace", "ops")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -141,7 +141,8 @@ func TestControllerFlags(t *testing.T) {
 		t.Errorf("rest config %+v, want the kubeconfig's server", got.RestConfig)
 	}
 	want := controller.NewManagerOptions()
-	want.CatalogPath, want.Repair, want.DryRun, want.MaxConcurrentRestarts, want.AuditInterval = "/etc/catalog", true, true, 3, time.Minute
+	want.CatalogPath, want.Repair, want.DryRun, want.MaxConcurrentRestarts, want.AuditInterval = "/etc/catalog", controller.RepairInPlace, true, 3, time.Minute
+	want.MaxUnavailable, want.UpgradeTimeout, want.UpgradeBarePods = 2, 90*time.Second, true
 	want.MetricsAddr, want.HealthAddr, want.LeaderElection, want.LeaderElectionNamespace = "0", ":9", false, "ops"
 	got.Log, got.RestConfig = want.Log, nil
 	if !reflect.DeepEqual(got, want) {
@@ -156,6 +157,13 @@ func TestControllerFlags(t *testing.T) {
 	got.Log, got.RestConfig = want.Log, nil
 	if want := controller.NewManagerOptions(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults\n%+v\nwant\n%+v", got, want)
+	}
+
+	for _, args := range [][]string{{"--repair", "sometimes"}, {"--repair", "true"}, {"--max-unavailable", "0"}, {"--upgrade-timeout", "0s"}} {
+		_, code, stderr := execute(append([]string{"controller", "--kubeconfig", kubeconfig}, args...)...)
+		if code != ExitBadInput || !strings.Contains(stderr, args[0]) {
+			t.Errorf("%v: exit %d, %q; want %d naming %s", args, code, stderr, ExitBadInput, args[0])
+		}
 	}
 }
 

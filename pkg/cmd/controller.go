@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -14,7 +13,7 @@ import (
 // controller.ManagerOptions and calls run.
 func newControllerCommand(run func(context.Context, controller.ManagerOptions) error) *cobra.Command {
 	o := controller.NewManagerOptions()
-	repair, logLevel := "off", "info"
+	logLevel := "info"
 	var cluster kubeFlags
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -23,21 +22,28 @@ func newControllerCommand(run func(context.Context, controller.ManagerOptions) e
 required templates matches, as audit does, whenever Pods, namespaces or
 the catalog change and every --audit-interval. It exports
 sidecar_injector_pods{namespace,template,state}, records an Event on each
-workload whose Pods turn missing, stale or tampered, and with
+workload whose Pods turn missing, stale or tampered. A Pod event costs
+that Pod's classification; a catalog change reclassifies every Pod once.
+
 --repair=restart rolls out the owning Deployments, StatefulSets and
 DaemonSets as kubectl rollout restart does, at most
 --max-concurrent-restarts at a time, each only once the previous one has
-finished; never a workload mid-rollout, a bare Pod or a Job. Replicas take
-turns through a Lease, so two never both repair.`,
+finished; never a workload mid-rollout, a bare Pod or a Job.
+
+--repair=in-place upgrades a stale Pod whose only difference from what
+the catalog renders today is the image of its sidecars: it patches those
+images and the status annotation, and the kubelet restarts the sidecars
+alone, the app keeps running. Per workload at most --max-unavailable
+Pods at once, each once it is ready; a sidecar not ready within
+--upgrade-timeout stops that workload's upgrade (an Event says why).
+Pods no Deployment, StatefulSet or DaemonSet owns only with
+--upgrade-bare-pods. Anything more than an image needs a rollout: an
+Event says so. --repair=auto upgrades in place where it can and rolls
+out elsewhere.
+
+Replicas take turns through a Lease, so two never both repair.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch repair {
-			case "off":
-			case "restart":
-				o.Repair = true
-			default:
-				return withCode(ExitBadInput, fmt.Errorf("--repair %q not supported; use off or restart", repair))
-			}
 			if err := o.Validate(); err != nil {
 				return withCode(ExitBadInput, err)
 			}
@@ -58,9 +64,12 @@ turns through a Lease, so two never both repair.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.CatalogPath, "catalog", o.CatalogPath, "catalog file or directory (the mounted ConfigMap), watched for changes; the embedded default if empty")
-	fs.StringVar(&repair, "repair", repair, "off, or restart: roll out the workloads whose Pods need repair")
-	fs.BoolVar(&o.DryRun, "dry-run", o.DryRun, "with --repair=restart: log and count the rollouts, start none")
+	fs.StringVar((*string)(&o.Repair), "repair", string(o.Repair), "off; restart: roll out the workloads whose Pods need repair; in-place: upgrade stale Pods whose sidecars differ only in image without restarting them; auto: in place where it can, a rollout elsewhere")
+	fs.BoolVar(&o.DryRun, "dry-run", o.DryRun, "with --repair: log and count the rollouts and upgrades, start none")
 	fs.IntVar(&o.MaxConcurrentRestarts, "max-concurrent-restarts", o.MaxConcurrentRestarts, "rollouts in progress at once")
+	fs.IntVar(&o.MaxUnavailable, "max-unavailable", o.MaxUnavailable, "per workload, Pods upgraded in place at once")
+	fs.DurationVar(&o.UpgradeTimeout, "upgrade-timeout", o.UpgradeTimeout, "how long an upgraded sidecar has to run and be ready before the workload's upgrade stops")
+	fs.BoolVar(&o.UpgradeBarePods, "upgrade-bare-pods", o.UpgradeBarePods, "also upgrade in place Pods no Deployment, StatefulSet or DaemonSet owns")
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "full resync; between them the controller follows events")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of /metrics; "0" disables it`)
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz; "0" disables them`)

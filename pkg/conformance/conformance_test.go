@@ -12,7 +12,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
-func parse(t *testing.T, extra string, replace ...string) *catalog.Catalog {
+func parse(t testing.TB, extra string, replace ...string) *catalog.Catalog {
 	t.Helper()
 	data := catalog.DefaultYAML()
 	for i := 0; i+1 < len(replace); i += 2 {
@@ -39,7 +39,7 @@ func pod(inject string) *corev1.Pod {
 }
 
 // injected is p as the webhook admits it with cat.
-func injected(t *testing.T, p *corev1.Pod, labels map[string]string, cat *catalog.Catalog) *corev1.Pod {
+func injected(t testing.TB, p *corev1.Pod, labels map[string]string, cat *catalog.Catalog) *corev1.Pod {
 	return injecttest.Admitted(t, p, labels, cat)
 }
 

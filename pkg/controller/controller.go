@@ -10,7 +10,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,38 +32,88 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 )
 
+// RepairMode says how the controller repairs Pods that need it.
+type RepairMode string
+
+// The repair modes.
+const (
+	// RepairOff repairs nothing: metrics and Events only.
+	RepairOff RepairMode = "off"
+	// RepairRestart rolls out the workloads whose Pods need repair.
+	RepairRestart RepairMode = "restart"
+	// RepairInPlace upgrades stale Pods whose only difference from
+	// today's rendering is sidecar images, in place; it says which
+	// workloads need a restart instead, and restarts none.
+	RepairInPlace RepairMode = "in-place"
+	// RepairAuto upgrades in place where it can and rolls out elsewhere.
+	RepairAuto RepairMode = "auto"
+)
+
+// RepairModes lists the modes.
+var RepairModes = []RepairMode{RepairOff, RepairRestart, RepairInPlace, RepairAuto}
+
+func (m RepairMode) inPlace() bool { return m == RepairInPlace || m == RepairAuto }
+func (m RepairMode) restart() bool { return m == RepairRestart || m == RepairAuto }
+
 // Options configure the reconciler; NewManagerOptions gives the
 // defaults.
 type Options struct {
 	// Catalog returns the catalog in force.
 	Catalog func() *catalog.Catalog
-	// Repair rolls out the Deployments, StatefulSets and DaemonSets whose
-	// Pods need repair; off by default.
-	Repair bool
-	// DryRun logs and counts the rollouts Repair would start, and starts
-	// none.
+	// Repair is how Pods that need repair are repaired; RepairOff if
+	// empty.
+	Repair RepairMode
+	// DryRun logs and counts the rollouts and upgrades Repair would
+	// start, and starts none.
 	DryRun bool
 	// MaxConcurrentRestarts bounds the rollouts in progress at once; at
 	// least 1.
 	MaxConcurrentRestarts int
+	// MaxUnavailable bounds, per workload, the Pods being upgraded in
+	// place at once; at least 1.
+	MaxUnavailable int
+	// UpgradeTimeout is how long an upgraded container has to run and be
+	// ready; past it the workload's upgrade stops.
+	UpgradeTimeout time.Duration
+	// UpgradeBarePods upgrades in place Pods that no Deployment,
+	// StatefulSet or DaemonSet owns; off by default.
+	UpgradeBarePods bool
 	// AuditInterval is the full resync.
 	AuditInterval time.Duration
 	Log           logr.Logger
 }
 
-// Reconciler classifies the whole fleet on every request: the requests
-// all share one key, so a burst of Pod events makes one pass.
+// PodStore is where the reconciler reads Pods: the informer's store of
+// cachedPods, indexed by namespace (cache.NamespaceIndex).
+type PodStore interface {
+	GetByKey(key string) (item any, exists bool, err error)
+	ByIndex(indexName, indexedValue string) ([]any, error)
+	List() []any
+}
+
+// Reconciler keeps the fleet's tally up to date from single Pod and
+// namespace events, reclassifies everything when the catalog changes or
+// the audit interval has passed, and repairs in a pass of its own.
 type Reconciler struct {
+	// Client reads namespaces and workloads from the cache, and writes.
 	Client client.Client
 	// Reader reads, uncached, the ReplicaSets that prove a Deployment
-	// owns a Pod.
+	// owns a Pod, and the Pods being upgraded.
 	Reader   client.Reader
+	Pods     PodStore
 	Recorder record.EventRecorder
 	Metrics  *Metrics
+	// RepairNow, when set, is called to queue RepairRequest.
+	RepairNow func()
 	Options
 
+	cat        *catalog.Catalog
+	gen        uint64 // of the catalog and namespace labels the memos hold
+	namespaces map[string]map[string]string
+	fleet      *tally
 	last       map[key]conformance.State // owners reported, for one Event per change
 	restarting map[key]bool              // rollouts started and not yet complete
+	inPlace    upgrades
 }
 
 // claim is the controller reference the Pods of an owner that need
@@ -77,111 +131,222 @@ type key struct {
 	owner     conformance.Owner
 }
 
-// Request is the one request every event maps to.
-var Request = reconcile.Request{NamespacedName: types.NamespacedName{Name: "fleet"}}
+// The requests that are not a Pod ({namespace, name}) or a namespace
+// ({name}): names no object can have.
+var (
+	// ResyncRequest reclassifies every Pod: the catalog changed, or the
+	// audit interval passed.
+	ResyncRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "/resync"}}
+	// RepairRequest starts and follows rollouts and upgrades.
+	RepairRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "/repair"}}
+)
 
 var _ reconcile.Reconciler = &Reconciler{}
 
-// Reconcile classifies every Pod in scope, sets the gauges, records the
-// Events and starts the rollouts that are due.
-func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {
-	if r.last == nil {
-		r.last, r.restarting = map[key]conformance.State{}, map[key]bool{}
+// Reconcile handles one request: a Pod, a namespace, a resync or a
+// repair pass.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	if r.fleet == nil {
+		r.fleet, r.namespaces = newTally(), map[string]map[string]string{}
+		r.last, r.restarting, r.inPlace = map[key]conformance.State{}, map[key]bool{}, newUpgrades()
+		r.cat = r.Catalog()
 	}
-	cat := r.Catalog()
-	var namespaces corev1.NamespaceList
-	if err := r.Client.List(ctx, &namespaces); err != nil {
-		return ctrl.Result{}, err
+	var err error
+	switch req {
+	case ResyncRequest:
+		err = r.resync(ctx)
+		r.flush()
+		return ctrl.Result{RequeueAfter: r.AuditInterval}, err
+	case RepairRequest:
+		return r.repair(ctx)
 	}
-	inScope := map[string]map[string]string{}
-	for _, ns := range namespaces.Items {
-		if conformance.InScope(ns.Labels, cat) {
-			inScope[ns.Name] = ns.Labels
+	if req.Namespace == "" {
+		err = r.namespace(ctx, req.Name)
+	} else {
+		err = r.pod(ctx, req.Namespace, req.Name)
+	}
+	r.flush()
+	return ctrl.Result{}, err
+}
+
+// pod classifies one Pod, or forgets it.
+func (r *Reconciler) pod(ctx context.Context, ns, name string) error {
+	labels, inScope, err := r.labels(ctx, ns)
+	if err != nil {
+		return err
+	}
+	sk := podKey(ns, name)
+	obj, exists, err := r.Pods.GetByKey(sk)
+	if err != nil {
+		return err
+	}
+	p, _ := obj.(*cachedPod)
+	if !exists || p == nil || !p.running() || !inScope {
+		r.fleet.remove(sk)
+		return nil
+	}
+	r.fleet.put(sk, p, r.classify(p, labels))
+	return nil
+}
+
+// classify is the Pod's classification, its shape's if the shape has one
+// for this generation.
+func (r *Reconciler) classify(p *cachedPod, labels map[string]string) *conformance.Result {
+	return p.shape.classify(p.Namespace, r.gen, func(pod *corev1.Pod) conformance.Result {
+		return conformance.Classify(pod, labels, r.cat)
+	})
+}
+
+// labels returns a namespace's labels as last seen, reading the
+// namespace from the cache the first time, and whether its Pods are in
+// scope.
+func (r *Reconciler) labels(ctx context.Context, ns string) (map[string]string, bool, error) {
+	labels, ok := r.namespaces[ns]
+	if !ok {
+		var n corev1.Namespace
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: ns}, &n); err != nil {
+			return nil, false, client.IgnoreNotFound(err)
+		}
+		labels = n.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		r.namespaces[ns] = labels
+	}
+	return labels, conformance.InScope(labels, r.cat), nil
+}
+
+// namespace notes a namespace's labels; when they changed, its Pods are
+// classified again.
+func (r *Reconciler) namespace(ctx context.Context, name string) error {
+	var n corev1.Namespace
+	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &n)
+	if client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	labels := n.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if old, seen := r.namespaces[name]; seen && maps.Equal(old, labels) && err == nil {
+		return nil
+	}
+	if err != nil {
+		delete(r.namespaces, name)
+	} else {
+		r.namespaces[name] = labels
+	}
+	r.gen++
+	pods, err := r.Pods.ByIndex(cache.NamespaceIndex, name)
+	if err != nil {
+		return err
+	}
+	for _, obj := range pods {
+		if p, ok := obj.(*cachedPod); ok {
+			if err := r.pod(ctx, p.Namespace, p.Name); err != nil {
+				return err
+			}
 		}
 	}
-	// The cache's own objects, read and never modified: a copy of every
-	// Pod on every pass would double the controller's memory.
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, err
-	}
+	return nil
+}
+
+// resync classifies every Pod again under the catalog in force, and
+// forgets Pods the store no longer has. Shapes are classified in
+// parallel; the tally is updated on this goroutine.
+func (r *Reconciler) resync(ctx context.Context) error {
 	start := time.Now()
-	f := classify(pods.Items, inScope, cat)
-	r.Metrics.set(f.counts, cat.Version, time.Since(start))
-	r.report(f.owners)
-	if r.Repair {
-		if err := r.repair(ctx, f.owners, f.claims); err != nil {
-			return ctrl.Result{}, err
+	if cat := r.Catalog(); cat != r.cat {
+		r.cat = cat
+		r.inPlace.resume() // a new catalog is a new upgrade
+	}
+	r.gen++
+	var list corev1.NamespaceList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return err
+	}
+	clear(r.namespaces)
+	for _, n := range list.Items {
+		labels := n.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		r.namespaces[n.Name] = labels
+	}
+	var pods []*cachedPod
+	for _, obj := range r.Pods.List() {
+		if p, ok := obj.(*cachedPod); ok {
+			pods = append(pods, p)
 		}
 	}
-	after := r.AuditInterval
-	if len(r.restarting) > 0 {
-		after = min(after, 2*time.Second) // watch the rollouts through
+	results := make([]*conformance.Result, len(pods))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(pods); i = int(next.Add(1)) - 1 {
+				if labels := r.namespaces[pods[i].Namespace]; pods[i].running() && conformance.InScope(labels, r.cat) {
+					results[i] = r.classify(pods[i], labels)
+				}
+			}
+		})
 	}
-	return ctrl.Result{RequeueAfter: after}, nil
-}
-
-// fleetState is one pass's classification: each owner's worst state,
-// the controller reference its Pods that need repair carry, and the
-// gauges' counts by namespace, template and state.
-type fleetState struct {
-	owners map[key]conformance.State
-	claims map[key]claim
-	counts map[[3]string]float64
-}
-
-// classify classifies the running Pods of the namespaces in scope.
-func classify(pods []corev1.Pod, inScope map[string]map[string]string, cat *catalog.Catalog) fleetState {
-	f := fleetState{owners: map[key]conformance.State{}, claims: map[key]claim{}, counts: map[[3]string]float64{}}
-	for i := range pods {
-		pod := &pods[i]
-		labels, ok := inScope[pod.Namespace]
-		if !ok || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
-			continue
-		}
-		res := conformance.Classify(pod, labels, cat)
-		for _, t := range res.Templates {
-			f.counts[[3]string{pod.Namespace, t.Name, string(t.State)}]++
-		}
-		if len(res.Templates) == 0 {
-			f.counts[[3]string{pod.Namespace, "", string(conformance.None)}]++
-		}
-		k := key{pod.Namespace, conformance.OwnerOf(pod)}
-		if cur, seen := f.owners[k]; seen {
-			f.owners[k] = conformance.Worst(cur, res.State)
+	wg.Wait()
+	seen, shapes := make(map[string]bool, len(pods)), map[*shape]bool{}
+	for i, p := range pods {
+		sk := podKey(p.Namespace, p.Name)
+		seen[sk], shapes[p.shape] = true, true
+		if results[i] == nil {
+			r.fleet.remove(sk)
 		} else {
-			f.owners[k] = res.State
-		}
-		if ref := metav1.GetControllerOf(pod); ref != nil && res.State.NeedsRepair() {
-			c := f.claims[k]
-			c.mixed = c.mixed || (c.exists && c.ref.UID != ref.UID)
-			c.ref, c.exists = *ref, true
-			f.claims[k] = c
+			r.fleet.put(sk, p, results[i])
 		}
 	}
-	return f
+	for sk := range r.fleet.pods {
+		if !seen[sk] {
+			r.fleet.remove(sk)
+		}
+	}
+	r.Metrics.resynced(r.cat.Version, time.Since(start), len(pods), len(shapes))
+	return nil
 }
 
-// report records an Event on each owner whose worst state turned to one
+// flush sets the gauges that changed, records the Events of the owners
+// that changed, and queues a repair pass when one needs it.
+func (r *Reconciler) flush() {
+	for series := range r.fleet.changedSeries {
+		if n, ok := r.fleet.counts[series]; ok {
+			r.Metrics.pods.WithLabelValues(series[:]...).Set(float64(n))
+		} else {
+			r.Metrics.pods.DeleteLabelValues(series[:]...)
+		}
+	}
+	clear(r.fleet.changedSeries)
+	repair := false
+	for k := range r.fleet.changedOwners {
+		state, ok := r.fleet.worst(k)
+		r.report(k, state, ok)
+		repair = repair || state.NeedsRepair()
+	}
+	clear(r.fleet.changedOwners)
+	if repair && r.Repair != "" && r.Repair != RepairOff && r.RepairNow != nil {
+		r.RepairNow()
+	}
+}
+
+// report records an Event on an owner whose worst state turned to one
 // that needs repair, once per change.
-func (r *Reconciler) report(owners map[key]conformance.State) {
-	for k, state := range owners {
-		if !state.NeedsRepair() {
-			delete(r.last, k)
-			continue
-		}
-		if r.last[k] == state {
-			continue
-		}
-		r.last[k] = state
-		r.Recorder.Eventf(eventRef(k), corev1.EventTypeWarning, "Sidecars"+titled(state),
-			"Pods of %s %s are %s: they do not carry what the catalog renders for them today; `sidecar-injector audit -n %s` says why", k.owner.Kind, k.owner.Name, state, k.namespace)
+func (r *Reconciler) report(k key, state conformance.State, exists bool) {
+	if !exists || !state.NeedsRepair() {
+		delete(r.last, k)
+		return
 	}
-	for k := range r.last {
-		if _, ok := owners[k]; !ok {
-			delete(r.last, k)
-		}
+	if r.last[k] == state {
+		return
 	}
+	r.last[k] = state
+	r.Recorder.Eventf(eventRef(k), corev1.EventTypeWarning, "Sidecars"+titled(state),
+		"Pods of %s %s are %s: they do not carry what the catalog renders for them today; `sidecar-injector audit -n %s` says why", k.owner.Kind, k.owner.Name, state, k.namespace)
 }
 
 func titled(s conformance.State) string {
@@ -218,54 +383,75 @@ func object(k key) client.Object {
 	return &appsv1.DaemonSet{ObjectMeta: meta}
 }
 
-// repair finishes the rollouts in progress and starts the next ones, at
-// most MaxConcurrentRestarts at a time, in namespace/name order. It never
-// touches a workload already mid-rollout, a bare Pod or a Job.
-func (r *Reconciler) repair(ctx context.Context, owners map[key]conformance.State, claims map[key]claim) error {
+// repair follows the upgrades and rollouts in progress, then repairs
+// the owners whose Pods need it, in namespace/name order: in place where
+// the mode and the Pods allow (upgradeInPlace), else by a rollout of a
+// Deployment, StatefulSet or DaemonSet, at most MaxConcurrentRestarts at
+// a time, never one already mid-rollout. It comes back every 2 s while
+// anything is in progress.
+func (r *Reconciler) repair(ctx context.Context) (ctrl.Result, error) {
+	if r.Repair.inPlace() {
+		r.followUpgrades(ctx)
+	}
 	for k := range r.restarting {
 		done, err := r.rolledOut(ctx, k)
 		if err != nil {
-			return err
+			return ctrl.Result{}, err
 		}
 		if done {
 			delete(r.restarting, k)
 		}
 	}
-	var due []key
-	for k, state := range owners {
-		if state.NeedsRepair() && k.owner.Restartable() && !r.restarting[k] {
-			due = append(due, k)
+	for _, k := range r.fleet.needRepair() {
+		if r.restarting[k] {
+			continue
+		}
+		if r.Repair.inPlace() {
+			reason := r.upgradeInPlace(ctx, k)
+			if reason == "" {
+				continue
+			}
+			if !r.Repair.restart() || !k.owner.Restartable() || r.inPlace.busy(k) {
+				r.needsRestart(k, reason)
+				continue
+			}
+		}
+		if r.Repair.restart() && k.owner.Restartable() && len(r.restarting) < r.MaxConcurrentRestarts {
+			if err := r.restartOwner(ctx, k); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
 	}
-	sort.Slice(due, func(i, j int) bool {
-		return due[i].namespace+"/"+due[i].owner.Name < due[j].namespace+"/"+due[j].owner.Name
-	})
-	for _, k := range due {
-		if len(r.restarting) >= r.MaxConcurrentRestarts {
-			return nil
-		}
-		if done, err := r.rolledOut(ctx, k); err != nil || !done {
-			continue // mid-rollout already, or gone
-		}
-		if reason := r.unproven(ctx, k, claims[k]); reason != "" {
-			r.Log.Info("Not restarting: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
-			r.Metrics.restarts.WithLabelValues("unproven").Inc()
-			continue
-		}
-		if r.DryRun {
-			r.Log.Info("Would restart", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
-			r.Metrics.restarts.WithLabelValues("dry-run").Inc()
-			continue
-		}
-		if err := r.restart(ctx, k); err != nil {
-			r.Metrics.restarts.WithLabelValues("failure").Inc()
-			r.Log.Error(err, "Restart failed", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
-			continue
-		}
-		r.Metrics.restarts.WithLabelValues("success").Inc()
-		r.Log.Info("Restarted", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
-		r.restarting[k] = true
+	if len(r.restarting) > 0 || r.inPlace.inFlight() > 0 {
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // watch them through
 	}
+	return ctrl.Result{}, nil
+}
+
+// restartOwner rolls the owner out once its ownership of the Pods is
+// proven and its last rollout is complete.
+func (r *Reconciler) restartOwner(ctx context.Context, k key) error {
+	if done, err := r.rolledOut(ctx, k); err != nil || !done {
+		return err // mid-rollout already
+	}
+	if reason := r.unproven(ctx, k, r.fleet.claim(k)); reason != "" {
+		r.Log.Info("Not restarting: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
+		r.Metrics.restarts.WithLabelValues("unproven").Inc()
+		return nil
+	}
+	if r.DryRun {
+		r.Log.Info("Would restart", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
+		r.Metrics.restarts.WithLabelValues("dry-run").Inc()
+		return nil
+	}
+	if err := r.restart(ctx, k); err != nil {
+		r.Metrics.restarts.WithLabelValues("failure").Inc()
+		r.Log.Error(err, "Restart failed", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
+		return nil
+	}
+	r.Metrics.restarts.WithLabelValues("success").Inc()
+	r.Log.Info("Restarted", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name)
+	r.restarting[k] = true
 	return nil
 }
 
@@ -353,7 +539,10 @@ type Metrics struct {
 	pods     *prometheus.GaugeVec
 	catalog  *prometheus.GaugeVec
 	restarts *prometheus.CounterVec
+	upgrades *prometheus.CounterVec
+	halted   prometheus.Gauge
 	duration prometheus.Gauge
+	cached   *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -371,26 +560,38 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sidecar_injector_controller_restarts_total",
 			Help: "Workload rollouts started to repair their Pods, by result: success, failure, dry-run (logged, not started), or unproven (the Pods' controller reference does not lead to the workload by UID; not started).",
 		}, []string{"result"}),
+		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sidecar_injector_controller_upgrades_total",
+			Help: "Pods upgraded in place, by result: started (images patched), success (the new containers run and are ready), halted (not ready in time: the workload's upgrade stopped), failure (the patch failed), dry-run (logged, not patched), unproven (the Pods' controller reference does not lead to the workload by UID).",
+		}, []string{"result"}),
+		halted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sidecar_injector_controller_upgrades_halted",
+			Help: "Workloads whose in-place upgrade stopped because an upgraded container did not become ready in time; they stay so until the catalog changes.",
+		}),
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_controller_classification_seconds",
-			Help: "How long the last classification of every Pod in scope took.",
+			Help: "How long the last classification of every Pod (at a catalog change or the audit interval) took.",
 		}),
+		cached: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sidecar_injector_controller_cache_objects",
+			Help: "What the controller's Pod cache held at the last full classification: pods, and shapes (distinct Pod contents the pods share).",
+		}, []string{"kind"}),
 	}
 	for _, r := range []string{"success", "failure", "dry-run", "unproven"} {
 		m.restarts.WithLabelValues(r)
 	}
-	reg.MustRegister(m.pods, m.catalog, m.restarts, m.duration)
+	for _, r := range []string{"started", "success", "halted", "failure", "dry-run", "unproven"} {
+		m.upgrades.WithLabelValues(r)
+	}
+	reg.MustRegister(m.pods, m.catalog, m.restarts, m.upgrades, m.halted, m.duration, m.cached)
 	return m
 }
 
-// set replaces the gauges with one pass's counts, so Pods that went away
-// leave no series behind.
-func (m *Metrics) set(counts map[[3]string]float64, version string, took time.Duration) {
-	m.pods.Reset()
-	for k, n := range counts {
-		m.pods.WithLabelValues(k[0], k[1], k[2]).Set(n)
-	}
+// resynced notes a full classification.
+func (m *Metrics) resynced(version string, took time.Duration, pods, shapes int) {
 	m.catalog.Reset()
 	m.catalog.WithLabelValues(version).Set(1)
 	m.duration.Set(took.Seconds())
+	m.cached.WithLabelValues("pods").Set(float64(pods))
+	m.cached.WithLabelValues("shapes").Set(float64(shapes))
 }

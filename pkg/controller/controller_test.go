@@ -13,9 +13,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -75,6 +77,7 @@ func daemonSet(name string) *appsv1.DaemonSet {
 }
 
 type fleet struct {
+	shapes   shapes
 	r        *Reconciler
 	client   client.Client
 	recorder *record.FakeRecorder
@@ -95,15 +98,43 @@ func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Obje
 	if o.MaxConcurrentRestarts == 0 {
 		o.MaxConcurrentRestarts = 1
 	}
+	if o.Repair == "" {
+		o.Repair = RepairOff
+	}
+	if o.MaxUnavailable == 0 {
+		o.MaxUnavailable = 1
+	}
+	if o.UpgradeTimeout == 0 {
+		o.UpgradeTimeout = time.Minute
+	}
 	return &fleet{r: &Reconciler{Client: c, Reader: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
 }
 
 func with[T any](o T, change func(T)) T { change(o); return o }
 
+// pass gives the reconciler the client's Pods as the informer would, then
+// reconciles a resync and a repair pass.
 func (f *fleet) pass(t *testing.T) {
 	t.Helper()
-	if _, err := f.r.Reconcile(context.Background(), Request); err != nil {
+	var pods corev1.PodList
+	if err := f.client.List(context.Background(), &pods); err != nil {
 		t.Fatal(err)
+	}
+	store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	for i := range pods.Items {
+		p, err := f.shapes.transform(&pods.Items[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.r.Pods = store
+	for _, req := range []reconcile.Request{ResyncRequest, RepairRequest} {
+		if _, err := f.r.Reconcile(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -146,40 +177,40 @@ func TestRepair(t *testing.T) {
 	}{
 		"stale Pods of two Deployments: the first in name order is restarted, one at a time": {
 			[]client.Object{deployment("b-web"), deployment("a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
-			Options{Repair: true}, []string{"a-web"}},
+			Options{Repair: RepairRestart}, []string{"a-web"}},
 		"two at a time when allowed": {
 			[]client.Object{deployment("b-web"), deployment("a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
-			Options{Repair: true, MaxConcurrentRestarts: 2}, []string{"a-web", "b-web"}},
+			Options{Repair: RepairRestart, MaxConcurrentRestarts: 2}, []string{"a-web", "b-web"}},
 		"a Deployment mid-rollout is left alone and the next is restarted": {
 			[]client.Object{midRollout, deployment("b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web")},
-			Options{Repair: true}, []string{"b-web"}},
+			Options{Repair: RepairRestart}, []string{"b-web"}},
 		"current Pods restart nothing": {
 			[]client.Object{deployment("a-web"), injectedPod(t, cat, "a-1", "Deployment", "a-web")},
-			Options{Repair: true}, nil},
+			Options{Repair: RepairRestart}, nil},
 		"a dry run restarts nothing": {
 			[]client.Object{deployment("a-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
-			Options{Repair: true, DryRun: true}, nil},
+			Options{Repair: RepairRestart, DryRun: true}, nil},
 		"without repair nothing is restarted": {
 			[]client.Object{deployment("a-web"), injectedPod(t, old, "a-1", "Deployment", "a-web")},
 			Options{}, nil},
 		"a Pod naming the ReplicaSet by another UID restarts nothing": {
 			[]client.Object{deployment("a-web"), with(injectedPod(t, old, "a-1", "Deployment", "a-web"), func(p *corev1.Pod) { p.OwnerReferences[0].UID = "forged" })},
-			Options{Repair: true}, nil},
+			Options{Repair: RepairRestart}, nil},
 		"a Pod naming a ReplicaSet that is not the Deployment's restarts nothing": {
 			[]client.Object{deployment("no-rs-web"), injectedPod(t, old, "a-1", "Deployment", "no-rs-web"), with(replicaSet("no-rs-web"), func(rs *appsv1.ReplicaSet) { rs.OwnerReferences[0].UID = "another-deployment" })},
-			Options{Repair: true}, nil},
+			Options{Repair: RepairRestart}, nil},
 		"a Pod naming a ReplicaSet that does not exist restarts nothing": {
 			[]client.Object{deployment("no-rs-web"), injectedPod(t, old, "a-1", "Deployment", "no-rs-web")},
-			Options{Repair: true}, nil},
+			Options{Repair: RepairRestart}, nil},
 		"a DaemonSet its Pods name by UID is restarted": {
 			[]client.Object{daemonSet("agent"), injectedPod(t, old, "agent-1", "DaemonSet", "agent")},
-			Options{Repair: true}, []string{"agent"}},
+			Options{Repair: RepairRestart}, []string{"agent"}},
 		"a DaemonSet its Pods name by another UID is not": {
 			[]client.Object{daemonSet("agent"), with(injectedPod(t, old, "agent-1", "DaemonSet", "agent"), func(p *corev1.Pod) { p.OwnerReferences[0].UID = "forged" })},
-			Options{Repair: true}, nil},
+			Options{Repair: RepairRestart}, nil},
 		"a bare Pod and a Job are never restarted": {
 			[]client.Object{injectedPod(t, old, "bare", "", ""), injectedPod(t, old, "job-1", "Job", "nightly")},
-			Options{Repair: true}, nil},
+			Options{Repair: RepairRestart}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFleet(t, cat, c.o, c.objs...)
@@ -196,7 +227,7 @@ func TestRepair(t *testing.T) {
 func TestOneRolloutAtATime(t *testing.T) {
 	old := parse(t, "", "")
 	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
-	f := newFleet(t, cat, Options{Repair: true},
+	f := newFleet(t, cat, Options{Repair: RepairRestart},
 		deployment("a-web"), deployment("b-web"), injectedPod(t, old, "a-1", "Deployment", "a-web"), injectedPod(t, old, "b-1", "Deployment", "b-web"))
 	f.pass(t)
 	// The restart bumps the generation; the Deployment controller has

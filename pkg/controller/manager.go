@@ -3,13 +3,17 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -44,7 +48,8 @@ type ManagerOptions struct {
 // NewManagerOptions returns the options with their defaults.
 func NewManagerOptions() ManagerOptions {
 	return ManagerOptions{
-		Options:                 Options{MaxConcurrentRestarts: 1, AuditInterval: 10 * time.Minute, Log: logr.Discard()},
+		Options: Options{Repair: RepairOff, MaxConcurrentRestarts: 1, MaxUnavailable: 1, UpgradeTimeout: 5 * time.Minute,
+			AuditInterval: 10 * time.Minute, Log: logr.Discard()},
 		MetricsAddr:             ":8080",
 		HealthAddr:              ":8081",
 		LeaderElection:          true,
@@ -55,8 +60,11 @@ func NewManagerOptions() ManagerOptions {
 // Validate says what is wrong with the options, in the controller
 // command's flag names.
 func (o ManagerOptions) Validate() error {
-	if o.MaxConcurrentRestarts < 1 || o.AuditInterval <= 0 {
-		return fmt.Errorf("--max-concurrent-restarts must be at least 1 and --audit-interval positive")
+	if !slices.Contains(RepairModes, o.Repair) {
+		return fmt.Errorf("--repair %q not supported; use off, restart, in-place or auto", o.Repair)
+	}
+	if o.MaxConcurrentRestarts < 1 || o.MaxUnavailable < 1 || o.AuditInterval <= 0 || o.UpgradeTimeout <= 0 {
+		return fmt.Errorf("--max-concurrent-restarts and --max-unavailable must be at least 1, --audit-interval and --upgrade-timeout positive")
 	}
 	return nil
 }
@@ -75,34 +83,44 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	if err != nil {
 		return err
 	}
-	o.Catalog = store.Current
-	r := &Reconciler{
-		Client:   mgr.GetClient(),
-		Reader:   mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorderFor("sidecar-injector"),
-		Metrics:  NewMetrics(ctrlmetrics.Registry),
-		Options:  o.Options,
+	pods, err := newPodInformer(o.RestConfig)
+	if err != nil {
+		return err
 	}
-	// Every event maps to the one fleet request; a catalog reload too.
-	reloaded := make(chan event.GenericEvent, 1)
-	toFleet := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{Request} })
+	if err := mgr.Add(leaderRunnable(func(ctx context.Context) error { pods.Run(ctx.Done()); return nil })); err != nil {
+		return err
+	}
+	o.Catalog = store.Current
+	// Resyncs and repair passes are queued through channels: the first
+	// resync at start, the next ones at a catalog reload.
+	resync, repair := make(chan event.GenericEvent, 1), make(chan event.GenericEvent, 1)
+	resync <- event.GenericEvent{Object: &corev1.Namespace{}}
+	r := &Reconciler{
+		Client:    mgr.GetClient(),
+		Reader:    mgr.GetAPIReader(),
+		Pods:      pods.GetIndexer(),
+		Recorder:  mgr.GetEventRecorderFor("sidecar-injector"),
+		Metrics:   NewMetrics(ctrlmetrics.Registry),
+		RepairNow: func() { queue(repair) },
+		Options:   o.Options,
+	}
+	to := func(req reconcile.Request) handler.EventHandler {
+		return handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{req} })
+	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("conformance").
-		Watches(&corev1.Pod{}, toFleet).
-		Watches(&corev1.Namespace{}, toFleet).
-		WatchesRawSource(source.Channel(reloaded, toFleet)).
+		WatchesRawSource(&source.Informer{Informer: pods, Handler: &handler.EnqueueRequestForObject{}}).
+		Watches(&corev1.Namespace{}, &handler.EnqueueRequestForObject{}).
+		WatchesRawSource(source.Channel(resync, to(ResyncRequest))).
+		WatchesRawSource(source.Channel(repair, to(RepairRequest))).
 		Complete(r)
 	if err != nil {
 		return err
 	}
 	if o.CatalogPath != "" {
 		w := &catalog.Watcher{Path: o.CatalogPath, Store: store, Log: o.Log, OnReload: func(_ *catalog.Catalog, err error) {
-			if err != nil {
-				return
-			}
-			select {
-			case reloaded <- event.GenericEvent{Object: &corev1.Namespace{}}:
-			default: // a pass is queued already
+			if err == nil {
+				queue(resync)
 			}
 		}}
 		if err := mgr.Add(runnable(w.Run)); err != nil {
@@ -113,8 +131,36 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	return mgr.Start(ctx)
 }
 
-// newManager is a manager with health checks whose Pod cache keeps only
-// what the classification reads of each Pod.
+// queue sends an event unless one is queued already.
+func queue(ch chan event.GenericEvent) {
+	select {
+	case ch <- event.GenericEvent{Object: &corev1.Namespace{}}:
+	default:
+	}
+}
+
+// newPodInformer watches every Pod, in protobuf, and keeps a cachedPod
+// of each (see cachedPod and shape for what and why), indexed by
+// namespace.
+func newPodInformer(cfg *rest.Config) (toolscache.SharedIndexInformer, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	lw := toolscache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, fields.Everything())
+	inf := toolscache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	var s shapes
+	if err := inf.SetTransform(s.transform); err != nil {
+		return nil, err
+	}
+	return inf, nil
+}
+
+// newManager is a manager with health checks; its cache holds
+// namespaces and workloads, never Pods.
 func newManager(o ManagerOptions) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(o.RestConfig, ctrl.Options{
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -123,15 +169,6 @@ func newManager(o ManagerOptions) (ctrl.Manager, error) {
 		LeaderElectionID:        "sidecar-injector-controller",
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		Logger:                  o.Log,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Transform: func(obj any) (any, error) {
-				if pod, ok := obj.(*corev1.Pod); ok {
-					pod.ManagedFields = nil
-					pod.Status = corev1.PodStatus{Phase: pod.Status.Phase}
-				}
-				return obj, nil
-			}},
-		}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller manager: %w", err)
@@ -144,6 +181,11 @@ func newManager(o ManagerOptions) (ctrl.Manager, error) {
 	}
 	return mgr, nil
 }
+
+// leaderRunnable runs f under the manager, on the leader only.
+type leaderRunnable func(context.Context) error
+
+func (f leaderRunnable) Start(ctx context.Context) error { return f(ctx) }
 
 // runnable runs f under the manager, on every replica.
 type runnable func(context.Context) error

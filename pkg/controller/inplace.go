@@ -1,0 +1,260 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podpatterns/sidecar-injector/pkg/conformance"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// upgrades are the in-place upgrades in flight, the workloads whose
+// upgrade stopped, and what was said once.
+type upgrades struct {
+	flying map[key][]upgrading
+	halted map[key]string
+	// said are the owners told they need a restart, with why, and the
+	// Pods a dry run logged: each said once.
+	said    map[key]string
+	dryRuns map[types.UID]bool
+}
+
+// upgrading is a Pod whose sidecar images were patched: it is done when
+// each of those containers runs again, with a new container ID, and is
+// ready.
+type upgrading struct {
+	pod    types.NamespacedName
+	uid    types.UID
+	images []conformance.Image
+	before map[string]string // container name -> container ID before the patch
+	since  time.Time
+}
+
+func newUpgrades() upgrades {
+	return upgrades{flying: map[key][]upgrading{}, halted: map[key]string{}, said: map[key]string{}, dryRuns: map[types.UID]bool{}}
+}
+
+// busy reports whether the owner has upgrades in flight.
+func (u upgrades) busy(k key) bool { return len(u.flying[k]) > 0 }
+
+func (u upgrades) inFlight() int {
+	n := 0
+	for _, list := range u.flying {
+		n += len(list)
+	}
+	return n
+}
+
+// resume forgets the stopped upgrades: a new catalog tries again.
+func (u upgrades) resume() {
+	clear(u.halted)
+	clear(u.said)
+	clear(u.dryRuns)
+}
+
+// upgradeInPlace upgrades the next Pods of the owner that need it, up to
+// MaxUnavailable in flight, each once it is ready. It returns why the
+// owner needs a rollout instead, or "" when its Pods are being upgraded,
+// wait their turn, or its upgrade stopped.
+func (r *Reconciler) upgradeInPlace(ctx context.Context, k key) string {
+	if _, stopped := r.inPlace.halted[k]; stopped {
+		return ""
+	}
+	if !k.owner.Restartable() && !r.UpgradeBarePods {
+		return fmt.Sprintf("%s %s is not a Deployment, StatefulSet or DaemonSet: its Pods are upgraded in place only with --upgrade-bare-pods", k.owner.Kind, k.owner.Name)
+	}
+	if k.owner.Restartable() {
+		if reason := r.unproven(ctx, k, r.fleet.claim(k)); reason != "" {
+			r.Log.Info("Not upgrading: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
+			r.Metrics.upgrades.WithLabelValues("unproven").Inc()
+			return ""
+		}
+	}
+	for _, p := range r.stalePods(k) {
+		if len(r.inPlace.flying[k]) >= r.MaxUnavailable {
+			return ""
+		}
+		if slices.ContainsFunc(r.inPlace.flying[k], func(u upgrading) bool { return u.uid == p.UID }) {
+			continue
+		}
+		var pod corev1.Pod
+		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, &pod); err != nil || pod.UID != p.UID {
+			continue // gone, or another Pod by now
+		}
+		up, err := conformance.InPlace(&pod, r.namespaces[k.namespace], r.cat)
+		if err != nil {
+			return fmt.Sprintf("Pod %s: %v", pod.Name, err)
+		}
+		if !podReady(&pod) {
+			continue // unavailable already: not this one now
+		}
+		r.startUpgrade(ctx, k, &pod, up)
+	}
+	return ""
+}
+
+// stalePods are the owner's running Pods whose tally says stale, by name.
+func (r *Reconciler) stalePods(k key) []*cachedPod {
+	objs, _ := r.Pods.ByIndex(cache.NamespaceIndex, k.namespace)
+	var out []*cachedPod
+	for _, obj := range objs {
+		p, ok := obj.(*cachedPod)
+		if !ok || p.Owner != k.owner || !p.running() {
+			continue
+		}
+		if c, ok := r.fleet.pods[podKey(p.Namespace, p.Name)]; ok && c.res.State == conformance.Stale {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b *cachedPod) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// startUpgrade patches the Pod's images and status annotation, each
+// checked against what was read, so a Pod that changed meanwhile is left
+// alone.
+func (r *Reconciler) startUpgrade(ctx context.Context, k key, pod *corev1.Pod, up *conformance.Upgrade) {
+	log := r.Log.WithValues("namespace", pod.Namespace, "pod", pod.Name, "kind", k.owner.Kind, "owner", k.owner.Name)
+	if r.DryRun {
+		if !r.inPlace.dryRuns[pod.UID] {
+			r.inPlace.dryRuns[pod.UID] = true
+			log.Info("Would upgrade in place", "images", describe(up.Images))
+			r.Metrics.upgrades.WithLabelValues("dry-run").Inc()
+		}
+		return
+	}
+	status := "/metadata/annotations/" + strings.ReplaceAll(inject.StatusAnnotation, "/", "~1")
+	ops := []map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": pod.UID},
+		{"op": "test", "path": status, "value": pod.Annotations[inject.StatusAnnotation]},
+	}
+	before := map[string]string{}
+	for _, im := range up.Images {
+		ops = append(ops,
+			map[string]any{"op": "test", "path": im.Path() + "/name", "value": im.Name},
+			map[string]any{"op": "test", "path": im.Path() + "/image", "value": im.From},
+			map[string]any{"op": "replace", "path": im.Path() + "/image", "value": im.To})
+		before[im.Name] = containerStatus(pod, im.Name).ContainerID
+	}
+	ops = append(ops, map[string]any{"op": "replace", "path": status, "value": up.Status})
+	patch, _ := json.Marshal(ops) // strings only
+	if err := r.Client.Patch(ctx, pod, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+		r.Metrics.upgrades.WithLabelValues("failure").Inc()
+		log.Error(err, "In-place upgrade failed")
+		return
+	}
+	r.Metrics.upgrades.WithLabelValues("started").Inc()
+	log.Info("Upgrading in place", "images", describe(up.Images))
+	r.inPlace.flying[k] = append(r.inPlace.flying[k], upgrading{
+		pod: types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, uid: pod.UID, images: up.Images, before: before, since: time.Now(),
+	})
+}
+
+// followUpgrades finishes the upgrades whose containers run again and
+// are ready, and stops a workload's upgrade when one is not ready within
+// UpgradeTimeout: an Event on the workload says why, and its other Pods
+// are left as they are.
+func (r *Reconciler) followUpgrades(ctx context.Context) {
+	for k, list := range r.inPlace.flying {
+		var still []upgrading
+		for _, u := range list {
+			var pod corev1.Pod
+			if err := r.Reader.Get(ctx, u.pod, &pod); err != nil || pod.UID != u.uid {
+				continue // gone: nothing to wait for
+			}
+			waiting := u.waitingFor(&pod)
+			if waiting == "" {
+				r.Metrics.upgrades.WithLabelValues("success").Inc()
+				r.Log.Info("Upgraded in place", "namespace", pod.Namespace, "pod", pod.Name, "images", describe(u.images))
+				continue
+			}
+			if time.Since(u.since) > r.UpgradeTimeout {
+				r.halt(k, fmt.Sprintf("Pod %s: %s, %s after its images moved (%s)", pod.Name, waiting, r.UpgradeTimeout, describe(u.images)))
+				still = nil
+				break
+			}
+			still = append(still, u)
+		}
+		if len(still) == 0 {
+			delete(r.inPlace.flying, k)
+		} else {
+			r.inPlace.flying[k] = still
+		}
+	}
+	r.Metrics.halted.Set(float64(len(r.inPlace.halted)))
+}
+
+// halt stops the owner's upgrade.
+func (r *Reconciler) halt(k key, reason string) {
+	r.inPlace.halted[k] = reason
+	r.Metrics.upgrades.WithLabelValues("halted").Inc()
+	r.Log.Info("In-place upgrade stopped", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
+	r.Recorder.Eventf(eventRef(k), corev1.EventTypeWarning, "SidecarUpgradeHalted",
+		"In-place upgrade of %s %s stopped: %s; its other Pods are left as they are until the catalog changes", k.owner.Kind, k.owner.Name, reason)
+}
+
+// needsRestart says, once per reason, that the owner's Pods need a
+// rollout.
+func (r *Reconciler) needsRestart(k key, reason string) {
+	if r.inPlace.said[k] == reason {
+		return
+	}
+	r.inPlace.said[k] = reason
+	r.Recorder.Eventf(eventRef(k), corev1.EventTypeWarning, "SidecarsNeedRestart",
+		"Pods of %s %s cannot be upgraded in place: %s; %s repairs them", k.owner.Kind, k.owner.Name, reason, k.owner.Repair(k.namespace))
+}
+
+// waitingFor says what the upgrade still waits for, or "".
+func (u upgrading) waitingFor(pod *corev1.Pod) string {
+	for _, im := range u.images {
+		cs := containerStatus(pod, im.Name)
+		switch {
+		case cs.ContainerID == u.before[im.Name] || cs.State.Running == nil:
+			state := "not running"
+			if w := cs.State.Waiting; w != nil {
+				state = strings.TrimSpace(w.Reason + " " + w.Message)
+			}
+			return fmt.Sprintf("container %s has not run on %s (%s)", im.Name, im.To, state)
+		case !cs.Ready:
+			return fmt.Sprintf("container %s runs %s but is not ready", im.Name, im.To)
+		}
+	}
+	return ""
+}
+
+// containerStatus is the status of the Pod's container or native
+// sidecar of that name; empty if it has none yet.
+func containerStatus(pod *corev1.Pod, name string) corev1.ContainerStatus {
+	for _, cs := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
+		if cs.Name == name {
+			return cs
+		}
+	}
+	return corev1.ContainerStatus{}
+}
+
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func describe(images []conformance.Image) string {
+	var parts []string
+	for _, im := range images {
+		parts = append(parts, im.Name+" "+im.From+" -> "+im.To)
+	}
+	return strings.Join(parts, ", ")
+}
