@@ -116,6 +116,22 @@ func with[T any](o T, change func(T)) T { change(o); return o }
 // reconciles a resync and a repair pass.
 func (f *fleet) pass(t *testing.T) {
 	t.Helper()
+	f.sync(t)
+	for _, req := range []reconcile.Request{ResyncRequest, RepairRequest} {
+		f.reconcile(t, req)
+	}
+}
+
+func (f *fleet) reconcile(t *testing.T, req reconcile.Request) {
+	t.Helper()
+	if _, err := f.r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sync gives the reconciler the client's Pods as the informer would.
+func (f *fleet) sync(t *testing.T) {
+	t.Helper()
 	var pods corev1.PodList
 	if err := f.client.List(context.Background(), &pods); err != nil {
 		t.Fatal(err)
@@ -131,11 +147,6 @@ func (f *fleet) pass(t *testing.T) {
 		}
 	}
 	f.r.Pods = store
-	for _, req := range []reconcile.Request{ResyncRequest, RepairRequest} {
-		if _, err := f.r.Reconcile(context.Background(), req); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // restarted names the Deployments, then the DaemonSets, whose pod
@@ -284,5 +295,50 @@ func TestEventsAndGauges(t *testing.T) {
 		if got := testutil.ToFloat64(f.r.Metrics.pods.WithLabelValues(labels[:]...)); got != want {
 			t.Errorf("sidecar_injector_pods%v = %v, want %v", labels, got, want)
 		}
+	}
+}
+
+// A Pod event reclassifies that Pod alone, a namespace event the
+// namespace's Pods: the gauges follow without a resync.
+func TestEventsAreIncremental(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
+	f := newFleet(t, cat, Options{})
+	f.pass(t)
+	stale := func() float64 { return testutil.ToFloat64(f.r.Metrics.pods.WithLabelValues(ns, "content-filler", "stale")) }
+	series := func() int { return testutil.CollectAndCount(f.r.Metrics.pods) }
+	for _, name := range []string{"a-1", "a-2"} {
+		if err := f.client.Create(context.Background(), injectedPod(t, old, name, "Deployment", "a-web")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.sync(t)
+	f.reconcile(t, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "a-1"}})
+	if got := stale(); got != 1 {
+		t.Errorf("after a-1's event: stale %v, want 1 (a-2's event is yet to come)", got)
+	}
+	f.reconcile(t, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "a-2"}})
+	if got := stale(); got != 2 {
+		t.Errorf("after a-2's event: stale %v, want 2", got)
+	}
+	if err := f.client.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "a-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.sync(t)
+	f.reconcile(t, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "a-1"}})
+	if got := stale(); got != 1 {
+		t.Errorf("after a-1's deletion: stale %v, want 1", got)
+	}
+	n := &corev1.Namespace{}
+	if err := f.client.Get(context.Background(), client.ObjectKey{Name: ns}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Labels = nil
+	if err := f.client.Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile(t, reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}})
+	if got := series(); got != 0 {
+		t.Errorf("the namespace opted out: %d series left, want none", got)
 	}
 }

@@ -1,0 +1,196 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/conformance"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+const (
+	oldImage = "docker.io/library/busybox:1.37.0"
+	newImage = "docker.io/library/busybox:1.38.0"
+)
+
+// running is the Pod as the kubelet reports it: every container running
+// and ready under a container ID of generation gen.
+func running(p *corev1.Pod, gen string) *corev1.Pod {
+	p.UID = types.UID("pod-" + p.Name)
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	for _, c := range p.Spec.Containers {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, Ready: true, ContainerID: "containerd://" + c.Name + "-" + gen,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+		})
+	}
+	return p
+}
+
+func (f *fleet) get(t *testing.T, name string) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{}
+	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// filler is the image of the Pod's content-filler.
+func (f *fleet) filler(t *testing.T, name string) string {
+	t.Helper()
+	for _, c := range f.get(t, name).Spec.Containers {
+		if c.Name == "content-filler" {
+			return c.Image
+		}
+	}
+	t.Fatalf("%s has no content-filler", name)
+	return ""
+}
+
+// restartedBy plays the kubelet: the upgraded containers run again,
+// ready, under new IDs.
+func (f *fleet) restartedBy(t *testing.T, name, gen string) {
+	t.Helper()
+	p := running(f.get(t, name), gen)
+	if err := f.client.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fleet) events() []string {
+	var out []string
+	for len(f.recorder.Events) > 0 {
+		out = append(out, <-f.recorder.Events)
+	}
+	return out
+}
+
+func upgraded(f *fleet, result string) float64 {
+	return testutil.ToFloat64(f.r.Metrics.upgrades.WithLabelValues(result))
+}
+
+// One Pod of a Deployment at a time: its image and status are patched,
+// the next waits until the upgraded container runs again and is ready;
+// the upgraded Pods carry the status the webhook writes for a new Pod and
+// classify current; the Deployment is never restarted.
+func TestInPlaceOnePodAtATime(t *testing.T) {
+	old, cat := parse(t, "", ""), parse(t, oldImage, newImage)
+	f := newFleet(t, cat, Options{Repair: RepairInPlace}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"), running(injectedPod(t, old, "a-2", "Deployment", "a-web"), "1"))
+	f.pass(t)
+	if got := []string{f.filler(t, "a-1"), f.filler(t, "a-2")}; got[0] != newImage || got[1] != oldImage {
+		t.Fatalf("after the first pass: images %v, want a-1 upgraded alone", got)
+	}
+	f.pass(t)
+	if got := f.filler(t, "a-2"); got != oldImage {
+		t.Fatalf("a-2 upgraded while a-1's new container has not run yet")
+	}
+	f.restartedBy(t, "a-1", "2")
+	f.pass(t)
+	if got := f.filler(t, "a-2"); got != newImage {
+		t.Fatalf("a-2 is still on %s once a-1's container is ready again", got)
+	}
+	if got := upgraded(f, "success"); got != 1 {
+		t.Errorf("upgrades success %v, want 1", got)
+	}
+	fresh := injectedPod(t, cat, "new", "Deployment", "a-web")
+	for _, name := range []string{"a-1", "a-2"} {
+		p := f.get(t, name)
+		if p.Annotations[inject.StatusAnnotation] != fresh.Annotations[inject.StatusAnnotation] {
+			t.Errorf("%s status %s; a new Pod gets %s", name, p.Annotations[inject.StatusAnnotation], fresh.Annotations[inject.StatusAnnotation])
+		}
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat); got.State != conformance.Current {
+			t.Errorf("%s is %s after the upgrade: %+v", name, got.State, got.Templates)
+		}
+	}
+	if got := f.restarted(t); len(got) != 0 {
+		t.Errorf("restarted %v; in place restarts nothing", got)
+	}
+}
+
+// A container that does not come back ready in time stops its
+// workload's upgrade: an Event on the workload, the halted gauge, and its
+// other Pods left alone; another workload goes on.
+func TestInPlaceStopsWhenAContainerIsNotReady(t *testing.T) {
+	old, cat := parse(t, "", ""), parse(t, oldImage, newImage)
+	f := newFleet(t, cat, Options{Repair: RepairInPlace, UpgradeTimeout: time.Nanosecond}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"), running(injectedPod(t, old, "a-2", "Deployment", "a-web"), "1"))
+	f.pass(t)
+	f.events()
+	f.pass(t)
+	f.pass(t)
+	if got := f.filler(t, "a-2"); got != oldImage {
+		t.Errorf("a-2 upgraded after a-1's upgrade stopped")
+	}
+	events := f.events()
+	if len(events) != 1 || !strings.Contains(events[0], "SidecarUpgradeHalted In-place upgrade of Deployment a-web stopped: Pod a-1: container content-filler has not run on "+newImage) {
+		t.Errorf("events %q, want one SidecarUpgradeHalted naming a-1's container", events)
+	}
+	if got := testutil.ToFloat64(f.r.Metrics.halted); got != 1 {
+		t.Errorf("halted gauge %v, want 1", got)
+	}
+	if got := upgraded(f, "halted"); got != 1 {
+		t.Errorf("upgrades halted %v, want 1", got)
+	}
+}
+
+// What cannot be upgraded in place: more than an image says so and, in
+// auto mode, is rolled out; a bare Pod waits for --upgrade-bare-pods; a
+// dry run patches nothing.
+func TestInPlaceModes(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, oldImage, newImage)
+	newArgs := parse(t, "sleep 10", "sleep 11")
+	for name, c := range map[string]struct {
+		cat       *catalog.Catalog
+		o         Options
+		pod       *corev1.Pod
+		image     string // the filler's image after a pass
+		restarted string
+		event     string
+	}{
+		"new args in in-place mode: an Event, no restart": {newArgs, Options{Repair: RepairInPlace}, injectedPod(t, old, "a-1", "Deployment", "a-web"),
+			oldImage, "", `SidecarsNeedRestart Pods of Deployment a-web cannot be upgraded in place: Pod a-1: no template container's image differs: content-filler: the catalog now renders it differently (containers "content-filler" differs at .args[0]); kubectl rollout restart deployment/a-web -n shop repairs them`},
+		"new args in auto mode: a rollout": {newArgs, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), oldImage, "a-web", ""},
+		"a new image in auto mode: in place": {cat, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), newImage, "", ""},
+		"a bare Pod by default: left alone": {cat, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "", ""), oldImage, "",
+			"SidecarsNeedRestart Pods of Pod a-1 cannot be upgraded in place: Pod a-1 is not a Deployment, StatefulSet or DaemonSet: its Pods are upgraded in place only with --upgrade-bare-pods"},
+		"a bare Pod when asked: upgraded": {cat, Options{Repair: RepairInPlace, UpgradeBarePods: true}, injectedPod(t, old, "a-1", "", ""), newImage, "", ""},
+		"a dry run: nothing patched":      {cat, Options{Repair: RepairInPlace, DryRun: true}, injectedPod(t, old, "a-1", "Deployment", "a-web"), oldImage, "", ""},
+		"a forged owner: nothing patched": {cat, Options{Repair: RepairInPlace}, with(injectedPod(t, old, "a-1", "Deployment", "a-web"), func(p *corev1.Pod) { p.OwnerReferences[0].UID = "forged" }), oldImage, "", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFleet(t, c.cat, c.o, deployment("a-web"), running(c.pod, "1"))
+			f.pass(t)
+			f.pass(t)
+			if got := f.filler(t, "a-1"); got != c.image {
+				t.Errorf("image %s, want %s", got, c.image)
+			}
+			if got := strings.Join(f.restarted(t), ","); got != c.restarted {
+				t.Errorf("restarted %q, want %q", got, c.restarted)
+			}
+			var said []string
+			for _, e := range f.events() {
+				if !strings.Contains(e, "SidecarsStale") {
+					said = append(said, e)
+				}
+			}
+			if c.event == "" && len(said) > 0 || c.event != "" && (len(said) != 1 || !strings.Contains(said[0], c.event)) {
+				t.Errorf("events %q, want %q once", said, c.event)
+			}
+			if c.o.DryRun && upgraded(f, "dry-run") != 1 {
+				t.Errorf("dry-run upgrades %v, want 1 however many passes", upgraded(f, "dry-run"))
+			}
+		})
+	}
+}
+

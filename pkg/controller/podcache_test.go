@@ -1,0 +1,82 @@
+package controller
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/conformance"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// withIdentity is the Pod as one replica of a workload is stored: a
+// name, a UID, a node, and the service account token volume, under a
+// name of its own, mounted into every container.
+func withIdentity(p *corev1.Pod, suffix string) *corev1.Pod {
+	p = p.DeepCopy()
+	p.Name, p.UID, p.Spec.NodeName, p.Spec.Hostname = "web-"+suffix, types.UID("uid-"+suffix), "node-"+suffix, "web-"+suffix
+	token := "kube-api-access-" + suffix
+	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: token, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}})
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range list {
+			list[i].VolumeMounts = append(list[i].VolumeMounts, corev1.VolumeMount{Name: token, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true})
+		}
+	}
+	return p
+}
+
+// Classify gives every golden Pod of the engine, before and after
+// injection, and its shape the same result, in an opted-in namespace
+// and in one a policy matches; two replicas share one shape.
+func TestAShapeClassifiesAsItsPod(t *testing.T) {
+	extra, err := os.ReadFile("../inject/testdata/catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()}, catalog.Source{Name: "catalog.yaml", Data: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("../inject/testdata/golden/*")
+	if len(files) < 100 {
+		t.Fatalf("%d golden files; the engine's testdata moved?", len(files))
+	}
+	var s shapes
+	compared := 0
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{}
+		if err := yaml.Unmarshal(data, pod); err != nil || pod.Kind != "Pod" {
+			continue // a denial
+		}
+		a, b := withIdentity(pod, "abcde"), withIdentity(pod, "fghij")
+		for _, labels := range []map[string]string{{inject.InjectionLabel: "enabled"}, {inject.InjectionLabel: "enabled", "env": "prod", "team": "payments"}} {
+			want := conformance.Classify(a, labels, cat)
+			if got := conformance.Classify(shapeOf(a), labels, cat); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: its shape is %+v, the Pod %+v", file, got, want)
+			}
+			compared++
+		}
+		pa, _ := s.transform(a)
+		pb, _ := s.transform(b)
+		if pa.(*cachedPod).shape != pb.(*cachedPod).shape {
+			t.Errorf("%s: two replicas have two shapes", filepath.Base(file))
+		}
+	}
+	if compared < 200 {
+		t.Errorf("compared %d classifications, want every golden Pod's", compared)
+	}
+	if !strings.Contains(shapeOf(withIdentity(&corev1.Pod{}, "x")).Spec.Volumes[0].Name, tokenVolume) {
+		t.Error("the token volume lost its prefix")
+	}
+}
