@@ -200,7 +200,7 @@ func TestLongRunningCommandsRefuseBadFlags(t *testing.T) {
 		"controller with an unknown repair":  {[]string{"controller", "--kubeconfig", kubeconfig, "--repair", "always"}, `--repair "always" not supported`},
 		"controller with no restarts":        {[]string{"controller", "--kubeconfig", kubeconfig, "--max-concurrent-restarts", "0"}, "at least 1"},
 		"controller with no cluster":         {[]string{"controller", "--kubeconfig", "/nonexistent"}, "loading the cluster configuration"},
-		"controller with a zero interval":    {[]string{"controller", "--kubeconfig", kubeconfig, "--audit-interval", "0s"}, "--audit-interval positive"},
+		"controller with a zero interval":    {[]string{"controller", "--kubeconfig", kubeconfig, "--audit-interval", "0s"}, "--audit-interval and --upgrade-timeout positive"},
 		"controller with an unknown log lvl": {[]string{"controller", "--kubeconfig", kubeconfig, "--log-level", "loud"}, `--log-level "loud"`},
 	} {
 		t.Run(name, func(t *testing.T) {

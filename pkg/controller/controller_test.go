@@ -305,7 +305,9 @@ func TestEventsAreIncremental(t *testing.T) {
 	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
 	f := newFleet(t, cat, Options{})
 	f.pass(t)
-	stale := func() float64 { return testutil.ToFloat64(f.r.Metrics.pods.WithLabelValues(ns, "content-filler", "stale")) }
+	stale := func() float64 {
+		return testutil.ToFloat64(f.r.Metrics.pods.WithLabelValues(ns, "content-filler", "stale"))
+	}
 	series := func() int { return testutil.CollectAndCount(f.r.Metrics.pods) }
 	for _, name := range []string{"a-1", "a-2"} {
 		if err := f.client.Create(context.Background(), injectedPod(t, old, name, "Deployment", "a-web")); err != nil {

@@ -160,7 +160,7 @@ func TestInPlaceModes(t *testing.T) {
 	}{
 		"new args in in-place mode: an Event, no restart": {newArgs, Options{Repair: RepairInPlace}, injectedPod(t, old, "a-1", "Deployment", "a-web"),
 			oldImage, "", `SidecarsNeedRestart Pods of Deployment a-web cannot be upgraded in place: Pod a-1: no template container's image differs: content-filler: the catalog now renders it differently (containers "content-filler" differs at .args[0]); kubectl rollout restart deployment/a-web -n shop repairs them`},
-		"new args in auto mode: a rollout": {newArgs, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), oldImage, "a-web", ""},
+		"new args in auto mode: a rollout":   {newArgs, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), oldImage, "a-web", ""},
 		"a new image in auto mode: in place": {cat, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), newImage, "", ""},
 		"a bare Pod by default: left alone": {cat, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "", ""), oldImage, "",
 			"SidecarsNeedRestart Pods of Pod a-1 cannot be upgraded in place: Pod a-1 is not a Deployment, StatefulSet or DaemonSet: its Pods are upgraded in place only with --upgrade-bare-pods"},
@@ -193,4 +193,3 @@ func TestInPlaceModes(t *testing.T) {
 		})
 	}
 }
-

@@ -16,9 +16,12 @@ import (
 // Debian's socat with its libraries (the ambassador) and Debian's
 // prometheus-nginx-exporter (the metrics adapter).
 const (
-	Busybox  = "docker.io/library/busybox:1.37.0"
-	Socat    = "docker.io/alpine/socat:1.8.0.3"
-	Exporter = "docker.io/nginx/nginx-prometheus-exporter:1.4.2"
+	Busybox = "docker.io/library/busybox:1.37.0"
+	// BusyboxNext is the same busybox under the next patch release's
+	// tag: what a catalog moves its sidecars to.
+	BusyboxNext = "docker.io/library/busybox:1.37.1"
+	Socat       = "docker.io/alpine/socat:1.8.0.3"
+	Exporter    = "docker.io/nginx/nginx-prometheus-exporter:1.4.2"
 )
 
 // Env is a control plane, a node and the webhook serving a catalog, all
@@ -94,14 +97,18 @@ func (e *Env) up(ctx context.Context, logs *os.File, catalogFiles map[string][]b
 	return nil
 }
 
-// testImages are the images the node holds: the sandbox, busybox, socat
-// and the exporter.
+// testImages are the images the node holds: the sandbox, busybox (under
+// two tags), socat and the exporter.
 func testImages(dir string) ([]Image, error) {
 	pause, err := PauseImage(SandboxImage, dir)
 	if err != nil {
 		return nil, err
 	}
 	box, err := BusyboxImage(Busybox)
+	if err != nil {
+		return nil, err
+	}
+	next, err := BusyboxImage(BusyboxNext)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +120,7 @@ func testImages(dir string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Image{pause, box, proxy, metrics}, nil
+	return []Image{pause, box, next, proxy, metrics}, nil
 }
 
 // Down stops the webhook, the node and the control plane, and removes

@@ -1,0 +1,179 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/cmd"
+	"github.com/podpatterns/sidecar-injector/pkg/conformance"
+	"github.com/podpatterns/sidecar-injector/pkg/controller"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// shop is a Deployment of web servers that log each order: each Pod
+// carries the content-filler (a classic sidecar) and the tail-shipper (a
+// native one).
+func shop(replicas int32) *appsv1.Deployment {
+	uid := int64(1000)
+	labels := map[string]string{"app": "shop"}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
+	d.Spec.Replicas = &replicas
+	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: labels}
+	d.Spec.Template.Labels = labels
+	d.Spec.Template.Annotations = map[string]string{inject.InjectAnnotation: "content-filler,tail-shipper"}
+	d.Spec.Template.Spec = corev1.PodSpec{
+		NodeName:        Name, // no scheduler runs
+		SecurityContext: &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid},
+		Containers: []corev1.Container{{
+			Name: "web", Image: Busybox, ImagePullPolicy: corev1.PullNever,
+			Command: []string{"sh", "-c", `trap "exit 0" TERM; httpd -f -p 8080 -h /usr/share/nginx/html &
+i=0; while true; do echo "order $i" >> /var/log/app/app.log; i=$((i+1)); sleep 0.2; done & wait`},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+		}},
+	}
+	return d
+}
+
+// statusOf is the status of the Pod's container or native sidecar.
+func statusOf(p *corev1.Pod, name string) corev1.ContainerStatus {
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if cs.Name == name {
+			return cs
+		}
+	}
+	return corev1.ContainerStatus{}
+}
+
+// A catalog that moves only its sidecars' images: `controller
+// --repair=in-place` upgrades a Deployment's Pods one at a time without
+// restarting them. The app container keeps its container and serves
+// every request meanwhile; the classic and the native sidecar each run
+// again on the new image; the Pods classify current, audit agrees, and
+// the shipper ships on.
+func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
+	ns := namespace(t)
+	ctx := context.Background()
+	client := suite.cluster.Client
+	if _, err := client.AppsV1().Deployments(ns).Create(ctx, shop(2), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pods []corev1.Pod
+	err := wait(ctx, "two shop Pods, injected and ready", func() bool {
+		list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=shop"})
+		if err != nil || len(list.Items) != 2 {
+			return false
+		}
+		pods = list.Items
+		return ready(&pods[0]) && ready(&pods[1]) && pods[0].Annotations[inject.StatusAnnotation] != ""
+	})
+	if err != nil {
+		t.Fatalf("%v (logs: %s)", err, suite.logs.Name())
+	}
+	app := map[string]string{} // Pod -> the web container's ID
+	var served, failed atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for _, p := range pods {
+		app[p.Name] = statusOf(&p, "web").ContainerID
+	}
+	go func() { // the app serves throughout
+		defer close(done)
+		c := &http.Client{Timeout: time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, p := range pods {
+				resp, err := c.Get("http://" + p.Status.PodIP + ":8080/index.html")
+				if err == nil && resp.StatusCode == http.StatusOK {
+					served.Add(1)
+				} else {
+					failed.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
+
+	// The controller's catalog moves busybox to the next tag.
+	dir := t.TempDir()
+	for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(TestCatalog)} {
+		if err := os.WriteFile(filepath.Join(dir, name), bytes.ReplaceAll(text, []byte(Busybox), []byte(BusyboxNext)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat, err := catalog.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := controller.NewManagerOptions()
+	o.RestConfig, o.CatalogPath, o.Repair, o.UpgradeTimeout = suite.cluster.Config, dir, controller.RepairInPlace, time.Minute
+	o.MetricsAddr, o.HealthAddr, o.LeaderElection = "0", "0", false
+	o.Log = funcr.New(func(prefix, args string) { fmt.Fprintln(suite.logs, "controller:", prefix, args) }, funcr.Options{})
+	cctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- controller.Run(cctx, o) }()
+	defer func() { cancel(); <-stopped }()
+
+	upgraded := func(p *corev1.Pod) bool {
+		for _, name := range []string{"content-filler", "tail-shipper"} {
+			if cs := statusOf(p, name); cs.Image != BusyboxNext || !cs.Ready || cs.RestartCount != 1 {
+				return false
+			}
+		}
+		return ready(p)
+	}
+	for _, p := range pods {
+		until(t, ns, p.Name, p.Name+"'s sidecars running again on "+BusyboxNext, upgraded)
+	}
+	close(stop)
+	<-done
+	if served.Load() == 0 || failed.Load() > 0 {
+		t.Errorf("during the upgrade the app served %d requests and failed %d; want every one served", served.Load(), failed.Load())
+	}
+	for _, before := range pods {
+		p, err := client.CoreV1().Pods(ns).Get(ctx, before.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		web := statusOf(p, "web")
+		if web.ContainerID != app[p.Name] || web.RestartCount != 0 {
+			t.Errorf("%s: the app container was restarted: %s (restarts %d), was %s", p.Name, web.ContainerID, web.RestartCount, app[p.Name])
+		}
+		if p.UID != before.UID {
+			t.Errorf("%s was re-created", p.Name)
+		}
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat); got.State != conformance.Current {
+			t.Errorf("%s is %s after the upgrade: %+v", p.Name, got.State, got.Templates)
+		}
+		if lines := logs(t, ns, p.Name, "tail-shipper"); !strings.Contains(lines, "order ") {
+			t.Errorf("%s: the upgraded shipper ships nothing: %q", p.Name, lines)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Execute(ctx, []string{"audit", "-n", ns, "--catalog", dir, "-o", "json", "--kubeconfig", suite.cluster.Kubeconfig}, nil, &stdout, &stderr)
+	var report conformance.Report
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil || report.Summary[conformance.Current] != 2 || len(report.Pods) != 2 {
+		t.Errorf("audit: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+}
