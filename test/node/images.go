@@ -74,7 +74,9 @@ func BusyboxImage(ref string) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
-	files := map[string]file{"/bin/busybox": bb, "/tmp/.keep": {mode: 0o644}}
+	// /etc/image names the reference, so each tag is an image of its own
+	// (its own ID), as a release is.
+	files := map[string]file{"/bin/busybox": bb, "/tmp/.keep": {mode: 0o644}, "/etc/image": {data: []byte(ref + "\n"), mode: 0o644}}
 	for _, applet := range strings.Fields(string(out)) {
 		p := "/" + applet
 		if p != "/bin/busybox" {
