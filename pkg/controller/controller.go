@@ -422,8 +422,13 @@ func (r *Reconciler) repair(ctx context.Context) (ctrl.Result, error) {
 			}
 		}
 	}
-	if len(r.restarting) > 0 || r.inPlace.inFlight() > 0 {
+	switch {
+	case len(r.restarting) > 0 || r.inPlace.inFlight() > 0:
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // watch them through
+	case len(r.fleet.needRepair()) > 0:
+		// Owners that waited (a Pod not ready, a rollout someone else
+		// started): a Pod's readiness is no event here.
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
 	return ctrl.Result{}, nil
 }

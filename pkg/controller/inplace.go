@@ -69,6 +69,9 @@ func (r *Reconciler) upgradeInPlace(ctx context.Context, k key) string {
 	if _, stopped := r.inPlace.halted[k]; stopped {
 		return ""
 	}
+	if worst, _ := r.fleet.worst(k); worst != conformance.Stale {
+		return fmt.Sprintf("some of its Pods are %s; only stale Pods are upgraded in place", worst)
+	}
 	if !k.owner.Restartable() && !r.UpgradeBarePods {
 		return fmt.Sprintf("%s %s is not a Deployment, StatefulSet or DaemonSet: its Pods are upgraded in place only with --upgrade-bare-pods", k.owner.Kind, k.owner.Name)
 	}

@@ -193,3 +193,20 @@ func TestInPlaceModes(t *testing.T) {
 		})
 	}
 }
+
+// A workload with a tampered Pod beside a stale one is rolled out in auto
+// mode, not upgraded in place Pod by Pod.
+func TestInPlaceOnlyWhenEveryPodIsStale(t *testing.T) {
+	old, cat := parse(t, "", ""), parse(t, oldImage, newImage)
+	tampered := injectedPod(t, old, "a-2", "Deployment", "a-web")
+	tampered.Spec.Containers[1].Args = []string{"evil"}
+	f := newFleet(t, cat, Options{Repair: RepairAuto}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"), running(tampered, "1"))
+	f.pass(t)
+	if got := f.filler(t, "a-1"); got != oldImage {
+		t.Errorf("a-1 upgraded in place to %s beside a tampered Pod", got)
+	}
+	if got := strings.Join(f.restarted(t), ","); got != "a-web" {
+		t.Errorf("restarted %q, want a-web", got)
+	}
+}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -15,6 +16,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -109,7 +111,9 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("conformance").
-		WatchesRawSource(&source.Informer{Informer: pods, Handler: &handler.EnqueueRequestForObject{}}).
+		// Listing 150,000 Pods takes about a minute on 2 cores.
+		WithOptions(crcontroller.Options{CacheSyncTimeout: 10 * time.Minute}).
+		WatchesRawSource(syncedInformer{&source.Informer{Informer: pods, Handler: &handler.EnqueueRequestForObject{}}, pods}).
 		Watches(&corev1.Namespace{}, &handler.EnqueueRequestForObject{}).
 		WatchesRawSource(source.Channel(resync, to(ResyncRequest))).
 		WatchesRawSource(source.Channel(repair, to(RepairRequest))).
@@ -180,6 +184,20 @@ func newManager(o ManagerOptions) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// syncedInformer is the Pod informer as a source the controller waits
+// for before its workers start, so the first resync sees every Pod.
+type syncedInformer struct {
+	*source.Informer
+	inf toolscache.SharedIndexInformer
+}
+
+func (s syncedInformer) WaitForSync(ctx context.Context) error {
+	if !toolscache.WaitForCacheSync(ctx.Done(), s.inf.HasSynced) {
+		return errors.New("the Pod cache did not sync")
+	}
+	return nil
 }
 
 // leaderRunnable runs f under the manager, on the leader only.
