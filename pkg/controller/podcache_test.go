@@ -1,11 +1,14 @@
 package controller
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -79,4 +82,25 @@ func TestAShapeClassifiesAsItsPod(t *testing.T) {
 	if !strings.Contains(shapeOf(withIdentity(&corev1.Pod{}, "x")).Spec.Volumes[0].Name, tokenVolume) {
 		t.Error("the token volume lost its prefix")
 	}
+}
+
+// A shape no cached Pod points to any more leaves the table: a fleet
+// that changes its Pods' content does not grow the table without end.
+func TestShapesGoWithTheirPods(t *testing.T) {
+	var s shapes
+	for i := range 100 {
+		p := &corev1.Pod{}
+		p.Spec.Containers = []corev1.Container{{Name: "web", Image: fmt.Sprintf("web:%d", i)}}
+		if _, err := s.transform(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		runtime.GC()
+		if s.len() == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d shapes left once no Pod points to them", s.len())
 }
