@@ -78,6 +78,9 @@ func (n *Node) start(ctx context.Context, client kubernetes.Interface, o Options
 	if err := wait(ctx, "containerd's socket", func() bool { _, err := os.Stat(n.socket); return err == nil }); err != nil {
 		return err
 	}
+	if err := makeCgroupRoot(); err != nil {
+		return err
+	}
 	archive := filepath.Join(n.Dir, "images.tar")
 	if err := Write(archive, o.Images...); err != nil {
 		return err
@@ -130,6 +133,9 @@ state = %[2]q
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %[4]q
   restrict_oom_score_adj = true
+  # The Pods' network namespaces under the state directory: Cleanup
+  # finds them there, and never touches another runtime's.
+  netns_mounts_under_state_dir = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -153,6 +159,7 @@ kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupsPerQOS: true
+cgroupRoot: /` + cgroupRoot + `
 enforceNodeAllocatable: []
 failSwapOn: false
 resolvConf: ""
@@ -190,9 +197,11 @@ func (n *Node) Stop() {
 }
 
 // Cleanup removes what a node leaves on the machine, also after a run
-// that was killed: the processes of every Pod (all of the kubepods
-// cgroups), the runtime's shims, the Pods' network namespaces, the
-// mounts under dir, the kubepods cgroups and dir itself.
+// that was killed, and nothing else: the processes of its Pods (the
+// cgroups under cgroupRoot), the shims of its containerd (the socket
+// under a sidecar-injector-node-* directory), the mounts under dir (the
+// Pods' network namespaces among them) and dir itself; with dir "", every
+// sidecar-injector-node-* directory an earlier run left.
 func Cleanup(dir string) {
 	for range 100 { // the shims reap what they started
 		pids := cgroupProcs()
@@ -204,39 +213,78 @@ func Cleanup(dir string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_ = exec.Command("pkill", "-9", "-f", "containerd-shim-runc-v2").Run()
-	if netns, err := filepath.Glob("/run/netns/cni-*"); err == nil {
-		for _, ns := range netns {
-			_ = exec.Command("ip", "netns", "del", filepath.Base(ns)).Run()
-		}
+	_ = exec.Command("pkill", "-9", "-f", "containerd-shim-runc-v2 .*-address [^ ]*/sidecar-injector-node-[^/ ]*/containerd.sock").Run()
+	dirs := []string{dir}
+	if dir == "" {
+		dirs, _ = filepath.Glob(filepath.Join(os.TempDir(), "sidecar-injector-node-*"))
 	}
-	if dir != "" {
-		mounts, _ := os.ReadFile("/proc/self/mounts")
-		var under []string
-		for line := range strings.SplitSeq(string(mounts), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], dir) {
-				under = append(under, f[1])
-			}
-		}
-		for i := len(under) - 1; i >= 0; i-- { // deepest first
-			_ = syscall.Unmount(under[i], syscall.MNT_DETACH)
-		}
-		_ = os.RemoveAll(dir)
+	for _, d := range dirs {
+		unmountUnder(d)
+		_ = os.RemoveAll(d)
 	}
 	removeCgroups()
 }
 
-// kubepods are the cgroups kubelet makes for Pods, one tree per
-// controller (cgroup v1, cgroupfs driver).
-func kubepods() []string {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
+// unmountUnder unmounts everything mounted under dir, deepest first.
+func unmountUnder(dir string) {
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	var under []string
+	for line := range strings.SplitSeq(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			under = append(under, f[1])
+		}
+	}
+	for i := len(under) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(under[i], syscall.MNT_DETACH)
+	}
+}
+
+// cgroupRoot is the cgroup kubelet puts every Pod under, in each
+// hierarchy: this node's own, so Cleanup leaves any other kubelet's
+// kubepods alone.
+const cgroupRoot = "sidecar-injector-node"
+
+// hierarchies are the cgroup v1 hierarchies and the hybrid host's
+// unified one.
+func hierarchies() []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*")
 	return dirs
 }
 
-// cgroupProcs lists the processes in every kubepods cgroup.
+// makeCgroupRoot creates cgroupRoot in every hierarchy, with the cpuset
+// of its parent (a new cpuset starts empty on cgroup v1).
+func makeCgroupRoot() error {
+	for _, h := range hierarchies() {
+		dir := filepath.Join(h, cgroupRoot)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("cgroup root: %w", err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if data, err := os.ReadFile(filepath.Join(h, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+					return fmt.Errorf("cgroup root: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// roots are cgroupRoot in each hierarchy, where it exists.
+func roots() []string {
+	var out []string
+	for _, h := range hierarchies() {
+		if _, err := os.Stat(filepath.Join(h, cgroupRoot)); err == nil {
+			out = append(out, filepath.Join(h, cgroupRoot))
+		}
+	}
+	return out
+}
+
+// cgroupProcs lists the processes in the node's cgroups.
 func cgroupProcs() []int {
 	seen := map[int]bool{}
-	for _, root := range kubepods() {
+	for _, root := range roots() {
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.Name() != "cgroup.procs" {
 				return nil
@@ -253,10 +301,10 @@ func cgroupProcs() []int {
 	return slices.Collect(maps.Keys(seen))
 }
 
-// removeCgroups removes the kubepods cgroups, deepest first, once their
-// processes are gone.
+// removeCgroups removes the node's cgroups, cgroupRoot included, deepest
+// first, once their processes are gone.
 func removeCgroups() {
-	for _, root := range kubepods() {
+	for _, root := range roots() {
 		var dirs []string
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
