@@ -37,6 +37,15 @@ templates:
     securityContext: {runAsUser: 65534}
     volumeMounts:
     - {name: tail-logs, mountPath: /logs, readOnly: true}
+- name: pinger
+  pattern: sidecar
+  description: Does nothing, on the next busybox; the in-place upgrade tests move it to an image the node lacks.
+  containers:
+  - name: pinger
+    image: ` + BusyboxNext + `
+    imagePullPolicy: Never # nothing is pulled from outside
+    command: [sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']
+    securityContext: {runAsUser: 65534}
 - name: hog
   pattern: sidecar
   description: Wants more memory than its limit.

@@ -81,6 +81,7 @@ func inside(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer env.Down()
+	defer func() { _ = os.RemoveAll(upgrades.dir) }() // "" when no test made it
 	suite.cluster, suite.node = env.Cluster, env.Node
 	return m.Run(), nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/cmd"
@@ -48,6 +52,54 @@ i=0; while true; do echo "order $i" >> /var/log/app/app.log; i=$((i+1)); sleep 0
 		}},
 	}
 	return d
+}
+
+// upgrades is the controller the in-place tests share: one per process,
+// as its metrics are registered once.
+var upgrades struct {
+	once sync.Once
+	dir  string // its catalog
+	cat  *catalog.Catalog
+	err  error
+}
+
+// missingImage is a tag the node does not hold.
+const missingImage = "docker.io/library/busybox:1.37.9"
+
+// upgradeController runs `controller --repair=in-place` with a catalog
+// that moves the pinger to an image the node lacks and every other
+// busybox sidecar to BusyboxNext, and returns that catalog.
+func upgradeController(t *testing.T) *catalog.Catalog {
+	upgrades.once.Do(func() {
+		upgrades.dir, upgrades.err = os.MkdirTemp("", "sidecar-injector-upgrades-")
+		if upgrades.err != nil {
+			return
+		}
+		for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(TestCatalog)} {
+			text = bytes.ReplaceAll(text, []byte(BusyboxNext), []byte(missingImage))
+			text = bytes.ReplaceAll(text, []byte(Busybox), []byte(BusyboxNext))
+			if upgrades.err = os.WriteFile(filepath.Join(upgrades.dir, name), text, 0o644); upgrades.err != nil {
+				return
+			}
+		}
+		if upgrades.cat, upgrades.err = catalog.Load(upgrades.dir); upgrades.err != nil {
+			return
+		}
+		o := controller.NewManagerOptions()
+		o.RestConfig, o.CatalogPath, o.Repair, o.UpgradeTimeout = suite.cluster.Config, upgrades.dir, controller.RepairInPlace, 10*time.Second
+		o.MetricsAddr, o.HealthAddr, o.LeaderElection = "0", "0", false
+		o.Log = funcr.New(func(prefix, args string) { fmt.Fprintln(suite.logs, "controller:", prefix, args) }, funcr.Options{})
+		ctrllog.SetLogger(o.Log)
+		go func() { // until the tests end
+			if err := controller.Run(context.Background(), o); err != nil {
+				fmt.Fprintln(suite.logs, "controller:", err)
+			}
+		}()
+	})
+	if upgrades.err != nil {
+		t.Fatal(upgrades.err)
+	}
+	return upgrades.cat
 }
 
 // statusOf is the status of the Pod's container or native sidecar.
@@ -115,26 +167,7 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 		}
 	}()
 
-	// The controller's catalog moves busybox to the next tag.
-	dir := t.TempDir()
-	for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(TestCatalog)} {
-		if err := os.WriteFile(filepath.Join(dir, name), bytes.ReplaceAll(text, []byte(Busybox), []byte(BusyboxNext)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cat, err := catalog.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := controller.NewManagerOptions()
-	o.RestConfig, o.CatalogPath, o.Repair, o.UpgradeTimeout = suite.cluster.Config, dir, controller.RepairInPlace, time.Minute
-	o.MetricsAddr, o.HealthAddr, o.LeaderElection = "0", "0", false
-	o.Log = funcr.New(func(prefix, args string) { fmt.Fprintln(suite.logs, "controller:", prefix, args) }, funcr.Options{})
-	cctx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- controller.Run(cctx, o) }()
-	defer func() { cancel(); <-stopped }()
-
+	cat := upgradeController(t)
 	upgraded := func(p *corev1.Pod) bool {
 		for _, name := range []string{"content-filler", "tail-shipper"} {
 			if cs := statusOf(p, name); cs.Image != BusyboxNext || !cs.Ready || cs.RestartCount != 1 {
@@ -171,9 +204,87 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	cmd.Execute(ctx, []string{"audit", "-n", ns, "--catalog", dir, "-o", "json", "--kubeconfig", suite.cluster.Kubeconfig}, nil, &stdout, &stderr)
+	cmd.Execute(ctx, []string{"audit", "-n", ns, "--catalog", upgrades.dir, "-o", "json", "--kubeconfig", suite.cluster.Kubeconfig}, nil, &stdout, &stderr)
 	var report conformance.Report
 	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil || report.Summary[conformance.Current] != 2 || len(report.Pods) != 2 {
 		t.Errorf("audit: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
+}
+
+// An upgraded sidecar whose image the node lacks stops its workload's
+// upgrade: an Event names the Pod and why, the halted gauge says so, the
+// other Pod keeps its sidecar, and the app of the upgraded Pod runs on.
+func TestAnUpgradeThatDoesNotBecomeReadyStops(t *testing.T) {
+	ns := namespace(t)
+	ctx := context.Background()
+	client := suite.cluster.Client
+	d := shop(2)
+	d.Name = "pings"
+	d.Spec.Template.Annotations[inject.InjectAnnotation] = "pinger"
+	d.Spec.Template.Spec.Containers[0].Command = []string{"sh", "-c", `trap "exit 0" TERM; sleep 3600 & wait`}
+	d.Spec.Template.Spec.Containers[0].ReadinessProbe = nil
+	if _, err := client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait(ctx, "two ready Pods", func() bool {
+		list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(list.Items) == 2 && ready(&list.Items[0]) && ready(&list.Items[1])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgradeController(t)
+	var halted string
+	err = wait(ctx, "the upgrade to stop", func() bool {
+		events, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=SidecarUpgradeHalted"})
+		if err != nil || len(events.Items) == 0 {
+			return false
+		}
+		halted = events.Items[0].Message
+		return events.Items[0].InvolvedObject.Kind == "Deployment" && events.Items[0].InvolvedObject.Name == "pings"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(halted, "container pinger has not run on "+missingImage) {
+		t.Errorf("the Event says %q; want it to name the container and its image", halted)
+	}
+	time.Sleep(3 * time.Second) // a repair pass or more after the halt
+	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for _, p := range list.Items {
+		if p.Spec.Containers[1].Image == missingImage {
+			moved++
+			if !strings.Contains(halted, p.Name) {
+				t.Errorf("the Event %q does not name the upgraded Pod %s", halted, p.Name)
+			}
+		}
+		if web := statusOf(&p, "web"); web.State.Running == nil || web.RestartCount != 0 {
+			t.Errorf("%s: the app container is not running as before: %+v", p.Name, web)
+		}
+	}
+	if moved != 1 {
+		t.Errorf("%d Pods moved to the missing image; want the first alone", moved)
+	}
+	if got := gathered(t, "sidecar_injector_controller_upgrades_halted"); got != 1 {
+		t.Errorf("upgrades halted gauge %v, want 1", got)
+	}
+}
+
+// gathered is the value of an unlabelled metric of this process'
+// controller.
+func gathered(t *testing.T, name string) float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }
