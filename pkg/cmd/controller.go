@@ -9,16 +9,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
 )
 
-// newControllerCommand returns `controller`, which binds its flags to
-// controller.ManagerOptions and calls run.
-func newControllerCommand(run func(context.Context, controller.ManagerOptions) error) *cobra.Command {
-	o := controller.NewManagerOptions()
-	logLevel := "info"
-	var cluster kubeFlags
-	cmd := &cobra.Command{
-		Use:   "controller",
-		Short: "Keep every Pod's sidecars conformant: metrics, Events and, if asked, rollouts that repair them",
-		Long: `Classify every Pod of the opted-in namespaces, and of those a policy with
+const controllerLong = `Classify every Pod of the opted-in namespaces, and of those a policy with
 required templates matches, as audit does, whenever Pods, namespaces or
 the catalog change and every --audit-interval. It exports
 sidecar_injector_pods{namespace,template,state}, records an Event on each
@@ -41,8 +32,19 @@ Pods no Deployment, StatefulSet or DaemonSet owns only with
 Event says so. --repair=auto upgrades in place where it can and rolls
 out elsewhere.
 
-Replicas take turns through a Lease, so two never both repair.`,
-		Args: cobra.NoArgs,
+Replicas take turns through a Lease, so two never both repair.`
+
+// newControllerCommand returns `controller`, which binds its flags to
+// controller.ManagerOptions and calls run.
+func newControllerCommand(run func(context.Context, controller.ManagerOptions) error) *cobra.Command {
+	o := controller.NewManagerOptions()
+	logLevel := "info"
+	var cluster kubeFlags
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Keep every Pod's sidecars conformant: metrics, Events and, if asked, upgrades in place or rollouts that repair them",
+		Long:  controllerLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
 				return withCode(ExitBadInput, err)

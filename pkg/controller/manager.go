@@ -106,19 +106,7 @@ func Run(ctx context.Context, o ManagerOptions) error {
 		RepairNow: func() { queue(repair) },
 		Options:   o.Options,
 	}
-	to := func(req reconcile.Request) handler.EventHandler {
-		return handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{req} })
-	}
-	err = ctrl.NewControllerManagedBy(mgr).
-		Named("conformance").
-		// Listing 150,000 Pods took 30 s on 2 cores (test/fleetload).
-		WithOptions(crcontroller.Options{CacheSyncTimeout: 10 * time.Minute}).
-		WatchesRawSource(syncedInformer{&source.Informer{Informer: pods, Handler: &handler.EnqueueRequestForObject{}}, pods}).
-		Watches(&corev1.Namespace{}, &handler.EnqueueRequestForObject{}).
-		WatchesRawSource(source.Channel(resync, to(ResyncRequest))).
-		WatchesRawSource(source.Channel(repair, to(RepairRequest))).
-		Complete(r)
-	if err != nil {
+	if err := watch(mgr, r, pods, resync, repair); err != nil {
 		return err
 	}
 	if o.CatalogPath != "" {
@@ -133,6 +121,23 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	}
 	o.Log.Info("Controller starting", "repair", o.Repair, "dryRun", o.DryRun, "catalog", cat.Version)
 	return mgr.Start(ctx)
+}
+
+// watch makes the controller: every Pod and namespace event is a request
+// of its own, resyncs and repair passes come through their channels.
+func watch(mgr ctrl.Manager, r *Reconciler, pods toolscache.SharedIndexInformer, resync, repair chan event.GenericEvent) error {
+	to := func(req reconcile.Request) handler.EventHandler {
+		return handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{req} })
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("conformance").
+		// Listing 150,000 Pods took 30 s on 2 cores (test/fleetload).
+		WithOptions(crcontroller.Options{CacheSyncTimeout: 10 * time.Minute}).
+		WatchesRawSource(syncedInformer{&source.Informer{Informer: pods, Handler: &handler.EnqueueRequestForObject{}}, pods}).
+		Watches(&corev1.Namespace{}, &handler.EnqueueRequestForObject{}).
+		WatchesRawSource(source.Channel(resync, to(ResyncRequest))).
+		WatchesRawSource(source.Channel(repair, to(RepairRequest))).
+		Complete(r)
 }
 
 // queue sends an event unless one is queued already.
