@@ -1,12 +1,14 @@
 // Command demo is the node part of `make demo`: on a real node it runs
 // each pattern with an app that shows it working, and prints what each
 // one does: the log shipper's output of the app's lines, the upstream's
-// answer through the ambassador, the adapter's metrics and the page the
-// content-filler wrote. Where the machine cannot run a node it says why
+// answer through the ambassador, the adapter's metrics, the page the
+// content-filler wrote, and the content-filler upgraded in place while
+// the app runs on. Where the machine cannot run a node it says why
 // and exits 0.
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -14,11 +16,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 	"github.com/podpatterns/sidecar-injector/test/node"
@@ -106,8 +111,70 @@ func run() error {
 		}
 	}
 	show("metrics adapter: the app's status page as Prometheus metrics, on the adapter's port 9113", strings.Join(nginx, "\n"), err)
+	if err := upgrade(ctx, env); err != nil {
+		return err
+	}
 	fmt.Println("==> stopping the node")
 	return nil
+}
+
+// upgrade moves the catalog's busybox to the next tag and lets
+// `controller --repair=in-place` upgrade a running content-filler Pod:
+// the sidecar runs again on the new image, the app's container is the
+// same one.
+func upgrade(ctx context.Context, env *node.Env) error {
+	c := env.Cluster.Client
+	site := node.WebPod(false)
+	site.Name = "site"
+	web, err := create(ctx, c, site, ready)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sidecar-injector-demo-catalog-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "test.yaml": []byte(node.TestCatalog)} {
+		if err := os.WriteFile(filepath.Join(dir, name), bytes.ReplaceAll(text, []byte(node.Busybox), []byte(node.BusyboxNext)), 0o644); err != nil {
+			return err
+		}
+	}
+	o := controller.NewManagerOptions()
+	o.RestConfig, o.CatalogPath, o.Repair, o.UpgradeBarePods = env.Cluster.Config, dir, controller.RepairInPlace, true
+	o.MetricsAddr, o.HealthAddr, o.LeaderElection = "0", "0", false
+	ctrllog.SetLogger(logr.Discard())
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- controller.Run(cctx, o) }()
+	defer func() { stop(); <-done }()
+	var after *corev1.Pod
+	err = cluster.WaitFor(ctx, "the in-place upgrade", func() bool {
+		after, err = c.CoreV1().Pods(ns).Get(ctx, web.Name, metav1.GetOptions{})
+		filler := containerStatus(after, "content-filler")
+		return err == nil && filler.Image == node.BusyboxNext && filler.Ready
+	})
+	if err != nil {
+		return err
+	}
+	app, before := containerStatus(after, "web"), containerStatus(web, "web")
+	show("in-place upgrade: the catalog moves busybox to the next tag; `controller --repair=in-place` patches the running Pod",
+		fmt.Sprintf("content-filler: %s -> %s, restarted %d time\napp container: %s, the same one (restarts %d)",
+			containerStatus(web, "content-filler").Image, containerStatus(after, "content-filler").Image, containerStatus(after, "content-filler").RestartCount,
+			strings.TrimPrefix(app.ContainerID, "containerd://")[:12], app.RestartCount), nil)
+	if app.ContainerID != before.ContainerID || app.RestartCount != 0 {
+		return fmt.Errorf("the app container was restarted")
+	}
+	return nil
+}
+
+func containerStatus(p *corev1.Pod, name string) corev1.ContainerStatus {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == name {
+			return cs
+		}
+	}
+	return corev1.ContainerStatus{}
 }
 
 // create makes the Pod on the node through the webhook and waits for ok.
