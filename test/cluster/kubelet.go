@@ -11,7 +11,7 @@ import (
 
 // PlayKubelet marks every Pod of the namespace Running and Ready through
 // the status subresource, as a kubelet would once its containers start,
-// until ctx is done. There is no scheduler or kubelet in the test control
+// and again when a container's image changes, until ctx is done. There is no scheduler or kubelet in the test control
 // plane; with this, Deployments' rollouts progress and complete.
 func PlayKubelet(ctx context.Context, client kubernetes.Interface, namespace string) {
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -32,21 +32,38 @@ func PlayKubelet(ctx context.Context, client kubernetes.Interface, namespace str
 }
 
 func markReady(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) {
-	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodRunning {
+	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodRunning && inStep(pod) {
 		return
 	}
 	now := metav1.Now()
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.StartTime = &now
+	pod.Status.Conditions = nil
 	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
 		pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
 	}
 	pod.Status.ContainerStatuses = nil
 	for _, c := range pod.Spec.Containers {
+		// A container per image: a new image, as a kubelet restarts the
+		// container, a new ID.
 		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
-			Name: c.Name, Image: c.Image, Ready: true, Started: new(true),
+			Name: c.Name, Image: c.Image, Ready: true, Started: new(true), ContainerID: "fake://" + c.Name + "/" + c.Image,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
 	}
 	_, _ = client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+}
+
+// inStep reports whether the Pod's container statuses show the images
+// its spec names.
+func inStep(pod *corev1.Pod) bool {
+	if len(pod.Status.ContainerStatuses) != len(pod.Spec.Containers) {
+		return false
+	}
+	for i, c := range pod.Spec.Containers {
+		if pod.Status.ContainerStatuses[i].Image != c.Image {
+			return false
+		}
+	}
+	return true
 }
