@@ -39,13 +39,13 @@ run: build certs ## serve locally with the embedded catalog
 certs: ## development CA and serving certificate under certs/ (kept out of git)
 	@test -f certs/tls.crt || $(GO) run ./cmd/sidecar-injector certs --out-dir certs --hosts localhost,127.0.0.1
 
-bench: build controlplane ## Go benchmarks; the handler against a floor over HTTP/1.1 and HTTP/2; a flood of large bodies; Pods created through kube-apiserver; the controller over 150,000 Pods; Pods started and stopped on the node
+bench: build controlplane ## Go benchmarks; the handler against a floor over HTTP/1.1 and HTTP/2; a flood of large bodies; Pods created through kube-apiserver; the controller over 150,000 Pods; Pods started and stopped, and sidecars upgraded, on the node
 	$(GO) test -run XXX -bench . -benchmem ./pkg/inject ./pkg/admission
 	$(GO) run ./test/load -server $(BIN) -rounds 5 -duration 3s
 	$(GO) run ./test/load -server $(BIN) -flood -duration 5s
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/apiload -server $(BIN) -rounds 10 -duration 3s
 	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) run ./test/fleetload -server $(BIN)
-	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) test -run XXX -bench PodLifecycle -benchtime 5x ./test/node
+	KUBEBUILDER_ASSETS="$$(bash test/controlplane.sh 2>/dev/null)" $(GO) test -run XXX -bench 'PodLifecycle|SidecarUpgrade' -benchtime 5x ./test/node
 
 deploy: build ## development certificates + the self-signed overlay, applied to the current kubectl context
 	$(BIN) certs --out-dir deploy/overlays/self-signed --webhook-config deploy/overlays/self-signed/webhook-ca.yaml

@@ -113,7 +113,7 @@ type Reconciler struct {
 	fleet      *tally
 	last       map[key]conformance.State // owners reported, for one Event per change
 	restarting map[key]bool              // rollouts started and not yet complete
-	inPlace    upgrades
+	inPlace    *upgrades
 }
 
 // claim is the controller reference the Pods of an owner that need
@@ -186,6 +186,9 @@ func (r *Reconciler) pod(ctx context.Context, ns, name string) error {
 		return nil
 	}
 	r.fleet.put(sk, p, r.classify(p, labels))
+	if r.inPlace.upgrading(p.UID) && r.RepairNow != nil {
+		r.RepairNow() // its status moved: see whether the upgrade is done
+	}
 	return nil
 }
 
@@ -392,6 +395,7 @@ func object(k key) client.Object {
 func (r *Reconciler) repair(ctx context.Context) (ctrl.Result, error) {
 	if r.Repair.inPlace() {
 		r.followUpgrades(ctx)
+		r.inPlace.waiting = false
 	}
 	for k := range r.restarting {
 		done, err := r.rolledOut(ctx, k)
@@ -423,8 +427,8 @@ func (r *Reconciler) repair(ctx context.Context) (ctrl.Result, error) {
 		}
 	}
 	switch {
-	case len(r.restarting) > 0 || r.inPlace.inFlight() > 0:
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // watch them through
+	case len(r.restarting) > 0 || r.inPlace.inFlight() > 0 || r.inPlace.waiting:
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // watch them through, or wait for a Pod to turn ready
 	case len(r.fleet.needRepair()) > 0:
 		// Owners that waited (a Pod not ready, a rollout someone else
 		// started): a Pod's readiness is no event here.

@@ -26,6 +26,9 @@ type upgrades struct {
 	// Pods a dry run logged: each said once.
 	said    map[key]string
 	dryRuns map[types.UID]bool
+	// waiting: a Pod's upgrade waits for it to turn ready, which is no
+	// event here.
+	waiting bool
 }
 
 // upgrading is a Pod whose sidecar images were patched: it is done when
@@ -39,14 +42,14 @@ type upgrading struct {
 	since  time.Time
 }
 
-func newUpgrades() upgrades {
-	return upgrades{flying: map[key][]upgrading{}, halted: map[key]string{}, said: map[key]string{}, dryRuns: map[types.UID]bool{}}
+func newUpgrades() *upgrades {
+	return &upgrades{flying: map[key][]upgrading{}, halted: map[key]string{}, said: map[key]string{}, dryRuns: map[types.UID]bool{}}
 }
 
 // busy reports whether the owner has upgrades in flight.
-func (u upgrades) busy(k key) bool { return len(u.flying[k]) > 0 }
+func (u *upgrades) busy(k key) bool { return len(u.flying[k]) > 0 }
 
-func (u upgrades) inFlight() int {
+func (u *upgrades) inFlight() int {
 	n := 0
 	for _, list := range u.flying {
 		n += len(list)
@@ -54,8 +57,18 @@ func (u upgrades) inFlight() int {
 	return n
 }
 
+// upgrading reports whether the Pod is being upgraded.
+func (u *upgrades) upgrading(uid types.UID) bool {
+	for _, list := range u.flying {
+		if slices.ContainsFunc(list, func(f upgrading) bool { return f.uid == uid }) {
+			return true
+		}
+	}
+	return false
+}
+
 // resume forgets the stopped upgrades: a new catalog tries again.
-func (u upgrades) resume() {
+func (u *upgrades) resume() {
 	clear(u.halted)
 	clear(u.said)
 	clear(u.dryRuns)
@@ -98,7 +111,8 @@ func (r *Reconciler) upgradeInPlace(ctx context.Context, k key) string {
 			return fmt.Sprintf("Pod %s: %v", pod.Name, err)
 		}
 		if !podReady(&pod) {
-			continue // unavailable already: not this one now
+			r.inPlace.waiting = true // unavailable already: not this one now
+			continue
 		}
 		r.startUpgrade(ctx, k, &pod, up)
 	}

@@ -69,7 +69,7 @@ const missingImage = "docker.io/library/busybox:1.37.9"
 // upgradeController runs `controller --repair=in-place` with a catalog
 // that moves the pinger to an image the node lacks and every other
 // busybox sidecar to BusyboxNext, and returns that catalog.
-func upgradeController(t *testing.T) *catalog.Catalog {
+func upgradeController(t testing.TB) *catalog.Catalog {
 	upgrades.once.Do(func() {
 		upgrades.dir, upgrades.err = os.MkdirTemp("", "sidecar-injector-upgrades-")
 		if upgrades.err != nil {
