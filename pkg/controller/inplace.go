@@ -22,13 +22,29 @@ import (
 type upgrades struct {
 	flying map[key][]upgrading
 	halted map[key]string
-	// said are the owners told they need a restart, with why, and the
-	// Pods a dry run logged: each said once.
-	said    map[key]string
+	// said is what was said of an owner (that it needs a restart, that
+	// its ownership is unproven), with why: each said once per reason.
+	said    map[said]string
 	dryRuns map[types.UID]bool
 	// waiting: a Pod's upgrade waits for it to turn ready, which is no
 	// event here.
 	waiting bool
+}
+
+// said names what was said of an owner.
+type said struct {
+	owner key
+	what  string
+}
+
+// once reports whether this is the first time what is said of the
+// owner for this reason.
+func (u *upgrades) once(k key, what, reason string) bool {
+	if u.said[said{k, what}] == reason {
+		return false
+	}
+	u.said[said{k, what}] = reason
+	return true
 }
 
 // upgrading is a Pod whose sidecar images were patched: it is done when
@@ -43,7 +59,7 @@ type upgrading struct {
 }
 
 func newUpgrades() *upgrades {
-	return &upgrades{flying: map[key][]upgrading{}, halted: map[key]string{}, said: map[key]string{}, dryRuns: map[types.UID]bool{}}
+	return &upgrades{flying: map[key][]upgrading{}, halted: map[key]string{}, said: map[said]string{}, dryRuns: map[types.UID]bool{}}
 }
 
 // busy reports whether the owner has upgrades in flight.
@@ -90,8 +106,10 @@ func (r *Reconciler) upgradeInPlace(ctx context.Context, k key) string {
 	}
 	if k.owner.Restartable() {
 		if reason := r.unproven(ctx, k, r.fleet.claim(k)); reason != "" {
-			r.Log.Info("Not upgrading: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
-			r.Metrics.upgrades.WithLabelValues("unproven").Inc()
+			if r.inPlace.once(k, "unproven", reason) {
+				r.Log.Info("Not upgrading: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
+				r.Metrics.upgrades.WithLabelValues("unproven").Inc()
+			}
 			return ""
 		}
 	}
@@ -222,10 +240,9 @@ func (r *Reconciler) halt(k key, reason string) {
 // needsRestart says, once per reason, that the owner's Pods need a
 // rollout.
 func (r *Reconciler) needsRestart(k key, reason string) {
-	if r.inPlace.said[k] == reason {
+	if !r.inPlace.once(k, "needs-restart", reason) {
 		return
 	}
-	r.inPlace.said[k] = reason
 	r.Recorder.Eventf(eventRef(k), corev1.EventTypeWarning, "SidecarsNeedRestart",
 		"Pods of %s %s cannot be upgraded in place: %s; %s repairs them", k.owner.Kind, k.owner.Name, reason, k.owner.Repair(k.namespace))
 }

@@ -190,6 +190,9 @@ func TestInPlaceModes(t *testing.T) {
 			if c.o.DryRun && upgraded(f, "dry-run") != 1 {
 				t.Errorf("dry-run upgrades %v, want 1 however many passes", upgraded(f, "dry-run"))
 			}
+			if forged := strings.Contains(name, "forged"); forged && upgraded(f, "unproven") != 1 {
+				t.Errorf("unproven upgrades %v, want 1 however many passes", upgraded(f, "unproven"))
+			}
 		})
 	}
 }

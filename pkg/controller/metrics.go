@@ -30,11 +30,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"version"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_controller_restarts_total",
-			Help: "Workload rollouts started to repair their Pods, by result: success, failure, dry-run (logged, not started), or unproven (the Pods' controller reference does not lead to the workload by UID; not started).",
+			Help: "Workload rollouts started to repair their Pods, by result: success, failure, dry-run (logged, not started), or unproven (the Pods' controller reference does not lead to the workload by UID; not started; once per workload and reason).",
 		}, []string{"result"}),
 		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_controller_upgrades_total",
-			Help: "Pods upgraded in place, by result: started (images patched), success (the new containers run and are ready), halted (not ready in time: the workload's upgrade stopped), failure (the patch failed), dry-run (logged, not patched), unproven (the Pods' controller reference does not lead to the workload by UID).",
+			Help: "Pods upgraded in place, by result: started (images patched), success (the new containers run and are ready), halted (not ready in time: the workload's upgrade stopped), failure (the patch failed), dry-run (logged, not patched), unproven (the Pods' controller reference does not lead to the workload by UID; once per workload and reason).",
 		}, []string{"result"}),
 		halted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_controller_upgrades_halted",

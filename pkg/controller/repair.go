@@ -84,8 +84,10 @@ func (r *Reconciler) restartOwner(ctx context.Context, k key) error {
 		return err // mid-rollout already
 	}
 	if reason := r.unproven(ctx, k, r.fleet.claim(k)); reason != "" {
-		r.Log.Info("Not restarting: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
-		r.Metrics.restarts.WithLabelValues("unproven").Inc()
+		if r.inPlace.once(k, "unproven", reason) {
+			r.Log.Info("Not restarting: its ownership of the Pods is not proven", "namespace", k.namespace, "kind", k.owner.Kind, "name", k.owner.Name, "reason", reason)
+			r.Metrics.restarts.WithLabelValues("unproven").Inc()
+		}
 		return nil
 	}
 	if r.DryRun {
