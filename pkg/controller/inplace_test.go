@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
@@ -211,5 +212,37 @@ func TestInPlaceOnlyWhenEveryPodIsStale(t *testing.T) {
 	}
 	if got := strings.Join(f.restarted(t), ","); got != "a-web" {
 		t.Errorf("restarted %q, want a-web", got)
+	}
+}
+
+// A Pod that changes between the controller's read and its patch (its
+// owner's team edits the sidecar meanwhile) is left as the team left it:
+// the patch tests what it read.
+func TestInPlaceLeavesAPodThatChangedMeanwhile(t *testing.T) {
+	old, cat := parse(t, "", ""), parse(t, oldImage, newImage)
+	f := newFleet(t, cat, Options{Repair: RepairInPlace}, deployment("a-web"), running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"))
+	inner := f.client.(client.WithWatch)
+	f.r.Client = interceptor.NewClient(inner, interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			edited := &corev1.Pod{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(pod), edited); err != nil {
+				return err
+			}
+			edited.Spec.Containers[1].Image = "registry.example.com/their-own:1"
+			if err := c.Update(ctx, edited); err != nil {
+				return err
+			}
+		}
+		return c.Patch(ctx, obj, patch, opts...)
+	}})
+	f.pass(t)
+	if got := f.filler(t, "a-1"); got != "registry.example.com/their-own:1" {
+		t.Errorf("image %s, want the team's edit kept", got)
+	}
+	if got := upgraded(f, "failure"); got != 1 {
+		t.Errorf("failed upgrades %v, want 1", got)
+	}
+	if f.r.inPlace.inFlight() != 0 {
+		t.Errorf("an upgrade is followed that never started")
 	}
 }
