@@ -44,8 +44,7 @@ func (im Image) Path() string {
 // re-created instead: it is not stale, or today's rendering differs in
 // more than the images of containers that keep running (args, env,
 // mounts, resources, a volume, a pull policy the new image would default
-// otherwise, an init container that already ran, a container of a Pod
-// whose restartPolicy is not Always). The Upgrade applied
+// otherwise, or an init container that already ran). The Upgrade applied
 // to the Pod classifies current, and a reinvocation of the webhook
 // would keep it as it is.
 func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Upgrade, error) {
@@ -70,11 +69,6 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) 
 			}
 			if im.Init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
 				return nil, fmt.Errorf("init container %q has run already; a new image takes a new Pod", name)
-			}
-			if !im.Init && pod.Spec.RestartPolicy != "" && pod.Spec.RestartPolicy != corev1.RestartPolicyAlways {
-				// The kubelet stops the container for its new image, and
-				// starts it again only under restartPolicy Always.
-				return nil, fmt.Errorf("container %q would stay stopped: the Pod's restartPolicy is %s", name, pod.Spec.RestartPolicy)
 			}
 			im.From, im.To = c.Image, image
 			c.Image = image

@@ -60,10 +60,6 @@ func TestInPlace(t *testing.T) {
 	for i := range defaulted.Spec.Containers {
 		defaulted.Spec.Containers[i].ImagePullPolicy = corev1.PullIfNotPresent
 	}
-	// A classic sidecar in a Pod that runs to completion (injected before
-	// the webhook made those native).
-	completes := running.DeepCopy()
-	completes.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	tampered := running.DeepCopy()
 	tampered.Spec.Containers[1].Args = []string{"evil"}
 	for name, c := range map[string]struct {
@@ -73,7 +69,6 @@ func TestInPlace(t *testing.T) {
 		"args as well as the image":                  {running, `more than images differ: content-filler: containers "content-filler" differs at .args[0]`},
 		"an image whose default pull policy differs": {defaulted, `content-filler: containers "content-filler" sets .imagePullPolicy, which the template does not`},
 		"a current Pod":                              {running, "it is current, not stale"},
-		"a classic sidecar of a Pod that completes":  {completes, `container "content-filler" would stay stopped: the Pod's restartPolicy is OnFailure`},
 		"a tampered Pod":                             {tampered, "it is tampered, not stale"},
 	} {
 		t.Run(name, func(t *testing.T) {
