@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
@@ -64,24 +65,16 @@ func TestInPlace(t *testing.T) {
 	tampered.Spec.Containers[1].Args = []string{"evil"}
 	for name, c := range map[string]struct {
 		pod    *corev1.Pod
+		cat    *catalog.Catalog
 		reason string
 	}{
-		"args as well as the image":                  {running, `more than images differ: content-filler: containers "content-filler" differs at .args[0]`},
-		"an image whose default pull policy differs": {defaulted, `content-filler: containers "content-filler" sets .imagePullPolicy, which the template does not`},
-		"a current Pod":                              {running, "it is current, not stale"},
-		"a tampered Pod":                             {tampered, "it is tampered, not stale"},
+		"args as well as the image":                  {running, newArgs, `more than images differ: content-filler: containers "content-filler" differs at .args[0]`},
+		"an image whose default pull policy differs": {defaulted, latest, `content-filler: containers "content-filler" sets .imagePullPolicy, which the template does not`},
+		"a current Pod":                              {running, cat, "it is current, not stale"},
+		"a tampered Pod":                             {tampered, moved, "it is tampered, not stale"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			target := moved
-			switch name {
-			case "args as well as the image":
-				target = newArgs
-			case "an image whose default pull policy differs":
-				target = latest
-			case "a current Pod":
-				target = cat
-			}
-			up, err := InPlace(c.pod, nil, target)
+			up, err := InPlace(c.pod, nil, c.cat)
 			if err == nil || !strings.Contains(err.Error(), c.reason) {
 				t.Errorf("upgrade %+v, error %v; want an error holding %q", up, err, c.reason)
 			}

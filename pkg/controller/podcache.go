@@ -110,13 +110,6 @@ func (s *shapes) forget(key [32]byte) {
 	}
 }
 
-// len is the number of live shapes.
-func (s *shapes) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
 // transform turns a Pod from the API server into a cachedPod; the
 // informer keeps only that.
 func (s *shapes) transform(obj any) (any, error) {

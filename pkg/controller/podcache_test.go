@@ -97,10 +97,17 @@ func TestShapesGoWithTheirPods(t *testing.T) {
 	}
 	for range 50 {
 		runtime.GC()
-		if s.len() == 0 {
+		if live(&s) == 0 {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Errorf("%d shapes left once no Pod points to them", s.len())
+	t.Errorf("%d shapes left once no Pod points to them", live(&s))
+}
+
+// live is the number of shapes in the table.
+func live(s *shapes) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }

@@ -119,9 +119,9 @@ func BenchmarkSidecarUpgrade(b *testing.B) {
 				if _, err := c.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 					b.Fatal(err)
 				}
-				before := shopPods(b, ns, d.Name, func(p *corev1.Pod) bool { return ready(p) && statusOf(p, "content-filler").Image == Busybox })
+				before := shopPods(b, ns, d.Name, func(p *corev1.Pod) bool { return ready(p) && ContainerStatus(p, "content-filler").Image == Busybox })
 				start := time.Now()
-				upgraded := func(p *corev1.Pod) bool { return ready(p) && statusOf(p, "content-filler").Image == BusyboxNext }
+				upgraded := func(p *corev1.Pod) bool { return ready(p) && ContainerStatus(p, "content-filler").Image == BusyboxNext }
 				if how == "in-place" {
 					moveCatalog(b, true)
 				} else {
@@ -137,7 +137,7 @@ func BenchmarkSidecarUpgrade(b *testing.B) {
 				after := shopPods(b, ns, d.Name, upgraded)
 				took = append(took, time.Since(start))
 				for uid, p := range after {
-					if old, ok := before[uid]; !ok || statusOf(p, "web").ContainerID != statusOf(old, "web").ContainerID {
+					if old, ok := before[uid]; !ok || ContainerStatus(p, "web").ContainerID != ContainerStatus(old, "web").ContainerID {
 						restarted++
 					}
 				}

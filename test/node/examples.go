@@ -1,6 +1,8 @@
 package node
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -128,4 +130,15 @@ func StatusPage() *corev1.Pod {
 		Command: []string{"sh", "-c", `trap "exit 0" TERM; mkdir -p /tmp/www && printf "` + page + `" > /tmp/www/stub_status && httpd -f -p 8080 -h /tmp/www & wait`},
 	}}
 	return pod
+}
+
+// ContainerStatus is the status of the Pod's container or native sidecar
+// of that name; empty if it has none yet.
+func ContainerStatus(p *corev1.Pod, name string) corev1.ContainerStatus {
+	for _, cs := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
+		if cs.Name == name {
+			return cs
+		}
+	}
+	return corev1.ContainerStatus{}
 }

@@ -102,16 +102,6 @@ func upgradeController(t testing.TB) *catalog.Catalog {
 	return upgrades.cat
 }
 
-// statusOf is the status of the Pod's container or native sidecar.
-func statusOf(p *corev1.Pod, name string) corev1.ContainerStatus {
-	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
-		if cs.Name == name {
-			return cs
-		}
-	}
-	return corev1.ContainerStatus{}
-}
-
 // A catalog that moves only its sidecars' images: `controller
 // --repair=in-place` upgrades a Deployment's Pods one at a time without
 // restarting them. The app container keeps its container and serves
@@ -142,7 +132,7 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	for _, p := range pods {
-		app[p.Name] = statusOf(&p, "web").ContainerID
+		app[p.Name] = ContainerStatus(&p, "web").ContainerID
 	}
 	go func() { // the app serves throughout
 		defer close(done)
@@ -170,7 +160,7 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 	cat := upgradeController(t)
 	upgraded := func(p *corev1.Pod) bool {
 		for _, name := range []string{"content-filler", "tail-shipper"} {
-			if cs := statusOf(p, name); cs.Image != BusyboxNext || !cs.Ready || cs.RestartCount != 1 {
+			if cs := ContainerStatus(p, name); cs.Image != BusyboxNext || !cs.Ready || cs.RestartCount != 1 {
 				return false
 			}
 		}
@@ -189,7 +179,7 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		web := statusOf(p, "web")
+		web := ContainerStatus(p, "web")
 		if web.ContainerID != app[p.Name] || web.RestartCount != 0 {
 			t.Errorf("%s: the app container was restarted: %s (restarts %d), was %s", p.Name, web.ContainerID, web.RestartCount, app[p.Name])
 		}
@@ -262,7 +252,7 @@ func TestAnUpgradeThatDoesNotBecomeReadyStops(t *testing.T) {
 				t.Errorf("the Event %q does not name the upgraded Pod %s", halted, p.Name)
 			}
 		}
-		if web := statusOf(&p, "web"); web.State.Running == nil || web.RestartCount != 0 {
+		if web := ContainerStatus(&p, "web"); web.State.Running == nil || web.RestartCount != 0 {
 			t.Errorf("%s: the app container is not running as before: %+v", p.Name, web)
 		}
 	}

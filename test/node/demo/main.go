@@ -151,30 +151,21 @@ func upgrade(ctx context.Context, env *node.Env) error {
 	var after *corev1.Pod
 	err = cluster.WaitFor(ctx, "the in-place upgrade", func() bool {
 		after, err = c.CoreV1().Pods(ns).Get(ctx, web.Name, metav1.GetOptions{})
-		filler := containerStatus(after, "content-filler")
+		filler := node.ContainerStatus(after, "content-filler")
 		return err == nil && filler.Image == node.BusyboxNext && filler.Ready
 	})
 	if err != nil {
 		return err
 	}
-	app, before := containerStatus(after, "web"), containerStatus(web, "web")
+	app, before := node.ContainerStatus(after, "web"), node.ContainerStatus(web, "web")
 	show("in-place upgrade: the catalog moves busybox to the next tag; `controller --repair=in-place` patches the running Pod",
 		fmt.Sprintf("content-filler: %s -> %s, restarted %d time\napp container: %s, the same one (restarts %d)",
-			containerStatus(web, "content-filler").Image, containerStatus(after, "content-filler").Image, containerStatus(after, "content-filler").RestartCount,
+			node.ContainerStatus(web, "content-filler").Image, node.ContainerStatus(after, "content-filler").Image, node.ContainerStatus(after, "content-filler").RestartCount,
 			strings.TrimPrefix(app.ContainerID, "containerd://")[:12], app.RestartCount), nil)
 	if app.ContainerID != before.ContainerID || app.RestartCount != 0 {
 		return fmt.Errorf("the app container was restarted")
 	}
 	return nil
-}
-
-func containerStatus(p *corev1.Pod, name string) corev1.ContainerStatus {
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.Name == name {
-			return cs
-		}
-	}
-	return corev1.ContainerStatus{}
 }
 
 // create makes the Pod on the node through the webhook and waits for ok.
