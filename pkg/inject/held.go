@@ -35,6 +35,19 @@ const heldHashLen = 32
 // heldHash is the status hash of what pod holds of t once plan (nil for
 // none) is added to it, the target app containers being targets.
 func heldHash(pod *corev1.Pod, plan *Plan, t *catalog.Template, targets []int) string {
+	return HashHeld(heldJSON(pod, plan, t, targets))
+}
+
+// HashHeld is the status hash of a held JSON: a webhook's entry for the
+// Pod holds HashHeld of what a compiled policy's entry holds.
+func HashHeld(held string) string {
+	sum := sha256.Sum256([]byte(held))
+	return hex.EncodeToString(sum[:heldHashLen/2])
+}
+
+// heldJSON is the JSON of what pod holds of t once plan (nil for none)
+// is added to it, the target app containers being targets.
+func heldJSON(pod *corev1.Pod, plan *Plan, t *catalog.Template, targets []int) string {
 	if plan == nil {
 		plan = &Plan{}
 	}
@@ -49,7 +62,7 @@ func heldHash(pod *corev1.Pod, plan *Plan, t *catalog.Template, targets []int) s
 		if c == nil {
 			continue
 		}
-		cc := canonicalContainer(*c)
+		cc := CanonicalContainer(*c)
 		*list = append(*list, cc)
 		for _, m := range cc.VolumeMounts {
 			mounted[m.Name] = true
@@ -57,7 +70,7 @@ func heldHash(pod *corev1.Pod, plan *Plan, t *catalog.Template, targets []int) s
 	}
 	for _, v := range slices.Concat(pod.Spec.Volumes, plan.Volumes) {
 		if mounted[v.Name] {
-			h.Volumes = append(h.Volumes, canonicalVolume(v))
+			h.Volumes = append(h.Volumes, CanonicalVolume(v))
 		}
 	}
 	for _, i := range targets {
@@ -76,15 +89,14 @@ func heldHash(pod *corev1.Pod, plan *Plan, t *catalog.Template, targets []int) s
 		for _, list := range env {
 			for _, e := range list {
 				if slices.ContainsFunc(t.AppEnv, func(te corev1.EnvVar) bool { return te.Name == e.Name }) {
-					heldEnv = append(heldEnv, canonicalEnv(e))
+					heldEnv = append(heldEnv, CanonicalEnv(e))
 				}
 			}
 		}
 		h.AppMounts, h.AppEnv = append(h.AppMounts, heldMounts), append(h.AppEnv, heldEnv)
 	}
 	data, _ := json.Marshal(h) // API types always marshal
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:heldHashLen/2])
+	return string(data)
 }
 
 // findIn returns the container of that name in the first list that has
@@ -102,14 +114,14 @@ func findIn(name string, lists ...[]corev1.Container) *corev1.Container {
 // mounts the token volume (kube-api-access-*) into every container.
 const serviceAccountMount = "/var/run/secrets/kubernetes.io/serviceaccount"
 
-// canonicalContainer is c without what the API server sets on its own:
+// CanonicalContainer is c without what the API server sets on its own:
 // its defaults (terminationMessagePath and Policy, imagePullPolicy, a
 // port's protocol, probe timings and scheme, a fieldRef's apiVersion,
 // requests equal to limits where only limits were set) and the service
 // account token mount. These are the only additions a Pod's copy of a
 // template may carry; anything else, a command, an env entry, a
 // capability, stdin, a mount, is content the template does not render.
-func canonicalContainer(c corev1.Container) corev1.Container {
+func CanonicalContainer(c corev1.Container) corev1.Container {
 	c = *c.DeepCopy()
 	if c.TerminationMessagePath == corev1.TerminationMessagePathDefault {
 		c.TerminationMessagePath = ""
@@ -136,7 +148,7 @@ func canonicalContainer(c corev1.Container) corev1.Container {
 		}
 	}
 	for i := range c.Env {
-		c.Env[i] = canonicalEnv(c.Env[i])
+		c.Env[i] = CanonicalEnv(c.Env[i])
 	}
 	for name, limit := range c.Resources.Limits {
 		if request, ok := c.Resources.Requests[name]; ok && request.Cmp(limit) == 0 {
@@ -191,7 +203,8 @@ func canonicalHTTPGet(g *corev1.HTTPGetAction) {
 	}
 }
 
-func canonicalEnv(e corev1.EnvVar) corev1.EnvVar {
+// CanonicalEnv is e without the API server's default fieldRef apiVersion.
+func CanonicalEnv(e corev1.EnvVar) corev1.EnvVar {
 	if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.APIVersion == "v1" {
 		e.ValueFrom = e.ValueFrom.DeepCopy()
 		e.ValueFrom.FieldRef.APIVersion = ""
@@ -199,9 +212,9 @@ func canonicalEnv(e corev1.EnvVar) corev1.EnvVar {
 	return e
 }
 
-// canonicalVolume is v without the API server's defaults: file modes of
+// CanonicalVolume is v without the API server's defaults: file modes of
 // 0644 and an unset hostPath type.
-func canonicalVolume(v corev1.Volume) corev1.Volume {
+func CanonicalVolume(v corev1.Volume) corev1.Volume {
 	v = *v.DeepCopy()
 	mode := func(m **int32) {
 		if *m != nil && **m == corev1.SecretVolumeSourceDefaultMode {

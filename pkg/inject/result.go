@@ -43,12 +43,20 @@ type AppAdditions struct {
 // Status is the JSON value of the status annotation.
 type Status struct {
 	Templates []Injected `json:"templates"`
+	// Request is the UID of the admission request in which the compiled
+	// admission policies wrote this status (package policy); the webhook
+	// leaves it out.
+	Request string `json:"request,omitempty"`
 }
 
-// Injected names one injected template and a hash of what it added.
+// Injected names one injected template and what it added: the webhook
+// writes Hash, the status hash of what the Pod holds of the template; the
+// compiled admission policies, which cannot hash, write Held, the JSON
+// that hash is taken of. Either is recomputed from the Pod to verify it.
 type Injected struct {
 	Name string `json:"name"`
-	Hash string `json:"hash"`
+	Hash string `json:"hash,omitempty"`
+	Held string `json:"held,omitempty"`
 }
 
 // String returns the annotation value.

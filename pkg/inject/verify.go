@@ -25,10 +25,11 @@ type Claim struct {
 	// names, whatever their content.
 	Present bool
 	// Kept reports whether what the Pod holds of the template is what the
-	// entry's hash says was injected: then content that is not today's
-	// rendering is stale, not tampered with. For an entry of a release
-	// before the held hash (16 hex digits), which cannot be recomputed,
-	// it is set unless the entry claims today's rendering.
+	// entry's hash (or a compiled policy's held JSON) says was injected:
+	// then content that is not today's rendering is stale, not tampered
+	// with. For an entry of a release before the held hash (16 hex
+	// digits), which cannot be recomputed, it is set unless the entry
+	// claims today's rendering.
 	Kept bool
 }
 
@@ -57,6 +58,8 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 		_, c.Reason = b.verify(t)
 		switch {
 		case c.Reason == "":
+		case in.Held != "":
+			c.Kept = heldJSON(pod, nil, t, b.targets) == in.Held
 		case len(in.Hash) == heldHashLen:
 			c.Kept = heldHash(pod, nil, t, b.targets) == in.Hash
 		case len(in.Hash) == legacyHashLen:
@@ -95,7 +98,7 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 			if have == nil {
 				return "", fmt.Sprintf("no %s entry %q", list.field, c.Name)
 			}
-			if diff := differs(canonicalContainer(c), canonicalContainer(*have)); diff != "" {
+			if diff := differs(CanonicalContainer(c), CanonicalContainer(*have)); diff != "" {
 				return "", fmt.Sprintf("%s %q %s", list.field, c.Name, diff)
 			}
 		}
@@ -105,7 +108,7 @@ func (b *builder) verify(t *catalog.Template) (hash, reason string) {
 		if have == nil {
 			return "", fmt.Sprintf("no volume %q", v.Name)
 		}
-		if diff := differs(canonicalVolume(v), canonicalVolume(*have)); diff != "" {
+		if diff := differs(CanonicalVolume(v), CanonicalVolume(*have)); diff != "" {
 			return "", fmt.Sprintf("volume %q %s", v.Name, diff)
 		}
 	}
