@@ -170,6 +170,9 @@ func (c *Catalog) Template(name string) *Template { return c.templates[name] }
 // Names lists the template names in sorted order.
 func (c *Catalog) Names() []string { return c.names }
 
+// AllPolicies returns every policy, in catalog order.
+func (c *Catalog) AllPolicies() []*Policy { return c.policies }
+
 // Images lists every image of every template, with its path in the
 // catalog ("templates[log-shipper].containers[0].image"), in name order.
 func (c *Catalog) Images() []Image {

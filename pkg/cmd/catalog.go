@@ -14,7 +14,7 @@ import (
 func newCatalogCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "catalog",
-		Short: "Validate, list and pin catalogs",
+		Short: "Validate, list, pin and compile catalogs",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [PATH]",
@@ -64,7 +64,7 @@ warned about.
 		},
 	}
 	list.Flags().StringVar(&path, "catalog", path, "catalog file or directory; the embedded default if empty")
-	cmd.AddCommand(list, newPinCommand())
+	cmd.AddCommand(list, newPinCommand(), newCompileCommand())
 	return cmd
 }
 

@@ -1,0 +1,59 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+)
+
+func TestCompileRefusesWhatCELCannotExpressExactly(t *testing.T) {
+	extra := `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: waiter
+  pattern: sidecar
+  description: Waits.
+  parameters:
+  - {name: period, description: How long., type: duration, default: 5s}
+  containers:
+  - name: waiter
+    image: registry.example.com/waiter:1.0.0
+    args: ['--period={{period}}']
+`
+	cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()}, catalog.Source{Name: "extra.yaml", Data: []byte(extra)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Compile(cat, Options{})
+	refused := map[string]string{}
+	for _, r := range c.Refused {
+		refused[r.Template] = r.Reason
+	}
+	for name, want := range map[string]string{"log-shipper": "runs as the app's user", "waiter": `parameter "period" is a duration`} {
+		if !strings.Contains(refused[name], want) {
+			t.Errorf("template %s: refusal %q, want it to say %q", name, refused[name], want)
+		}
+	}
+	if len(c.Refused) != 2 {
+		t.Errorf("refused %v; want log-shipper and waiter only", c.Refused)
+	}
+	patch := c.Mutating.Spec.Mutations[0].JSONPatch.Expression
+	for _, name := range []string{"ambassador", "metrics-adapter", "content-filler"} {
+		if !strings.Contains(patch, `n == "`+name+`"`) {
+			t.Errorf("the mutation does not add template %s", name)
+		}
+	}
+	if strings.Contains(patch, `n == "log-shipper"`) || strings.Contains(patch, `n == "waiter"`) {
+		t.Error("the mutation adds a refused template")
+	}
+	problems := ""
+	for _, v := range c.Validating.Spec.Variables {
+		if v.Name == "problems" {
+			problems = v.Expression
+		}
+	}
+	if !strings.Contains(problems, "the compiler refused it: it runs as the app's user") {
+		t.Error("the validating policy does not deny a Pod that gets a refused template")
+	}
+}

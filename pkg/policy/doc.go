@@ -1,0 +1,20 @@
+// Package policy compiles a catalog into admission policies that inject
+// without a webhook: one MutatingAdmissionPolicy that adds what the
+// engine adds, and one ValidatingAdmissionPolicy that denies what the
+// engine denies, both evaluated by kube-apiserver in process.
+//
+// Like the engine it is pure: a catalog in, objects out. It compiles a
+// template exactly or refuses it with the reason, never approximately.
+// The policies write the status annotation in the form CEL can produce,
+// the held JSON the webhook's hash is taken of (inject.Injected.Held),
+// so the engine, audit and the controller verify it as they verify the
+// webhook's. Where a Pod needs what CEL cannot compute (a copy of data
+// the Pod's author wrote, in JSON the engine would hash), the validating
+// policy declines the Pod with the reason instead of storing a Pod the
+// webhook would not have stored.
+//
+// The files follow the policies' own order: compile.go (the objects),
+// select.go (which templates a Pod gets, and the denials of the request
+// itself), template.go (one template's checks), patch.go (what it adds),
+// held.go (the status it writes), cel.go (CEL text from Go values).
+package policy

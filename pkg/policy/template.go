@@ -1,0 +1,210 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+)
+
+// compiled is one template the compiler expresses exactly.
+type compiled struct {
+	t       *catalog.Template
+	prefix  string           // of its variables, "t<index>"
+	content *catalog.Content // rendered with a sentinel for each parameter
+	errs    string           // CEL list of its denials, in the engine's order
+}
+
+func newCompiled(t *catalog.Template, i int) *compiled {
+	return &compiled{t: t, prefix: fmt.Sprintf("t%d", i), content: t.Render(sentinels(t))}
+}
+
+func sentinels(t *catalog.Template) catalog.Values {
+	values := catalog.Values{}
+	for j, p := range t.Parameters {
+		values[p.Name] = sentinel(j)
+	}
+	return values
+}
+
+// param is the CEL of parameter j's value in its normal form; json its
+// JSON-escaped form, as it appears inside the held JSON.
+func (c *compiled) param(j int) string { return fmt.Sprintf("variables.%sp%d", c.prefix, j) }
+func (c *compiled) json(j int) string  { return fmt.Sprintf("variables.%sp%dj", c.prefix, j) }
+
+// before is true when template name is requested before this one.
+func (c *compiled) before(names []string) string {
+	return fmt.Sprintf("(variables.names.indexOf(%[1]s) > 0 && variables.names.slice(0, variables.names.indexOf(%[1]s)).exists(n, n in %[2]s))", lit(c.t.Name), lits(names))
+}
+
+// declare declares the template's variables, and its denials in c.errs.
+func (c *compiled) declare(g *gen) {
+	var declines []string
+	for j := range c.t.Parameters {
+		if d := c.declareParam(g, j); d != "" {
+			declines = append(declines, d)
+		}
+	}
+	errs := []string{c.parameterErrors(g), c.hostNetworkError(), c.nameErrors(g), c.portErrors(g), c.volumeErrors(g), c.mountErrors(g)}
+	errs = append(errs, c.declines(g)...)
+	errs = append(errs, declines...)
+	c.errs = "(" + strings.Join(errs, " + ") + ")"
+}
+
+// clean is path.Clean of the CEL string x, for an absolute path without
+// ".." segments.
+func clean(x string) string {
+	return fmt.Sprintf("('/' + %s.split('/').filter(s, s != '' && s != '.').join('/'))", x)
+}
+
+// printable is unicode.IsPrint for every rune: letters, marks, numbers,
+// punctuation, symbols and the ASCII space.
+const printable = `^[\p{L}\p{M}\p{N}\p{P}\p{S} ]*$`
+
+const dns1123Subdomain = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+
+// shellMetaClass matches any of catalog's shell metacharacters.
+var shellMetaClass = func() string {
+	var b strings.Builder
+	for _, r := range `;|&$` + "`" + `\<>{}#'"()*?[]~!` {
+		b.WriteString(regexp.QuoteMeta(string(r)))
+	}
+	return "[" + b.String() + "]"
+}()
+
+// declareParam declares parameter j: set, raw, ok, its value and its
+// JSON form, as Parameter.Check decides and normalises. It returns a
+// decline for values only the webhook can judge, or "".
+func (c *compiled) declareParam(g *gen, j int) string {
+	p := c.t.Parameters[j]
+	v := fmt.Sprintf("%sp%d", c.prefix, j)
+	key := lit(inject.ParameterAnnotation(c.t.Name, p.Name))
+	set := g.v(v+"s", key+" in variables.ann")
+	raw := g.v(v+"r", fmt.Sprintf("%s ? variables.ann[%s] : ''", set, key))
+	checks := []string{fmt.Sprintf("size(bytes(%s)) <= %d", raw, catalog.MaxValueBytes), fmt.Sprintf("%s.matches(%s)", raw, lit(printable))}
+	if p.Validation == "" && (p.Type == "" || p.Type == catalog.String || p.Type == catalog.Path) {
+		checks = append(checks, fmt.Sprintf("!%s.matches(%s)", raw, lit(shellMetaClass)))
+	}
+	norm, decline := raw, ""
+	switch p.Type {
+	case catalog.Path:
+		checks = append(checks, fmt.Sprintf("%s.startsWith('/') && !%[1]s.contains(' ') && !%[1]s.split('/').exists(s, s == '..') && %s != '/'", raw, clean(raw)))
+		norm = clean(raw)
+	case catalog.Port:
+		checks = append(checks, portOK(raw))
+		norm = fmt.Sprintf("string(int(%s))", raw)
+	case catalog.HostPort:
+		form := g.v(v+"f", fmt.Sprintf(`%s.matches('^\\[[^\\[\\]]*\\]:[^\\[\\]:]*$') ? 'bracket' : %[1]s.matches('^[^\\[\\]:]*:[^\\[\\]:]*$') ? 'plain' : ''`, raw))
+		host := g.v(v+"h", fmt.Sprintf("%s == 'bracket' ? %s.substring(1, %[2]s.lastIndexOf(']')) : %[1]s == 'plain' ? %[2]s.substring(0, %[2]s.lastIndexOf(':')) : ''", form, raw))
+		port := g.v(v+"q", fmt.Sprintf("%s != '' ? %s.substring(%[2]s.lastIndexOf(':') + 1) : ''", form, raw))
+		g.v(v+"d", fmt.Sprintf("%s && %s != '' && %s && %s.contains(':') && !isIP(%[4]s) && %[4]s.lowerAscii().contains('ffff')", set, form, portOK(port), host))
+		checks = append(checks, fmt.Sprintf("%s != '' && %s && (%s.contains(':') ? isIP(%[3]s) : size(%[3]s) <= 253 && %[3]s.matches(%s))", form, portOK(port), host, lit(dns1123Subdomain)))
+		norm = fmt.Sprintf("(%s.contains(':') ? '[' + %[1]s + ']' : %[1]s) + ':' + string(int(%s))", host, port)
+		decline = fmt.Sprintf("(variables.%sd ? [%s] : [])", v, lit(declined(c.t.Name, fmt.Sprintf("the value of parameter %q is an IPv4-mapped IPv6 address, which CEL's isIP refuses and the webhook accepts", p.Name))))
+	}
+	value := g.v(v+"n", norm)
+	if p.Validation != "" {
+		checks = append(checks, fmt.Sprintf("%s.matches(%s)", value, lit("^(?:"+p.Validation+")$")))
+	}
+	ok := "(" + strings.Join(checks, " && ") + ")"
+	if decline != "" {
+		ok = fmt.Sprintf("(%s || variables.%sd)", ok, v)
+	}
+	g.v(v+"ok", fmt.Sprintf("!%s || %s", set, ok))
+	g.v(v, fmt.Sprintf("%s ? %s : %s", set, value, lit(p.Default)))
+	g.v(v+"j", jsonEscape(c.param(j)))
+	return decline
+}
+
+// portOK is the engine's port check of the CEL string x: strconv.Atoi
+// takes a sign and leading zeros.
+func portOK(x string) string {
+	return fmt.Sprintf("(%s.matches('^[+-]?0*[0-9]{1,5}$') && int(%[1]s) >= 1 && int(%[1]s) <= 65535)", x)
+}
+
+// jsonEscape escapes the CEL string x as encoding/json does inside a
+// string. A value holds no control characters (Check refuses them), so
+// these five are all it can need.
+func jsonEscape(x string) string {
+	return x + `.replace('\\', '\\\\').replace('"', '\\"').replace('<', '\\u003c').replace('>', '\\u003e').replace('&', '\\u0026')`
+}
+
+// parameterErrors are the engine's parameter denials: the first bad
+// annotation in key order, then a missing required parameter, then a
+// resource override the template does not open.
+func (c *compiled) parameterErrors(g *gen) string {
+	prefix := inject.ParameterAnnotation(c.t.Name, "")
+	known := slices.Concat(c.t.ParameterNames(), catalog.ReservedParameters)
+	var bad []string
+	k := "variables." + c.prefix + "badKey"
+	msg := fmt.Sprintf("'annotation ' + %s + %s + %s + %s", k, lit(fmt.Sprintf(": template %q has no parameter ", c.t.Name)), brief(k+".substring("+strconv.Itoa(len(prefix))+")"), lit(fmt.Sprintf("; have %v", c.t.ParameterNames())))
+	for j, p := range c.t.Parameters {
+		key := lit(prefix + p.Name)
+		bad = append(bad, fmt.Sprintf("(k == %s && !variables.%sp%dok)", key, c.prefix, j))
+		msg = fmt.Sprintf("%[1]s == %[2]s ? 'annotation ' + %[1]s + ': value ' + %[3]s + %[4]s : %[5]s", k, key, brief(fmt.Sprintf("variables.%sp%dr", c.prefix, j)),
+			lit(fmt.Sprintf(" is not valid for parameter %q of template %q (%s); want %s", p.Name, c.t.Name, p.Description, p.Expects())), msg)
+	}
+	keys := fmt.Sprintf("variables.ann.filter(k, k.startsWith(%s) && (!(k.substring(%d) in %s)%s))", lit(prefix), len(prefix), lits(known), strings.Join(prepend(" || ", bad), ""))
+	g.v(c.prefix+"badKeys", keys)
+	g.v(c.prefix+"badKey", fmt.Sprintf("size(variables.%sbadKeys) == 0 ? '' : variables.%[1]sbadKeys.min()", c.prefix))
+	out := fmt.Sprintf("(%s == '' ? [] : [%s])", k, msg)
+	for j, p := range c.t.Parameters {
+		if p.Required {
+			out += fmt.Sprintf(" + (!variables.%sp%ds ? [%s] : [])", c.prefix, j, lit(fmt.Sprintf("template %q needs parameter %q (%s); set the annotation %s", c.t.Name, p.Name, p.Description, inject.ParameterAnnotation(c.t.Name, p.Name))))
+		}
+	}
+	for _, o := range []struct{ key, field string }{{"cpu-request", "requests.cpu"}, {"cpu-limit", "limits.cpu"}, {"memory-request", "requests.memory"}, {"memory-limit", "limits.memory"}} {
+		key := inject.ParameterAnnotation(c.t.Name, o.key)
+		v := "variables.ann[" + lit(key) + "]"
+		out += fmt.Sprintf(" + (%s in variables.ann ? [isQuantity(%s) ? %s : %s + %s + ' is not a quantity such as 100m or 64Mi'] : [])", lit(key), v,
+			lit(fmt.Sprintf("annotation %s: template %q does not let Pods set %s; it opens none", key, c.t.Name, o.field)), lit("annotation "+key+": "), brief(v))
+	}
+	return "(" + out + ")"
+}
+
+func prepend(sep string, list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = sep + s
+	}
+	return out
+}
+
+// ports are the ports the template's containers declare and its local
+// ports, as CEL strings "<port>/<protocol>", each with the container that
+// claims it, in the order the engine claims them.
+func (c *compiled) ports() (keys, owners []string) {
+	all := slices.Concat(c.content.InitContainers, c.content.Containers)
+	for _, ctr := range all {
+		for _, p := range ctr.Ports {
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			keys, owners = append(keys, lit(fmt.Sprintf("%d/%s", p.ContainerPort, proto))), append(owners, ctr.Name)
+		}
+	}
+	for _, lp := range c.content.LocalPorts {
+		keys, owners = append(keys, splice(lp, c.param)+" + '/TCP'"), append(owners, all[len(all)-1].Name)
+	}
+	return keys, owners
+}
+
+func (c *compiled) hostNetworkError() string {
+	keys, _ := c.ports()
+	if len(keys) == 0 || c.t.HostNetwork == "allowed" {
+		return "[]"
+	}
+	var ports []string
+	for _, k := range keys {
+		ports = append(ports, fmt.Sprintf("%s.split('/')[0]", k))
+	}
+	return fmt.Sprintf("(variables.hostNet ? [%s + [%s].join(' ') + %s] : [])", lit(fmt.Sprintf("template %q: the Pod runs on the host's network, where the template's ports [", c.t.Name)), strings.Join(ports, ", "),
+		lit("] would be ports of every node it lands on; run the Pod off the host network, or have the cluster admin set hostNetwork: allowed on the template"))
+}

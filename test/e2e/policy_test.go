@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
+)
+
+// modeLabel sends a namespace to the webhook or to the compiled policies
+// in the differential test.
+const modeLabel = "e2e.podpatterns.io/mode"
+
+// TestCompiledPoliciesStoreWhatTheWebhookStores is the differential proof:
+// every golden input of the engine is created (dry run) in a namespace
+// served by a webhook and in one served by the policies compiled from the
+// same catalog; the Pods stored must be equal, or both denied for the
+// same cause, or the policies decline a template the compiler refused
+// or a Pod they cannot write the status of, with the reason.
+func TestCompiledPoliciesStoreWhatTheWebhookStores(t *testing.T) {
+	ctx := ctxFor(t)
+	cat, dir := goldenCatalog(t)
+	startDiffWebhook(t, ctx, dir)
+	compiled := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: "policy"}}})
+	installPolicies(t, ctx, compiled)
+
+	inputs, err := filepath.Glob(filepath.Join(suite.root, "pkg", "inject", "testdata", "golden", "*.yaml"))
+	if err != nil || len(inputs) < 25 {
+		t.Fatalf("golden inputs: %d, %v", len(inputs), err)
+	}
+	counts := map[string]int{}
+	namespaces := map[string]string{}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		raw, labels := readGolden(t, in)
+		key := fmt.Sprint(labels)
+		if namespaces[key] == "" {
+			namespaces[key] = fmt.Sprintf("diff-%d", len(namespaces))
+			for _, mode := range []string{"webhook", "policy"} {
+				l := map[string]string{modeLabel: mode}
+				for k, v := range labels {
+					l[k] = v
+				}
+				namespace(t, namespaces[key]+"-"+mode, l)
+			}
+		}
+		outcome := compare(t, ctx, name, raw, namespaces[key], cat)
+		counts[outcome]++
+	}
+	var lines []string
+	for k, n := range counts {
+		lines = append(lines, fmt.Sprintf("%s: %d", k, n))
+	}
+	sort.Strings(lines)
+	t.Logf("%d golden inputs, %d templates refused by the compiler %v; outcomes:\n  %s", len(inputs), len(compiled.Refused), compiled.Refused, strings.Join(lines, "\n  "))
+	if counts["same Pod stored"] < 10 || counts["both denied, same cause"]+counts["both denied, same cause (same message)"] < 10 || counts["mismatch"] > 0 {
+		t.Errorf("the proof covers too little: %v", counts)
+	}
+}
+
+// compare creates one input both ways and returns its outcome.
+func compare(t *testing.T, ctx context.Context, name string, raw []byte, ns string, cat *catalog.Catalog) string {
+	t.Helper()
+	create := func(mode string) (*corev1.Pod, string) {
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(raw, pod); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		pod.Namespace = ns + "-" + mode
+		got, err := suite.cluster.Client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return nil, err.Error()
+		}
+		return got, ""
+	}
+	wpod, werr := create("webhook")
+	ppod, perr := create("policy")
+	switch {
+	case perr != "" && (strings.Contains(perr, "cannot be injected by the compiled admission policies") || strings.Contains(perr, "the compiled admission policies cannot verify")):
+		t.Logf("%s: declined by the policies: %s (webhook: %s)", name, denial(perr), orStored(werr))
+		if strings.Contains(perr, "the compiler refused it") {
+			return "declined: template refused by the compiler"
+		}
+		return "declined: the Pod needs what only the webhook computes"
+	case werr != "" && perr != "":
+		if cause(denial(werr)) != cause(denial(perr)) {
+			t.Errorf("%s: denied for different causes:\n webhook: %s\n policy:  %s", name, denial(werr), denial(perr))
+			return "mismatch"
+		}
+		if denial(werr) == denial(perr) {
+			return "both denied, same cause (same message)"
+		}
+		return "both denied, same cause"
+	case werr != "" || perr != "":
+		t.Errorf("%s: webhook: %s\n policy: %s", name, orStored(werr), orStored(perr))
+		return "mismatch"
+	}
+	if diff := samePod(t, wpod, ppod, cat); diff != "" {
+		t.Errorf("%s: the stored Pods differ: %s", name, diff)
+		return "mismatch"
+	}
+	return "same Pod stored"
+}
+
+func orStored(err string) string {
+	if err == "" {
+		return "stored"
+	}
+	return denial(err)
+}
+
+// denial is the message of a refused create, after the API server's
+// preamble.
+func denial(err string) string {
+	for _, sep := range []string{"denied the request: ", "denied request: "} {
+		if _, msg, ok := strings.Cut(err, sep); ok {
+			return msg
+		}
+	}
+	return err
+}
+
+// causes name a denial by the words the engine and the policies share.
+var causes = []struct{ cause, words string }{
+	{"list", "is empty; list names"}, {"list", "is listed twice"}, {"list", "entries; at most"}, {"none", "cannot be combined with template names"},
+	{"unknown template", "not found in the catalog"}, {"not allowed", "is not allowed in this namespace"}, {"required not allowed", "is required by policy"},
+	{"target", "no app container"}, {"unknown parameter", "has no parameter"}, {"bad parameter", "is not valid for parameter"},
+	{"missing parameter", "needs parameter"}, {"override", "does not let Pods set"}, {"override", "is not a quantity"},
+	{"host network", "on the host's network"}, {"container name", "has the name of the template's container"},
+	{"container name", "is already used by container"}, {"port", "share one network namespace"}, {"volume", "with a different definition"},
+	{"mount", "already mounts volume"}, {"the API server's validation", " is invalid: "},
+}
+
+func cause(msg string) string {
+	for _, c := range causes {
+		if strings.Contains(msg, c.words) {
+			return c.cause
+		}
+	}
+	return "other: " + msg
+}
+
+// samePod compares the two stored Pods: equal but for the status
+// annotation's form, which must hold, entry by entry, the JSON whose hash
+// the webhook wrote, and verify as current.
+func samePod(t *testing.T, w, p *corev1.Pod, cat *catalog.Catalog) string {
+	claims, err := inject.VerifyStatus(p, cat)
+	if err != nil {
+		return "the policy's status does not verify: " + err.Error()
+	}
+	for _, c := range claims {
+		if c.Reason != "" {
+			return fmt.Sprintf("the policy's status entry %q does not verify: %s", c.Name, c.Reason)
+		}
+	}
+	wantStatus, gotStatus := readStatus(w), readStatus(p)
+	if len(wantStatus.Templates) != len(gotStatus.Templates) {
+		return fmt.Sprintf("status: webhook %v, policy %v", w.Annotations[inject.StatusAnnotation], p.Annotations[inject.StatusAnnotation])
+	}
+	for i, in := range gotStatus.Templates {
+		want := wantStatus.Templates[i]
+		if in.Name != want.Name || inject.HashHeld(in.Held) != want.Hash {
+			return fmt.Sprintf("status entry %d: webhook %+v, policy %q with held %s (hash %s)", i, want, in.Name, in.Held, inject.HashHeld(in.Held))
+		}
+	}
+	w, p = w.DeepCopy(), p.DeepCopy()
+	for _, pod := range []*corev1.Pod{w, p} {
+		pod.Namespace, pod.UID, pod.CreationTimestamp, pod.ManagedFields = "", "", metav1.Time{}, nil
+		delete(pod.Annotations, inject.StatusAnnotation)
+		if pod.GenerateName != "" {
+			pod.Name = "" // generated apart
+		}
+	}
+	if !reflect.DeepEqual(w, p) {
+		wj, _ := yaml.Marshal(w)
+		pj, _ := yaml.Marshal(p)
+		return fmt.Sprintf("\nwebhook:\n%s\npolicy:\n%s", wj, pj)
+	}
+	return ""
+}
+
+func readStatus(pod *corev1.Pod) inject.Status {
+	var s inject.Status
+	_ = json.Unmarshal([]byte(pod.Annotations[inject.StatusAnnotation]), &s)
+	return s
+}
+
+// goldenCatalog is the catalog of the engine's golden tests, and a
+// directory holding it for a webhook to serve.
+func goldenCatalog(t *testing.T) (*catalog.Catalog, string) {
+	dir := t.TempDir()
+	extra, err := os.ReadFile(filepath.Join(suite.root, "pkg", "inject", "testdata", "catalog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "extra.yaml": extra} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()}, catalog.Source{Name: "extra.yaml", Data: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat, dir
+}
+
+// readGolden reads a golden input and the namespace labels on its first
+// line, as the engine's golden test does.
+func readGolden(t *testing.T, path string) ([]byte, map[string]string) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{}
+	if first, _, _ := strings.Cut(string(text), "\n"); strings.HasPrefix(first, "# namespace-labels:") {
+		for _, kv := range strings.Split(strings.TrimSpace(strings.TrimPrefix(first, "# namespace-labels:")), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	raw, err := yaml.YAMLToJSON(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, labels
+}
+
+// startDiffWebhook serves the catalog in dir from a webhook of its own,
+// for the namespaces labelled mode=webhook.
+func startDiffWebhook(t *testing.T, ctx context.Context, dir string) {
+	w, err := cluster.StartWebhook(ctx, suite.binary, filepath.Join(t.TempDir(), "tls"), suite.cluster.Kubeconfig, suite.logs, "--catalog", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop() })
+	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := cluster.CAPEM(w.CertDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.WebhookConfig(objs, w.URL(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Name += "-differential"
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: "webhook"}}
+	}
+	if err := suite.cluster.InstallWebhook(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
+	})
+}
+
+// installPolicies creates the compiled objects and waits until a Pod is
+// injected through them: the API server loads policies asynchronously.
+func installPolicies(t *testing.T, ctx context.Context, compiled *policy.Compiled) {
+	c, err := client.New(suite.cluster.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range compiled.Objects() {
+		obj := o.(client.Object)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatalf("creating %s %s: %v", o.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), obj) })
+	}
+	ns := namespace(t, "diff-warmup", map[string]string{modeLabel: "policy"})
+	i := 0
+	var last error
+	err = cluster.WaitFor(ctx, "the compiled policies to take effect", func() bool {
+		i++
+		got, err := suite.cluster.Client.CoreV1().Pods(ns).Create(ctx, nginxPod(fmt.Sprintf("warmup-%d", i), "content-filler"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		last = err
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return err == nil && len(got.Spec.Containers) == 2
+	})
+	if err != nil {
+		t.Fatalf("%v (last: %v)", err, last)
+	}
+}
