@@ -120,7 +120,6 @@ func typedValue(doc any, t reflect.Type, path string, value func(j int) string) 
 	return "null"
 }
 
-
 // jsonField is the type of the field of struct t that JSON names key.
 func jsonField(t reflect.Type, key string) reflect.Type {
 	if t == quantityType || t == intOrString || t.Kind() != reflect.Struct {

@@ -154,9 +154,9 @@ func (g *gen) mutating() *admissionv1.MutatingAdmissionPolicy {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: managedLabels},
 		Spec: admissionv1.MutatingAdmissionPolicySpec{
-			MatchConstraints:   podsCreate.DeepCopy(),
-			Variables:          g.vars,
-			FailurePolicy:      &fail,
+			MatchConstraints: podsCreate.DeepCopy(),
+			Variables:        g.vars,
+			FailurePolicy:    &fail,
 			// Never: run once, on the Pod as it arrives, so that a status
 			// it sees is the Pod's own, never its own from a first run.
 			ReinvocationPolicy: admissionv1.NeverReinvocationPolicy,

@@ -14,7 +14,9 @@
 // webhook would not have stored.
 //
 // The files follow the policies' own order: compile.go (the objects),
-// select.go (which templates a Pod gets, and the denials of the request
-// itself), template.go (one template's checks), patch.go (what it adds),
+// refuse.go (what the compiler cannot express), select.go (which
+// templates a Pod gets, and the denials of the request itself),
+// conflicts.go (what the Pod holds, and the clashes with it),
+// template.go (one template's parameters), patch.go (what it adds),
 // held.go (the status it writes), cel.go (CEL text from Go values).
 package policy

@@ -100,6 +100,8 @@ func (g *gen) annotations() string {
 		setDC, lit(inject.StatusAnnotation), lit(dc), app)
 }
 
-func escapeKey(k string) string { return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1") }
+func escapeKey(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
 
 var _ = corev1.Container{}
