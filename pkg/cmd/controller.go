@@ -32,6 +32,11 @@ Pods no Deployment, StatefulSet or DaemonSet owns only with
 Event says so. --repair=auto upgrades in place where it can and rolls
 out elsewhere.
 
+--admission-policies applies the catalog compiled to admission policies
+(see catalog compile) at start and at every catalog change, for clusters
+that inject without the webhook; a broken catalog leaves the last good
+policies in place, with an Event on the MutatingAdmissionPolicy.
+
 Replicas take turns through a Lease, so two never both repair.`
 
 // newControllerCommand returns `controller`, which binds its flags to
@@ -77,6 +82,7 @@ func newControllerCommand(run func(context.Context, controller.ManagerOptions) e
 	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "full resync; between them the controller follows events")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of /metrics; "0" disables it`)
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz; "0" disables them`)
+	fs.BoolVar(&o.AdmissionPolicies, "admission-policies", o.AdmissionPolicies, "compile the catalog to a MutatingAdmissionPolicy and a ValidatingAdmissionPolicy and keep them applied (inject without the webhook; catalog compile shows them)")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "take turns with other replicas through a Lease")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "namespace of the Lease")
 	fs.StringVar(&logLevel, "log-level", logLevel, "debug, info or error")

@@ -45,6 +45,10 @@ type ManagerOptions struct {
 	// never both repair. On by default.
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// AdmissionPolicies keeps the catalog compiled to admission policies
+	// and applied (see PolicySyncer), for clusters that inject without
+	// the webhook.
+	AdmissionPolicies bool
 }
 
 // NewManagerOptions returns the options with their defaults.
@@ -109,10 +113,20 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	if err := watch(mgr, r, pods, resync, repair); err != nil {
 		return err
 	}
+	syncer, err := policySyncer(mgr, o, store)
+	if err != nil {
+		return err
+	}
 	if o.CatalogPath != "" {
 		w := &catalog.Watcher{Path: o.CatalogPath, Store: store, Log: o.Log, OnReload: func(_ *catalog.Catalog, err error) {
-			if err == nil {
+			switch {
+			case err == nil:
 				queue(resync)
+				syncer.signal()
+			case syncer != nil:
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				syncer.CatalogRefused(ctx, err)
 			}
 		}}
 		if err := mgr.Add(runnable(w.Run)); err != nil {
@@ -121,6 +135,21 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	}
 	o.Log.Info("Controller starting", "repair", o.Repair, "dryRun", o.DryRun, "catalog", cat.Version)
 	return mgr.Start(ctx)
+}
+
+// policySyncer is the syncer of the compiled admission policies, run by
+// the leader, or nil when they are not asked for.
+func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*PolicySyncer, error) {
+	if !o.AdmissionPolicies {
+		return nil, nil
+	}
+	c, err := client.New(o.RestConfig, client.Options{Scheme: mgr.GetScheme()}) // no cache: four objects, read at a catalog change
+	if err != nil {
+		return nil, err
+	}
+	s := &PolicySyncer{Client: c, Catalog: store.Current, Recorder: mgr.GetEventRecorderFor("sidecar-injector"), Log: o.Log.WithName("policies"),
+		Metrics: NewPolicyMetrics(ctrlmetrics.Registry), Sync: make(chan struct{}, 1)}
+	return s, mgr.Add(leaderRunnable(s.Start))
 }
 
 // watch makes the controller: every Pod and namespace event is a request

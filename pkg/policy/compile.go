@@ -152,7 +152,7 @@ func (g *gen) mutating() *admissionv1.MutatingAdmissionPolicy {
 	fail := admissionv1.Fail
 	return &admissionv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: managedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
 		Spec: admissionv1.MutatingAdmissionPolicySpec{
 			MatchConstraints: podsCreate.DeepCopy(),
 			Variables:        g.vars,
@@ -172,7 +172,7 @@ func (g *gen) validating() *admissionv1.ValidatingAdmissionPolicy {
 	fail := admissionv1.Fail
 	return &admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: managedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: podsCreate.DeepCopy(),
 			Variables:        g.vars,
@@ -192,13 +192,13 @@ func (g *gen) validating() *admissionv1.ValidatingAdmissionPolicy {
 	}
 }
 
-// managedLabels mark what the compiler emits, so a syncer finds it.
-var managedLabels = map[string]string{"app.kubernetes.io/managed-by": "sidecar-injector"}
+// ManagedLabels mark what the compiler emits, so a syncer finds it.
+var ManagedLabels = map[string]string{"app.kubernetes.io/managed-by": "sidecar-injector"}
 
 func mutatingBinding(sel *metav1.LabelSelector) *admissionv1.MutatingAdmissionPolicyBinding {
 	return &admissionv1.MutatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: managedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
 		Spec: admissionv1.MutatingAdmissionPolicyBindingSpec{
 			PolicyName:     Name,
 			MatchResources: &admissionv1.MatchResources{NamespaceSelector: sel.DeepCopy()},
@@ -209,7 +209,7 @@ func mutatingBinding(sel *metav1.LabelSelector) *admissionv1.MutatingAdmissionPo
 func validatingBinding(sel *metav1.LabelSelector) *admissionv1.ValidatingAdmissionPolicyBinding {
 	return &admissionv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: managedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
 			PolicyName:        Name,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},

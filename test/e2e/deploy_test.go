@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,4 +76,30 @@ func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Un
 		}
 	}
 	return nil
+}
+
+// The policy overlay is the base without the webhook's serving parts, and
+// with the controller compiling the catalog to policies under its RBAC.
+func TestPolicyOverlayRenders(t *testing.T) {
+	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "overlays", "policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range [][2]string{{"MutatingWebhookConfiguration", "sidecar-injector"}, {"Deployment", "sidecar-injector"}, {"Service", "sidecar-injector"}, {"PodDisruptionBudget", "sidecar-injector"}} {
+		if find(objs, gone[0], gone[1]) != nil {
+			t.Errorf("the policy overlay keeps %s %s", gone[0], gone[1])
+		}
+	}
+	ctrl := find(objs, "Deployment", "sidecar-injector-controller")
+	if ctrl == nil {
+		t.Fatal("the policy overlay lacks the controller")
+	}
+	containers, _, _ := unstructured.NestedSlice(ctrl.Object, "spec", "template", "spec", "containers")
+	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	if !slices.Contains(args, "--admission-policies") {
+		t.Errorf("controller args %v lack --admission-policies", args)
+	}
+	if find(objs, "ClusterRole", "sidecar-injector-controller-policies") == nil {
+		t.Error("the policy overlay lacks the controller's policy RBAC")
+	}
 }

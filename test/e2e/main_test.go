@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -166,7 +167,7 @@ func dryRunBase(ctx context.Context) error {
 // configuration asynchronously.
 func waitUntilWebhookActive(ctx context.Context) error {
 	ns := "e2e-warmup"
-	if err := createNamespace(ctx, ns, map[string]string{"sidecars.podpatterns.io/injection": "enabled"}); err != nil {
+	if err := createNamespace(ctx, ns, map[string]string{"sidecars.podpatterns.io/injection": "enabled"}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	i := 0

@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
+)
+
+const probeTemplate = `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: probe
+  pattern: sidecar
+  description: A template only this test asks for.
+  containers:
+  - name: probe
+    image: registry.example.com/probe:1.0.0
+    args: [--every, 10s]
+`
+
+// TestControllerKeepsTheCompiledPoliciesApplied runs the cluster as policy
+// mode does, with no webhook and under the RBAC of deploy/overlays/policy:
+// the controller applies the catalog's
+// policies, follows a change, keeps the last good ones through a broken
+// catalog, and a template that goes is gone from them.
+func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
+	ctx := ctxFor(t)
+	withoutWebhook(t, ctx)
+	probe := filepath.Join(suite.catalogDir, "probe.yaml")
+	broken := filepath.Join(suite.catalogDir, "broken.yaml")
+	if err := os.WriteFile(probe, []byte(probeTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(probe); _ = os.Remove(broken) })
+	metrics, stop := startController(t, "--admission-policies", "--leader-elect=false", "--kubeconfig", asPolicyController(t))
+	t.Cleanup(func() { stop(); deletePolicies(t) })
+	ns := namespace(t, "policy-sync", map[string]string{inject.InjectionLabel: "enabled"})
+
+	injected := func() (bool, string) {
+		pod, err := suite.cluster.Client.CoreV1().Pods(ns).Create(ctx, nginxPod("probed", "probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(pod.Spec.Containers) == 2 && pod.Spec.Containers[1].Name == "probe" && strings.Contains(pod.Annotations[inject.StatusAnnotation], `"held":`), ""
+	}
+	eventually(t, "the controller's policies to inject the probe template", func() bool { ok, _ := injected(); return ok })
+
+	if err := os.WriteFile(broken, []byte("templates: [{name: Not-A-Label}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the broken catalog to be counted", func() bool {
+		return metric(metrics, `sidecar_injector_admission_policy_syncs_total{result="catalog-refused"}`) >= 1
+	})
+	if ok, err := injected(); !ok {
+		t.Fatalf("after a broken catalog the last good policies should still inject: %s", err)
+	}
+	eventually(t, "an Event on the policy saying the catalog was refused", func() bool {
+		events, err := suite.cluster.Client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + policy.Name + ",reason=CatalogRefused"})
+		return err == nil && len(events.Items) > 0
+	})
+
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(probe); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policies to drop the template that went", func() bool {
+		_, err := injected()
+		return strings.Contains(err, `template "probe" not found in the catalog`)
+	})
+	if n := metric(metrics, `sidecar_injector_admission_policy_syncs_total{result="failed"}`); n != 0 {
+		t.Errorf("%v syncs failed", n)
+	}
+}
+
+// asPolicyController is asController with the policy overlay's RBAC.
+func asPolicyController(t *testing.T) string {
+	kubeconfig := asController(t)
+	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "overlays", "policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(suite.cluster.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed := 0
+	for _, o := range objs {
+		if o.GetName() != "sidecar-injector-controller-policies" {
+			continue
+		}
+		if err := c.Create(ctxFor(t), o); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		installed++
+	}
+	if installed != 2 {
+		t.Fatalf("installed %d objects of the policy overlay's RBAC, want its ClusterRole and ClusterRoleBinding", installed)
+	}
+	return kubeconfig
+}
+
+// withoutWebhook removes the webhook configuration for the test, so the
+// policies alone act, and puts it back after.
+func withoutWebhook(t *testing.T, ctx context.Context) {
+	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.WebhookConfig(objs, suite.webhook.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if err := api.Delete(ctx, cfg.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := suite.cluster.InstallDeployWebhook(ctx, suite.root, suite.webhook); err != nil {
+			t.Error(err)
+		}
+		if err := waitUntilWebhookActive(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// deletePolicies deletes what the syncer applied.
+func deletePolicies(t *testing.T) {
+	ctx := context.Background()
+	api := suite.cluster.Client.AdmissionregistrationV1()
+	_ = api.MutatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+	_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+	_ = api.MutatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+	_ = api.ValidatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+}
