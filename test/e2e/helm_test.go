@@ -166,15 +166,37 @@ func TestChartLintsAndRenders(t *testing.T) {
 	}
 }
 
-// The chart and deploy/base install the same things: the same kinds and
+// The chart and kustomize install the same things: the same kinds and
 // names, and field for field the webhook, RBAC, selectors, probes,
-// resources and security contexts.
+// resources and security contexts; in webhook mode as deploy/base, in
+// policy mode as deploy/overlays/policy.
 func TestChartMatchesKustomize(t *testing.T) {
-	base, err := cluster.Render(filepath.Join(suite.root, "deploy", "base"))
-	if err != nil {
-		t.Fatal(err)
+	for mode, dir := range map[string]string{"webhook": "base", "policy": filepath.Join("overlays", "policy")} {
+		t.Run(mode, func(t *testing.T) {
+			base, err := cluster.Render(filepath.Join(suite.root, "deploy", dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			chart := renderChart(t, map[string]any{"namespace": map[string]any{"create": true}, "mode": mode})
+			sameObjects(t, base, chart)
+			ctrl := func(objs []*unstructured.Unstructured) bool {
+				for _, o := range objs {
+					if o.GetKind() == "Deployment" && o.GetName() == "sidecar-injector-controller" {
+						cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+						args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+						return slices.Contains(args, "--admission-policies")
+					}
+				}
+				return false
+			}
+			if ctrl(base) != (mode == "policy") || ctrl(chart) != (mode == "policy") {
+				t.Errorf("--admission-policies: kustomize %v, chart %v; want it in policy mode only", ctrl(base), ctrl(chart))
+			}
+		})
 	}
-	chart := renderChart(t, map[string]any{"namespace": map[string]any{"create": true}})
+}
+
+func sameObjects(t *testing.T, base, chart []*unstructured.Unstructured) {
 	key := func(o *unstructured.Unstructured) string {
 		return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
 	}
@@ -211,7 +233,7 @@ func TestChartMatchesKustomize(t *testing.T) {
 	}
 	same("Namespace//sidecar-injector", "metadata", "labels", "sidecars.podpatterns.io/injection")
 	same("Namespace//sidecar-injector", "metadata", "labels", "pod-security.kubernetes.io/enforce")
-	for _, role := range []string{"ClusterRole//sidecar-injector", "ClusterRole//sidecar-injector-controller", "Role/sidecar-injector/sidecar-injector-controller"} {
+	for _, role := range []string{"ClusterRole//sidecar-injector", "ClusterRole//sidecar-injector-controller", "Role/sidecar-injector/sidecar-injector-controller", "ClusterRole//sidecar-injector-controller-policies"} {
 		same(role, "rules")
 	}
 	for _, field := range []string{"rules", "namespaceSelector", "failurePolicy", "sideEffects", "timeoutSeconds", "reinvocationPolicy", "admissionReviewVersions", "matchPolicy", "objectSelector"} {
