@@ -34,7 +34,22 @@ func lits(list []string) string {
 // ended by a letter, so that parameter 1 is not the start of parameter 10.
 func sentinel(j int) string { return fmt.Sprintf("sipzq%dqz", j) }
 
-var sentinelRE = regexp.MustCompile(`sipzq([0-9]+)qz`)
+// resourcesSentinel stands for the resources of container k, whose
+// requests and limits a Pod may override.
+func resourcesSentinel(k int) string { return fmt.Sprintf("sipzqres%dqz", k) }
+
+// numSentinel stands for number k, an int the Pod decides (the user a
+// container runs as).
+func numSentinel(k int) int64 { return 135792400 + int64(k) }
+
+// Sentinels are told apart in splice's value by their index: a
+// parameter's own, numbers from 1000, resources from 2000.
+const (
+	numIndex       = 1000
+	resourcesIndex = 2000
+)
+
+var sentinelRE = regexp.MustCompile(`sipzq([0-9]+)qz|sipzqres([0-9]+)qz|\b1357924([0-9]{2})\b`)
 
 // splice turns s, which may hold sentinels, into a CEL string expression:
 // the text between them as literals, each sentinel as value(j).
@@ -45,7 +60,17 @@ func splice(s string, value func(j int) string) string {
 		if m[0] > last {
 			parts = append(parts, lit(s[last:m[0]]))
 		}
-		j, _ := strconv.Atoi(s[m[2]:m[3]])
+		var j int
+		switch {
+		case m[2] >= 0:
+			j, _ = strconv.Atoi(s[m[2]:m[3]])
+		case m[4] >= 0:
+			j, _ = strconv.Atoi(s[m[4]:m[5]])
+			j += resourcesIndex
+		default:
+			j, _ = strconv.Atoi(s[m[6]:m[7]])
+			j += numIndex
+		}
 		parts = append(parts, value(j))
 		last = m[1]
 	}
@@ -68,13 +93,14 @@ func jsonText(v any) string {
 // typed writes v, a value of an API type, as a CEL expression that builds
 // it: Object.<path>{field: ...} for structs (the typed construction a
 // JSONPatch mutation takes), map literals for maps. Strings may hold
-// sentinels, turned into value(j).
-func typed(v any, path string, value func(j int) string) string {
+// sentinels, turned into c's parameters; numeric and resources sentinels
+// become c's numbers and resources.
+func typed(v any, path string, c *compiled) string {
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader([]byte(jsonText(v))))
 	dec.UseNumber()
 	_ = dec.Decode(&doc) // it was just encoded
-	return typedValue(doc, reflect.TypeOf(v), path, value)
+	return typedValue(doc, reflect.TypeOf(v), path, c)
 }
 
 var (
@@ -82,21 +108,25 @@ var (
 	intOrString  = reflect.TypeOf(intstr.IntOrString{})
 )
 
-func typedValue(doc any, t reflect.Type, path string, value func(j int) string) string {
+func typedValue(doc any, t reflect.Type, path string, c *compiled) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch d := doc.(type) {
 	case string:
-		return splice(d, value)
+		return splice(d, c.param)
 	case json.Number:
+		if m := sentinelRE.FindStringSubmatch(d.String()); m != nil && m[0] == d.String() && m[3] != "" {
+			k, _ := strconv.Atoi(m[3])
+			return fmt.Sprintf("variables.%snum%d", c.prefix, k)
+		}
 		return d.String()
 	case bool:
 		return strconv.FormatBool(d)
 	case []any:
 		items := make([]string, len(d))
 		for i, item := range d {
-			items[i] = typedValue(item, t.Elem(), path, value)
+			items[i] = typedValue(item, t.Elem(), path, c)
 		}
 		return "[" + strings.Join(items, ", ") + "]"
 	case map[string]any:
@@ -104,7 +134,7 @@ func typedValue(doc any, t reflect.Type, path string, value func(j int) string) 
 		var fields []string
 		if t.Kind() == reflect.Map {
 			for _, k := range keys {
-				fields = append(fields, lit(k)+": "+typedValue(d[k], t.Elem(), path, value))
+				fields = append(fields, lit(k)+": "+typedValue(d[k], t.Elem(), path, c))
 			}
 			return "{" + strings.Join(fields, ", ") + "}"
 		}
@@ -113,7 +143,13 @@ func typedValue(doc any, t reflect.Type, path string, value func(j int) string) 
 			if f == nil {
 				f = reflect.TypeOf("")
 			}
-			fields = append(fields, k+": "+typedValue(d[k], f, path+"."+k, value))
+			if k == "resources" {
+				if res := c.resourcesOf(d[k]); res >= 0 {
+					fields = append(fields, k+": "+c.resourcesTyped(res, path+"."+k))
+					continue
+				}
+			}
+			fields = append(fields, k+": "+typedValue(d[k], f, path+"."+k, c))
 		}
 		return path + "{" + strings.Join(fields, ", ") + "}"
 	}

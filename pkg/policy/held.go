@@ -2,11 +2,13 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
@@ -22,7 +24,6 @@ func (c *compiled) held() string {
 			mounted[m.Name] = true
 		}
 	}
-	init, classic, native := canonical(c.content.InitContainers), canonical(c.content.Containers), canonical(nativeSidecars(c.content.Containers))
 	var volumes []corev1.Volume
 	for _, v := range c.content.Volumes {
 		if mounted[v.Name] {
@@ -39,16 +40,22 @@ func (c *compiled) held() string {
 	for _, e := range c.content.AppEnv {
 		env = append(env, inject.CanonicalEnv(e))
 	}
-	j := func(json string) string { return splice(json, c.json) }
-	containers := fmt.Sprintf(`(variables.complete ? '{"initContainers":' + %s + ',"containers":null' : '{"initContainers":' + %s + ',"containers":' + %s)`, j(jsonOrNull(slices.Concat(init, native))), j(jsonOrNull(init)), j(jsonOrNull(classic)))
-	if c.t.NativeSidecar {
-		containers = fmt.Sprintf(`'{"initContainers":' + %s + ',"containers":null'`, j(jsonOrNull(slices.Concat(init, native))))
-	}
+	j := func(json string) string { return splice(resourcesRE.ReplaceAllString(json, "$1"), c.json) }
+	containers := c.pick(func(content *catalog.Content) string {
+		init, classic, native := canonical(content.InitContainers), canonical(content.Containers), canonical(nativeSidecars(content.Containers))
+		if c.t.NativeSidecar {
+			return fmt.Sprintf(`'{"initContainers":' + %s + ',"containers":null'`, j(jsonOrNull(slices.Concat(init, native))))
+		}
+		return fmt.Sprintf(`(variables.complete ? '{"initContainers":' + %s + ',"containers":null' : '{"initContainers":' + %s + ',"containers":' + %s)`, j(jsonOrNull(slices.Concat(init, native))), j(jsonOrNull(init)), j(jsonOrNull(classic)))
+	})
 	perApp := func(piece string) string {
 		return fmt.Sprintf("(size(variables.targets) == 0 ? 'null' : '[' + variables.targets.map(i, %s).join(',') + ']')", piece)
 	}
 	return strings.Join([]string{containers, `',"volumes":'`, j(jsonOrNull(volumes)), `',"appMounts":'`, perApp(j(jsonOrNull(mounts))), `',"appEnv":'`, perApp(j(jsonOrNull(env))), `'}'`}, " + ")
 }
+
+// resourcesRE matches a resources sentinel's JSON, to leave the sentinel.
+var resourcesRE = regexp.MustCompile(`\{"limits":\{"(sipzqres[0-9]+qz)":"0"\}\}`)
 
 // jsonOrNull is v's JSON, or null for an empty list, as encoding/json
 // writes a nil slice.

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
@@ -13,18 +14,22 @@ import (
 // the order the engine adds it, each list created where it is missing.
 func (g *gen) patch() string {
 	inits := g.perTemplate(func(c *compiled) string {
-		init := typedList(c.content.InitContainers, "Object.spec.initContainers", c)
-		native := typedList(nativeSidecars(c.content.Containers), "Object.spec.initContainers", c)
-		if c.t.NativeSidecar {
-			return init + " + " + native
-		}
-		return fmt.Sprintf("(variables.complete ? %s + %s : %[1]s)", init, native)
+		return c.pick(func(content *catalog.Content) string {
+			init := typedList(content.InitContainers, "Object.spec.initContainers", c)
+			native := typedList(nativeSidecars(content.Containers), "Object.spec.initContainers", c)
+			if c.t.NativeSidecar {
+				return init + " + " + native
+			}
+			return fmt.Sprintf("(variables.complete ? %s + %s : %[1]s)", init, native)
+		})
 	})
 	classic := g.perTemplate(func(c *compiled) string {
 		if c.t.NativeSidecar {
 			return "[]"
 		}
-		return fmt.Sprintf("(variables.complete ? [] : %s)", typedList(c.content.Containers, "Object.spec.containers", c))
+		return c.pick(func(content *catalog.Content) string {
+			return fmt.Sprintf("(variables.complete ? [] : %s)", typedList(content.Containers, "Object.spec.containers", c))
+		})
 	})
 	volumes := g.perTemplate(func(c *compiled) string { return typedList(c.content.Volumes, "Object.spec.volumes", c) })
 	mounts := g.perTemplate(func(c *compiled) string {
@@ -68,7 +73,7 @@ func (g *gen) perTemplate(list func(*compiled) string) string {
 func typedList[T any](list []T, path string, c *compiled) string {
 	items := make([]string, len(list))
 	for i, v := range list {
-		items[i] = typed(v, path, c.param)
+		items[i] = typed(v, path, c)
 	}
 	return "[" + strings.Join(items, ", ") + "]"
 }

@@ -12,12 +12,6 @@ import (
 
 // refuse says why t cannot be compiled exactly, or "".
 func refuse(t *catalog.Template) string {
-	switch {
-	case t.RunAsAppUser:
-		return "it runs as the app's user, which the engine picks from the Pod's and every target container's security context by rules the compiler does not repeat in CEL"
-	case t.Overrides != nil && t.Overrides.Resources != nil:
-		return "it opens resource overrides, and CEL cannot write a quantity in the canonical form the engine writes"
-	}
 	for _, p := range t.Parameters {
 		if p.Type == catalog.Duration || p.Type == catalog.Quantity {
 			return fmt.Sprintf("parameter %q is a %s, whose check and normal form the compiler does not repeat in CEL", p.Name, p.Type)

@@ -18,11 +18,30 @@ type compiled struct {
 	t       *catalog.Template
 	prefix  string           // of its variables, "t<index>"
 	content *catalog.Content // rendered with a sentinel for each parameter
-	errs    string           // CEL list of its denials, in the engine's order
+	// own is what the template adds running as its own user, app (nil
+	// unless runAsAppUser) running as the app's: content with the
+	// containers' resources as sentinels where overrides open them, and
+	// the app's user as numeric sentinels.
+	own, app *catalog.Content
+	errs     string // CEL list of its denials, in the engine's order
 }
 
 func newCompiled(t *catalog.Template, i int) *compiled {
-	return &compiled{t: t, prefix: fmt.Sprintf("t%d", i), content: t.Render(sentinels(t))}
+	c := &compiled{t: t, prefix: fmt.Sprintf("t%d", i), content: t.Render(sentinels(t))}
+	c.own = c.withResourceSentinels()
+	if t.RunAsAppUser {
+		c.app = c.asAppUser(c.own)
+	}
+	return c
+}
+
+// pick is f of what the template adds: as its own user, or, when the Pod
+// decides so at runtime, as the app's.
+func (c *compiled) pick(f func(*catalog.Content) string) string {
+	if c.app == nil {
+		return f(c.own)
+	}
+	return fmt.Sprintf("(variables.%sapp ? %s : %s)", c.prefix, f(c.app), f(c.own))
 }
 
 func sentinels(t *catalog.Template) catalog.Values {
@@ -33,10 +52,26 @@ func sentinels(t *catalog.Template) catalog.Values {
 	return values
 }
 
-// param is the CEL of parameter j's value in its normal form; json its
-// JSON-escaped form, as it appears inside the held JSON.
-func (c *compiled) param(j int) string { return fmt.Sprintf("variables.%sp%d", c.prefix, j) }
-func (c *compiled) json(j int) string  { return fmt.Sprintf("variables.%sp%dj", c.prefix, j) }
+// param is the CEL string of sentinel j (see splice): a parameter's
+// value in its normal form, a number, or a container's resources as JSON.
+func (c *compiled) param(j int) string {
+	switch {
+	case j >= resourcesIndex:
+		return c.resourcesJSON(j - resourcesIndex)
+	case j >= numIndex:
+		return fmt.Sprintf("string(variables.%snum%d)", c.prefix, j-numIndex)
+	}
+	return fmt.Sprintf("variables.%sp%d", c.prefix, j)
+}
+
+// json is param as it appears inside the held JSON: a parameter's value
+// JSON-escaped.
+func (c *compiled) json(j int) string {
+	if j >= numIndex {
+		return c.param(j)
+	}
+	return fmt.Sprintf("variables.%sp%dj", c.prefix, j)
+}
 
 // before is true when template name is requested before this one.
 func (c *compiled) before(names []string) string {
@@ -51,7 +86,10 @@ func (c *compiled) declare(g *gen) {
 			declines = append(declines, d)
 		}
 	}
-	errs := []string{c.parameterErrors(g), c.hostNetworkError(), c.nameErrors(g), c.portErrors(g), c.volumeErrors(g), c.mountErrors(g)}
+	if c.app != nil {
+		c.declareUser(g)
+	}
+	errs := []string{c.parameterErrors(g), c.overrideErrors(g), c.hostNetworkError(), c.nameErrors(g), c.portErrors(g), c.volumeErrors(g), c.mountErrors(g)}
 	errs = append(errs, c.declines(g)...)
 	errs = append(errs, declines...)
 	c.errs = "(" + strings.Join(errs, " + ") + ")"
@@ -158,12 +196,6 @@ func (c *compiled) parameterErrors(g *gen) string {
 		if p.Required {
 			out += fmt.Sprintf(" + (!variables.%sp%ds ? [%s] : [])", c.prefix, j, lit(fmt.Sprintf("template %q needs parameter %q (%s); set the annotation %s", c.t.Name, p.Name, p.Description, inject.ParameterAnnotation(c.t.Name, p.Name))))
 		}
-	}
-	for _, o := range []struct{ key, field string }{{"cpu-request", "requests.cpu"}, {"cpu-limit", "limits.cpu"}, {"memory-request", "requests.memory"}, {"memory-limit", "limits.memory"}} {
-		key := inject.ParameterAnnotation(c.t.Name, o.key)
-		v := "variables.ann[" + lit(key) + "]"
-		out += fmt.Sprintf(" + (%s in variables.ann ? [isQuantity(%s) ? %s : %s + %s + ' is not a quantity such as 100m or 64Mi'] : [])", lit(key), v,
-			lit(fmt.Sprintf("annotation %s: template %q does not let Pods set %s; it opens none", key, c.t.Name, o.field)), lit("annotation "+key+": "), brief(v))
 	}
 	return "(" + out + ")"
 }

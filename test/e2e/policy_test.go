@@ -141,7 +141,7 @@ var causes = []struct{ cause, words string }{
 	{"list", "is empty; list names"}, {"list", "is listed twice"}, {"list", "entries; at most"}, {"none", "cannot be combined with template names"},
 	{"unknown template", "not found in the catalog"}, {"not allowed", "is not allowed in this namespace"}, {"required not allowed", "is required by policy"},
 	{"target", "no app container"}, {"unknown parameter", "has no parameter"}, {"bad parameter", "is not valid for parameter"},
-	{"missing parameter", "needs parameter"}, {"override", "does not let Pods set"}, {"override", "is not a quantity"},
+	{"missing parameter", "needs parameter"}, {"override", "does not let Pods set"}, {"override", "is not a quantity"}, {"override", "is outside"}, {"override", "request of"},
 	{"host network", "on the host's network"}, {"container name", "has the name of the template's container"},
 	{"container name", "is already used by container"}, {"port", "share one network namespace"}, {"volume", "with a different definition"},
 	{"mount", "already mounts volume"}, {"the API server's validation", " is invalid: "},
