@@ -1,6 +1,6 @@
 // Command apiload measures what a webhook costs where users feel it: Pods
 // created through a real kube-apiserver (the envtest control plane that
-// `make test` builds, which calls webhooks over HTTP/2). Four namespaces
+// `make test` builds, which calls webhooks over HTTP/2). Five namespaces
 // side by side, each behind a different webhook, measured in alternating
 // rounds: flat out one namespace after another, then paced with the
 // namespaces' Pods in turn, so that all meet the same machine:
@@ -12,6 +12,8 @@
 //     cost of calling a webhook, applying the patch and storing the
 //     bigger Pod);
 //   - ours: `sidecar-injector serve`;
+//   - policy: no webhook; the default catalog compiled to admission
+//     policies (`catalog compile`), which kube-apiserver runs in process;
 //   - baseline, with -baseline BIN: another binary of ours, to measure a
 //     change old against new in the same rounds.
 //
@@ -52,7 +54,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
+	"github.com/podpatterns/sidecar-injector/pkg/policy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -89,10 +93,34 @@ func main() {
 
 // modes are the namespaces, in the order each round measures them;
 // "baseline" follows when there is one.
-var modes = []string{"none", "noop", "static", "ours"}
+var modes = []string{"none", "noop", "static", "ours", "policy"}
 
-// injects reports whether mode's webhook injects.
-func injects(mode string) bool { return mode == "static" || mode == "ours" || mode == "baseline" }
+// injects reports whether mode injects.
+func injects(mode string) bool {
+	return mode == "static" || mode == "ours" || mode == "baseline" || mode == "policy"
+}
+
+// installPolicies binds the default catalog's compiled policies to the
+// policy namespace.
+func installPolicies(ctx context.Context, c kubernetes.Interface) error {
+	cat, err := catalog.LoadOrDefault("")
+	if err != nil {
+		return err
+	}
+	p := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "policy"}}})
+	api := c.AdmissionregistrationV1()
+	if _, err := api.MutatingAdmissionPolicies().Create(ctx, p.Mutating, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, p.Validating, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := api.MutatingAdmissionPolicyBindings().Create(ctx, p.MutatingBinding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err = api.ValidatingAdmissionPolicyBindings().Create(ctx, p.ValidatingBinding, metav1.CreateOptions{})
+	return err
+}
 
 func run(c config) error {
 	logs, err := os.CreateTemp("", "sidecar-injector-apiload-*.log")
@@ -173,6 +201,12 @@ func run(c config) error {
 			return err
 		}
 		if mode == "none" {
+			continue
+		}
+		if mode == "policy" {
+			if err := installPolicies(ctx, cl.Client); err != nil {
+				return fmt.Errorf("installing the compiled policies: %w", err)
+			}
 			continue
 		}
 		cfg, err := cluster.WebhookConfig(objs, urls[mode], cas[mode])
@@ -532,7 +566,7 @@ func webhookCalls(ctx context.Context, c kubernetes.Interface) (map[string]calls
 
 // callTime is the mean time of the calls to mode's webhook since before.
 func callTime(ctx context.Context, c kubernetes.Interface, mode string, before map[string]calls) (time.Duration, error) {
-	if mode == "none" {
+	if mode == "none" || mode == "policy" {
 		return 0, nil
 	}
 	after, err := webhookCalls(ctx, c)
@@ -585,6 +619,7 @@ func report(results map[string][]result, c config) {
 	}
 	fmt.Printf("flat out, Pods/s: ours/static %s (target >= 0.95)\n", ratio("ours max", "static max"))
 	fmt.Printf("                  ours/noop %s, static/none %s\n", ratio("ours max", "noop max"), ratio("static max", "none max"))
+	fmt.Printf("                  policy/ours %s, policy/static %s\n", ratio("policy max", "ours max"), ratio("policy max", "static max"))
 	if c.baseline != "" {
 		fmt.Printf("                  ours/baseline %s\n", ratio("ours max", "baseline max"))
 	}
@@ -606,6 +641,7 @@ func report(results map[string][]result, c config) {
 		handler := func(r result) time.Duration { return r.handler }
 		fmt.Printf("at %d Pods/s, p50: ours - static %s (target: within 0.3ms); none %s, static %s, ours %s\n", c.rate, minus("static", p50),
 			ms(medianDur(results[paced("none")], p50)), ms(medianDur(results[paced("static")], p50)), ms(medianDur(results[paced("ours")], p50)))
+		fmt.Printf("at %d Pods/s, p50: ours - policy %s; policy %s\n", c.rate, minus("policy", p50), ms(medianDur(results[paced("policy")], p50)))
 		fmt.Printf("at %d Pods/s, mean webhook call as the API server times it: ours - static %s; ours' handler by its own histogram %s\n", c.rate, minus("static", call),
 			ms(medianDur(results[paced("ours")], handler)))
 		if c.baseline != "" {

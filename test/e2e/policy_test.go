@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/workload"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -40,35 +43,29 @@ func TestCompiledPoliciesStoreWhatTheWebhookStores(t *testing.T) {
 	compiled := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: "policy"}}})
 	installPolicies(t, ctx, compiled)
 
-	inputs, err := filepath.Glob(filepath.Join(suite.root, "pkg", "inject", "testdata", "golden", "*.yaml"))
-	if err != nil || len(inputs) < 25 {
-		t.Fatalf("golden inputs: %d, %v", len(inputs), err)
-	}
+	inputs := goldenInputs(t)
 	counts := map[string]int{}
 	namespaces := map[string]string{}
 	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
-		raw, labels := readGolden(t, in)
-		key := fmt.Sprint(labels)
+		key := fmt.Sprint(in.labels)
 		if namespaces[key] == "" {
 			namespaces[key] = fmt.Sprintf("diff-%d", len(namespaces))
 			for _, mode := range []string{"webhook", "policy"} {
 				l := map[string]string{modeLabel: mode}
-				for k, v := range labels {
+				for k, v := range in.labels {
 					l[k] = v
 				}
 				namespace(t, namespaces[key]+"-"+mode, l)
 			}
 		}
-		outcome := compare(t, ctx, name, raw, namespaces[key], cat)
-		counts[outcome]++
+		counts[compare(t, ctx, in.name, in.raw, namespaces[key], cat)]++
 	}
 	var lines []string
 	for k, n := range counts {
 		lines = append(lines, fmt.Sprintf("%s: %d", k, n))
 	}
 	sort.Strings(lines)
-	t.Logf("%d golden inputs, %d templates refused by the compiler %v; outcomes:\n  %s", len(inputs), len(compiled.Refused), compiled.Refused, strings.Join(lines, "\n  "))
+	t.Logf("%d Pods from the engine's and the CLI's golden inputs, %d templates refused by the compiler %v; outcomes:\n  %s", len(inputs), len(compiled.Refused), compiled.Refused, strings.Join(lines, "\n  "))
 	if counts["same Pod stored"] < 10 || counts["both denied, same cause"]+counts["both denied, same cause (same message)"] < 10 || counts["mismatch"] > 0 {
 		t.Errorf("the proof covers too little: %v", counts)
 	}
@@ -219,6 +216,96 @@ func goldenCatalog(t *testing.T) (*catalog.Catalog, string) {
 		t.Fatal(err)
 	}
 	return cat, dir
+}
+
+type input struct {
+	name   string
+	raw    []byte
+	labels map[string]string
+}
+
+// goldenInputs are the engine's golden inputs and the Pods and pod
+// templates of the CLI's inject goldens (their workloads' templates
+// created as Pods), each with its namespace labels.
+func goldenInputs(t *testing.T) []input {
+	var out []input
+	engine, err := filepath.Glob(filepath.Join(suite.root, "pkg", "inject", "testdata", "golden", "*.yaml"))
+	if err != nil || len(engine) < 25 {
+		t.Fatalf("golden inputs: %d, %v", len(engine), err)
+	}
+	for _, path := range engine {
+		raw, labels := readGolden(t, path)
+		out = append(out, input{strings.TrimSuffix(filepath.Base(path), ".yaml"), raw, labels})
+	}
+	cmds, err := filepath.Glob(filepath.Join(suite.root, "pkg", "cmd", "testdata", "cli", "inject-*.cmd"))
+	if err != nil || len(cmds) < 10 {
+		t.Fatalf("CLI goldens: %d, %v", len(cmds), err)
+	}
+	seen := map[string]bool{}
+	for _, cmd := range cmds {
+		for _, in := range cliPods(t, cmd) {
+			if !seen[string(in.raw)+fmt.Sprint(in.labels)] {
+				seen[string(in.raw)+fmt.Sprint(in.labels)] = true
+				out = append(out, in)
+			}
+		}
+	}
+	return out
+}
+
+// cliPods reads the Pods an inject golden's -f file holds. A golden that
+// reads no file, or a catalog other than the default, gives none: the
+// differential webhook serves the engine's golden catalog, which is the
+// default one and templates no CLI golden asks for.
+func cliPods(t *testing.T, cmd string) []input {
+	text, err := os.ReadFile(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Fields(string(text))
+	var file string
+	labels := map[string]string{}
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-f":
+			file = args[i+1]
+		case "--catalog":
+			t.Logf("%s: not compared, it reads catalog %s", filepath.Base(cmd), args[i+1])
+			return nil
+		case "--namespace-labels":
+			for _, kv := range strings.Split(args[i+1], ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				labels[k] = v
+			}
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(suite.root, "pkg", "cmd", file))
+	if file == "" || file == "-" || err != nil {
+		return nil
+	}
+	docs, err := manifest.Split(bytes.NewReader(data))
+	if err != nil {
+		return nil // the broken-input goldens
+	}
+	var out []input
+	for _, d := range docs {
+		pods, err := workload.PodsOf(d.JSON)
+		if err != nil {
+			continue
+		}
+		for i, p := range pods {
+			pod := p.Pod.DeepCopy()
+			if pod.Name == "" && pod.GenerateName == "" {
+				pod.Name = fmt.Sprintf("template-%d", i)
+			}
+			raw, err := json.Marshal(pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, input{fmt.Sprintf("%s: %s", strings.TrimSuffix(filepath.Base(cmd), ".cmd"), p.Name), raw, labels})
+		}
+	}
+	return out
 }
 
 // readGolden reads a golden input and the namespace labels on its first
