@@ -146,11 +146,14 @@ func (c *compiled) declareParam(g *gen, j int) string {
 		norm = fmt.Sprintf("(%s.contains(':') ? '[' + %[1]s + ']' : %[1]s) + ':' + string(int(%s))", host, port)
 		decline = fmt.Sprintf("(variables.%sd ? [%s] : [])", v, lit(declined(c.t.Name, fmt.Sprintf("the value of parameter %q is an IPv4-mapped IPv6 address, which CEL's isIP refuses and the webhook accepts", p.Name))))
 	}
-	value := g.v(v+"n", norm)
+	// The normal form only of a value that passes the type's checks: a
+	// normal form of anything else may fail to evaluate (int of "9 001").
+	typeOK := g.v(v+"c", strings.Join(checks, " && "))
+	value := g.v(v+"n", fmt.Sprintf("%s ? %s : %s", typeOK, norm, raw))
+	ok := typeOK
 	if p.Validation != "" {
-		checks = append(checks, fmt.Sprintf("%s.matches(%s)", value, lit("^(?:"+p.Validation+")$")))
+		ok = fmt.Sprintf("(%s && %s.matches(%s))", typeOK, value, lit("^(?:"+p.Validation+")$"))
 	}
-	ok := "(" + strings.Join(checks, " && ") + ")"
 	if decline != "" {
 		ok = fmt.Sprintf("(%s || variables.%sd)", ok, v)
 	}

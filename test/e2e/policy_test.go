@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -89,7 +91,10 @@ func compare(t *testing.T, ctx context.Context, name string, raw []byte, ns stri
 	wpod, werr := create("webhook")
 	ppod, perr := create("policy")
 	switch {
-	case perr != "" && (strings.Contains(perr, "cannot be injected by the compiled admission policies") || strings.Contains(perr, "the compiled admission policies cannot verify")):
+	case strings.Contains(perr, "resulted in error") || strings.Contains(perr, "failed to evaluate"):
+		t.Errorf("%s: a policy failed to evaluate: %s", name, perr)
+		return "mismatch"
+	case perr != "" && (strings.Contains(denial(perr), "cannot be injected by the compiled admission policies") || strings.HasPrefix(denial(perr), "the compiled admission policies cannot verify")):
 		t.Logf("%s: declined by the policies: %s (webhook: %s)", name, denial(perr), orStored(werr))
 		if strings.Contains(perr, "the compiler refused it") {
 			return "declined: template refused by the compiler"
@@ -237,6 +242,7 @@ func goldenInputs(t *testing.T) []input {
 		raw, labels := readGolden(t, path)
 		out = append(out, input{strings.TrimSuffix(filepath.Base(path), ".yaml"), raw, labels})
 	}
+	out = append(out, hostileValues(t)...)
 	cmds, err := filepath.Glob(filepath.Join(suite.root, "pkg", "cmd", "testdata", "cli", "inject-*.cmd"))
 	if err != nil || len(cmds) < 10 {
 		t.Fatalf("CLI goldens: %d, %v", len(cmds), err)
@@ -248,6 +254,51 @@ func goldenInputs(t *testing.T) []input {
 				seen[string(in.raw)+fmt.Sprint(in.labels)] = true
 				out = append(out, in)
 			}
+		}
+	}
+	return out
+}
+
+// hostileValues are Pods whose parameter and override annotations hold
+// values an attacker or a careless author would write, at the edges of
+// each type's check and normal form: both sides must agree on each.
+func hostileValues(t *testing.T) []input {
+	values := map[string][]string{
+		"ambassador.sidecars.podpatterns.io/upstream": {"redis:6379", "redis.prod.svc:+6379", "redis:06379", "redis:0", "redis:65536", "REDIS:6379",
+			"[::1]:6379", "[::ffff:1.2.3.4]:6379", "[fe80::1%eth0]:6379", "[redis]:6379", "1.2.3.4:80", "01.2.3.4:80", "a:b:c", ":6379", "redis:",
+			"redis:6379,fork EXEC:/bin/sh", "r\u00e9dis:6379", strings.Repeat("a", 250) + ".b:1"},
+		"ambassador.sidecars.podpatterns.io/port": {"9001", "+9001", "009001", "0", "65535", "65536", "-1", "9 001", "0x2329", "99999999999999999999"},
+		"log-shipper.sidecars.podpatterns.io/log-dir": {"/var/log/app/", "/var//log/./app", "/var/log/../etc", "/", "//", "relative/dir", "/with space",
+			"/tmp/a;b", "/tmp/$(id)", "/tmp/\u00e9", "/" + strings.Repeat("d", 1030)},
+		"greeter.sidecars.podpatterns.io/message": {"hello world", "hi; rm -rf /", "a|b", "{{message}}", "caf\u00e9", "tab\there", "\u202eevil",
+			"quote\"d", "back\\slash", strings.Repeat("x", 1025)},
+		"log-shipper.sidecars.podpatterns.io/cpu-limit":      {"500m", "1", "1.5", "0.5", "1500m", "2", "-1", "49m", "+100m", "1e3", "100M", "abc"},
+		"log-shipper.sidecars.podpatterns.io/memory-request": {"64Mi", "1Gi", "1024Mi", "0.5Gi", "0", "256Mi", "257Mi", "67108864"},
+		"metrics-adapter.sidecars.podpatterns.io/status-path": {"/metrics", "/a b", "/$x", "nope"},
+		"content-filler.sidecars.podpatterns.io/cpu-request":  {"10m"},
+	}
+	template := func(key string) string { return strings.Split(key, ".")[0] }
+	var out []input
+	n := 0
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		for _, value := range values[key] {
+			ann := map[string]string{inject.InjectAnnotation: template(key), key: value}
+			if template(key) == "ambassador" && !strings.HasSuffix(key, "upstream") {
+				ann["ambassador.sidecars.podpatterns.io/upstream"] = "redis:6379"
+			}
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("hostile-%d", n), Annotations: ann},
+				Spec: corev1.PodSpec{
+					SecurityContext: &corev1.PodSecurityContext{RunAsUser: new(int64(1000)), FSGroup: new(int64(1000))},
+					Containers:      []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}},
+				},
+			}
+			n++
+			raw, err := json.Marshal(pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, input{fmt.Sprintf("%s=%.40q", key, value), raw, nil})
 		}
 	}
 	return out
