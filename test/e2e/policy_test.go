@@ -272,8 +272,8 @@ func hostileValues(t *testing.T) []input {
 			"/tmp/a;b", "/tmp/$(id)", "/tmp/\u00e9", "/" + strings.Repeat("d", 1030)},
 		"greeter.sidecars.podpatterns.io/message": {"hello world", "hi; rm -rf /", "a|b", "{{message}}", "caf\u00e9", "tab\there", "\u202eevil",
 			"quote\"d", "back\\slash", strings.Repeat("x", 1025)},
-		"log-shipper.sidecars.podpatterns.io/cpu-limit":      {"500m", "1", "1.5", "0.5", "1500m", "2", "-1", "49m", "+100m", "1e3", "100M", "abc"},
-		"log-shipper.sidecars.podpatterns.io/memory-request": {"64Mi", "1Gi", "1024Mi", "0.5Gi", "0", "256Mi", "257Mi", "67108864"},
+		"log-shipper.sidecars.podpatterns.io/cpu-limit":       {"500m", "1", "1.5", "0.5", "1500m", "2", "-1", "49m", "+100m", "1e3", "100M", "abc"},
+		"log-shipper.sidecars.podpatterns.io/memory-request":  {"64Mi", "1Gi", "1024Mi", "0.5Gi", "0", "256Mi", "257Mi", "67108864"},
 		"metrics-adapter.sidecars.podpatterns.io/status-path": {"/metrics", "/a b", "/$x", "nope"},
 		"content-filler.sidecars.podpatterns.io/cpu-request":  {"10m"},
 	}
