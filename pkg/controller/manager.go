@@ -140,6 +140,7 @@ func Run(ctx context.Context, o ManagerOptions) error {
 // policySyncer is the syncer of the compiled admission policies, run by
 // the leader, or nil when they are not asked for.
 func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*PolicySyncer, error) {
+	metrics := NewPolicyMetrics(ctrlmetrics.Registry) // exported in either mode, so one alert serves both
 	if !o.AdmissionPolicies {
 		return nil, nil
 	}
@@ -148,7 +149,7 @@ func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*Po
 		return nil, err
 	}
 	s := &PolicySyncer{Client: c, Catalog: store.Current, Recorder: mgr.GetEventRecorderFor("sidecar-injector"), Log: o.Log.WithName("policies"),
-		Metrics: NewPolicyMetrics(ctrlmetrics.Registry), Sync: make(chan struct{}, 1)}
+		Metrics: metrics, Sync: make(chan struct{}, 1)}
 	return s, mgr.Add(leaderRunnable(s.Start))
 }
 

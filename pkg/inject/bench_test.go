@@ -54,7 +54,7 @@ func benchmarkDecode(b *testing.B, raw []byte) {
 }
 
 func BenchmarkTypicalPod(b *testing.B) {
-	raw, _ := readCase(b, goldenDir+"/typical-replicaset-pod.yaml")
+	raw, _ := injecttest.ReadCase(b, goldenDir+"/typical-replicaset-pod.yaml")
 	b.Run("decode-only", func(b *testing.B) { benchmarkDecode(b, raw) })
 	b.Run("decode-inject-patch", func(b *testing.B) { benchmarkInject(b, raw, true) })
 	b.Run("inject-patch", func(b *testing.B) { benchmarkInject(b, raw, false) })

@@ -17,6 +17,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
 
@@ -74,28 +75,6 @@ func run(t testing.TB, raw []byte, nsLabels map[string]string, cat *catalog.Cata
 	return outcome{result: res, pod: out}
 }
 
-// readCase reads an input pod and its namespace labels, given on a first
-// line "# namespace-labels: k=v,k2=v2".
-func readCase(t testing.TB, path string) ([]byte, map[string]string) {
-	t.Helper()
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels := map[string]string{}
-	if first, _, _ := strings.Cut(string(text), "\n"); strings.HasPrefix(first, "# namespace-labels:") {
-		for _, kv := range strings.Split(strings.TrimSpace(strings.TrimPrefix(first, "# namespace-labels:")), ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	raw, err := yaml.YAMLToJSON(text)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return raw, labels
-}
-
 func render(t testing.TB, o outcome) []byte {
 	t.Helper()
 	var b strings.Builder
@@ -135,7 +114,7 @@ func TestGolden(t *testing.T) {
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			raw, labels := readCase(t, in)
+			raw, labels := injecttest.ReadCase(t, in)
 			o := run(t, raw, labels, cat)
 			got := render(t, o)
 			golden := in + ".injected"
@@ -165,7 +144,7 @@ func TestGolden(t *testing.T) {
 	// Every case again on the same catalog gives the same output, so no
 	// plan changed what later ones share.
 	for _, in := range inputs {
-		raw, labels := readCase(t, in)
+		raw, labels := injecttest.ReadCase(t, in)
 		want, _ := os.ReadFile(in + ".injected")
 		if got := render(t, run(t, raw, labels, cat)); string(got) != string(want) {
 			t.Errorf("%s: a second pass over the same catalog differs:\n%s", in, got)
@@ -217,7 +196,7 @@ func TestRestrictedInputsExist(t *testing.T) {
 	inputs, _ := filepath.Glob(filepath.Join(goldenDir, "*.yaml"))
 	n := 0
 	for _, in := range inputs {
-		raw, _ := readCase(t, in)
+		raw, _ := injecttest.ReadCase(t, in)
 		pod := &corev1.Pod{}
 		if err := json.Unmarshal(raw, pod); err != nil {
 			t.Fatal(err)

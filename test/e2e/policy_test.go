@@ -22,6 +22,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/policy"
 	"github.com/podpatterns/sidecar-injector/pkg/workload"
@@ -239,7 +240,7 @@ func goldenInputs(t *testing.T) []input {
 		t.Fatalf("golden inputs: %d, %v", len(engine), err)
 	}
 	for _, path := range engine {
-		raw, labels := readGolden(t, path)
+		raw, labels := injecttest.ReadCase(t, path)
 		out = append(out, input{strings.TrimSuffix(filepath.Base(path), ".yaml"), raw, labels})
 	}
 	out = append(out, hostileValues(t)...)
@@ -357,27 +358,6 @@ func cliPods(t *testing.T, cmd string) []input {
 		}
 	}
 	return out
-}
-
-// readGolden reads a golden input and the namespace labels on its first
-// line, as the engine's golden test does.
-func readGolden(t *testing.T, path string) ([]byte, map[string]string) {
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels := map[string]string{}
-	if first, _, _ := strings.Cut(string(text), "\n"); strings.HasPrefix(first, "# namespace-labels:") {
-		for _, kv := range strings.Split(strings.TrimSpace(strings.TrimPrefix(first, "# namespace-labels:")), ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	raw, err := yaml.YAMLToJSON(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw, labels
 }
 
 // startDiffWebhook serves the catalog in dir from a webhook of its own,

@@ -5,9 +5,12 @@ package injecttest
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -50,4 +53,26 @@ func Admitted(t testing.TB, pod *corev1.Pod, nsLabels map[string]string, cat *ca
 		t.Fatal(err)
 	}
 	return after
+}
+
+// ReadCase reads a golden input Pod of the engine and its namespace
+// labels, given on a first line "# namespace-labels: k=v,k2=v2".
+func ReadCase(t testing.TB, path string) ([]byte, map[string]string) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{}
+	if first, _, _ := strings.Cut(string(text), "\n"); strings.HasPrefix(first, "# namespace-labels:") {
+		for _, kv := range strings.Split(strings.TrimSpace(strings.TrimPrefix(first, "# namespace-labels:")), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	raw, err := yaml.YAMLToJSON(text)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return raw, labels
 }
