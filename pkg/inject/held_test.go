@@ -74,4 +74,3 @@ func mustParse(t *testing.T, data []byte) *catalog.Catalog {
 	}
 	return cat
 }
-

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -13,7 +14,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
-// Name names the policies and their bindings.
+// Name names the policies and their bindings unless Options say otherwise.
 const Name = "sidecar-injector"
 
 // Options are how the policies are bound.
@@ -21,6 +22,8 @@ type Options struct {
 	// NamespaceSelector picks the namespaces the policies act in; nil for
 	// the opt-in label, as the webhook's configuration selects them.
 	NamespaceSelector *metav1.LabelSelector
+	// Name names the policies and their bindings; Name if empty.
+	Name string
 }
 
 // Compiled is what a catalog compiles to.
@@ -80,19 +83,21 @@ func Compile(cat *catalog.Catalog, opts Options) *Compiled {
 	if sel == nil {
 		sel = &metav1.LabelSelector{MatchLabels: map[string]string{inject.InjectionLabel: "enabled"}}
 	}
+	name := cmp.Or(opts.Name, Name)
 	return &Compiled{
-		Mutating:          g.mutating(),
-		MutatingBinding:   mutatingBinding(sel),
-		Validating:        g.validating(),
-		ValidatingBinding: validatingBinding(sel),
+		Mutating:          g.mutating(name),
+		MutatingBinding:   mutatingBinding(name, sel),
+		Validating:        g.validating(name),
+		ValidatingBinding: validatingBinding(name, sel),
 		Refused:           g.refused,
 	}
 }
 
 // problems declares why the validating policy denies the Pod, the
-// engine's first denial first: the request's own, then a Pod that
-// arrives carrying templates, the target annotation, then each template
-// in the order the Pod gets them.
+// engine's first denial first: the request's own, the target annotation,
+// then each template in the order the Pod gets them; and whether the
+// mutating policy injects, or marks a Pod that arrives carrying
+// templates (carries) for the validating policy to deny.
 func (g *gen) problems(cat *catalog.Catalog) {
 	perTemplate := "[]"
 	for i := len(g.refused) - 1; i >= 0; i-- {
@@ -148,11 +153,11 @@ var podsCreate = &admissionv1.MatchResources{
 	}},
 }
 
-func (g *gen) mutating() *admissionv1.MutatingAdmissionPolicy {
+func (g *gen) mutating(name string) *admissionv1.MutatingAdmissionPolicy {
 	fail := admissionv1.Fail
 	return &admissionv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ManagedLabels},
 		Spec: admissionv1.MutatingAdmissionPolicySpec{
 			MatchConstraints: podsCreate.DeepCopy(),
 			Variables:        g.vars,
@@ -168,11 +173,11 @@ func (g *gen) mutating() *admissionv1.MutatingAdmissionPolicy {
 	}
 }
 
-func (g *gen) validating() *admissionv1.ValidatingAdmissionPolicy {
+func (g *gen) validating(name string) *admissionv1.ValidatingAdmissionPolicy {
 	fail := admissionv1.Fail
 	return &admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ManagedLabels},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: podsCreate.DeepCopy(),
 			Variables:        g.vars,
@@ -195,23 +200,23 @@ func (g *gen) validating() *admissionv1.ValidatingAdmissionPolicy {
 // ManagedLabels mark what the compiler emits, so a syncer finds it.
 var ManagedLabels = map[string]string{"app.kubernetes.io/managed-by": "sidecar-injector"}
 
-func mutatingBinding(sel *metav1.LabelSelector) *admissionv1.MutatingAdmissionPolicyBinding {
+func mutatingBinding(name string, sel *metav1.LabelSelector) *admissionv1.MutatingAdmissionPolicyBinding {
 	return &admissionv1.MutatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ManagedLabels},
 		Spec: admissionv1.MutatingAdmissionPolicyBindingSpec{
-			PolicyName:     Name,
+			PolicyName:     name,
 			MatchResources: &admissionv1.MatchResources{NamespaceSelector: sel.DeepCopy()},
 		},
 	}
 }
 
-func validatingBinding(sel *metav1.LabelSelector) *admissionv1.ValidatingAdmissionPolicyBinding {
+func validatingBinding(name string, sel *metav1.LabelSelector) *admissionv1.ValidatingAdmissionPolicyBinding {
 	return &admissionv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: ManagedLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ManagedLabels},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        Name,
+			PolicyName:        name,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
 			MatchResources:    &admissionv1.MatchResources{NamespaceSelector: sel.DeepCopy()},
 		},

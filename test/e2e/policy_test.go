@@ -17,6 +17,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -34,63 +36,97 @@ import (
 const modeLabel = "e2e.podpatterns.io/mode"
 
 // TestCompiledPoliciesStoreWhatTheWebhookStores is the differential proof:
-// every golden input of the engine is created (dry run) in a namespace
-// served by a webhook and in one served by the policies compiled from the
-// same catalog; the Pods stored must be equal, or both denied for the
-// same cause, or the policies decline a template the compiler refused
-// or a Pod they cannot write the status of, with the reason.
+// every golden input of the engine, every Pod of the CLI's inject goldens
+// and hostile parameter values are created (dry run) in a namespace served
+// by a webhook and in one served by the policies compiled from the same
+// catalog; the Pods stored must be equal, or both denied for the same
+// cause, or the policies decline a template the compiler refused or a Pod
+// they cannot write the status of, with the reason.
 func TestCompiledPoliciesStoreWhatTheWebhookStores(t *testing.T) {
-	ctx := ctxFor(t)
-	cat, dir := goldenCatalog(t)
-	startDiffWebhook(t, ctx, dir)
-	compiled := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: "policy"}}})
-	installPolicies(t, ctx, compiled)
-
-	inputs := goldenInputs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := rest.CopyConfig(suite.cluster.Config)
+	cfg.QPS, cfg.Burst = -1, 0 // hundreds of creates: no client-side rate limit
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := goldenInputs(t)
 	counts := map[string]int{}
-	namespaces := map[string]string{}
-	for _, in := range inputs {
-		key := fmt.Sprint(in.labels)
-		if namespaces[key] == "" {
-			namespaces[key] = fmt.Sprintf("diff-%d", len(namespaces))
-			for _, mode := range []string{"webhook", "policy"} {
-				l := map[string]string{modeLabel: mode}
-				for k, v := range in.labels {
-					l[k] = v
+	total := 0
+	var refused []policy.Refusal
+	for g, dir := range slices.Sorted(maps.Keys(groups)) {
+		cat, served := catalogFor(t, dir)
+		webhook, policies := fmt.Sprintf("webhook-%d", g), fmt.Sprintf("policy-%d", g)
+		startDiffWebhook(t, ctx, served, webhook)
+		compiled := policy.Compile(cat, policy.Options{Name: "sidecar-injector-" + policies, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: policies}}})
+		installPolicies(t, ctx, c, compiled, policies)
+		refused = append(refused, compiled.Refused...)
+		namespaces := map[string]string{}
+		for _, in := range groups[dir] {
+			key := fmt.Sprint(in.labels)
+			if namespaces[key] == "" {
+				namespaces[key] = fmt.Sprintf("diff-%d-%d", g, len(namespaces))
+				for _, mode := range []string{webhook, policies} {
+					l := map[string]string{modeLabel: mode}
+					for k, v := range in.labels {
+						l[k] = v
+					}
+					namespace(t, namespaces[key]+"-"+mode, l)
 				}
-				namespace(t, namespaces[key]+"-"+mode, l)
 			}
+			outcome := compare(t, ctx, c, in, namespaces[key]+"-"+webhook, namespaces[key]+"-"+policies, cat)
+			if testing.Verbose() {
+				t.Logf("%s: %s", in.name, outcome)
+			}
+			counts[outcome]++
+			total++
 		}
-		counts[compare(t, ctx, in.name, in.raw, namespaces[key], cat)]++
 	}
 	var lines []string
 	for k, n := range counts {
 		lines = append(lines, fmt.Sprintf("%s: %d", k, n))
 	}
 	sort.Strings(lines)
-	t.Logf("%d Pods from the engine's and the CLI's golden inputs, %d templates refused by the compiler %v; outcomes:\n  %s", len(inputs), len(compiled.Refused), compiled.Refused, strings.Join(lines, "\n  "))
+	t.Logf("%d Pods from the engine's and the CLI's golden inputs and hostile values, %d catalogs, templates refused by the compiler %v; outcomes:\n  %s", total, len(groups), refused, strings.Join(lines, "\n  "))
 	if counts["same Pod stored"] < 10 || counts["both denied, same cause"]+counts["both denied, same cause (same message)"] < 10 || counts["mismatch"] > 0 {
 		t.Errorf("the proof covers too little: %v", counts)
 	}
 }
 
-// compare creates one input both ways and returns its outcome.
-func compare(t *testing.T, ctx context.Context, name string, raw []byte, ns string, cat *catalog.Catalog) string {
+// catalogFor is the catalog of a group of inputs and the directory a
+// webhook serves it from: the engine's golden catalog for "", else the
+// CLI golden's catalog directory.
+func catalogFor(t *testing.T, dir string) (*catalog.Catalog, string) {
+	if dir == "" {
+		return goldenCatalog(t)
+	}
+	path := filepath.Join(suite.root, "pkg", "cmd", dir)
+	cat, err := catalog.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat, path
+}
+
+// compare creates one input in both namespaces and returns its outcome.
+func compare(t *testing.T, ctx context.Context, c kubernetes.Interface, in input, webhookNS, policyNS string, cat *catalog.Catalog) string {
 	t.Helper()
-	create := func(mode string) (*corev1.Pod, string) {
+	name := in.name
+	create := func(ns string) (*corev1.Pod, string) {
 		pod := &corev1.Pod{}
-		if err := json.Unmarshal(raw, pod); err != nil {
+		if err := json.Unmarshal(in.raw, pod); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		pod.Namespace = ns + "-" + mode
-		got, err := suite.cluster.Client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		pod.Namespace = ns
+		got, err := c.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			return nil, err.Error()
 		}
 		return got, ""
 	}
-	wpod, werr := create("webhook")
-	ppod, perr := create("policy")
+	wpod, werr := create(webhookNS)
+	ppod, perr := create(policyNS)
 	switch {
 	case strings.Contains(perr, "resulted in error") || strings.Contains(perr, "failed to evaluate"):
 		t.Errorf("%s: a policy failed to evaluate: %s", name, perr)
@@ -107,6 +143,9 @@ func compare(t *testing.T, ctx context.Context, name string, raw []byte, ns stri
 			return "mismatch"
 		}
 		if denial(werr) == denial(perr) {
+			if testing.Verbose() {
+				t.Logf("%s: both denied: %s", name, denial(werr))
+			}
 			return "both denied, same cause (same message)"
 		}
 		return "both denied, same cause"
@@ -230,10 +269,12 @@ type input struct {
 	labels map[string]string
 }
 
-// goldenInputs are the engine's golden inputs and the Pods and pod
-// templates of the CLI's inject goldens (their workloads' templates
-// created as Pods), each with its namespace labels.
-func goldenInputs(t *testing.T) []input {
+// goldenInputs are the engine's golden inputs, hostile values and the
+// Pods and pod templates of the CLI's inject goldens (their workloads'
+// templates created as Pods), each with its namespace labels, by the
+// catalog directory they are read with ("": the engine's golden catalog,
+// which is the default one and templates no CLI golden asks for).
+func goldenInputs(t *testing.T) map[string][]input {
 	var out []input
 	engine, err := filepath.Glob(filepath.Join(suite.root, "pkg", "inject", "testdata", "golden", "*.yaml"))
 	if err != nil || len(engine) < 25 {
@@ -248,16 +289,19 @@ func goldenInputs(t *testing.T) []input {
 	if err != nil || len(cmds) < 10 {
 		t.Fatalf("CLI goldens: %d, %v", len(cmds), err)
 	}
+	groups := map[string][]input{}
 	seen := map[string]bool{}
 	for _, cmd := range cmds {
-		for _, in := range cliPods(t, cmd) {
-			if !seen[string(in.raw)+fmt.Sprint(in.labels)] {
-				seen[string(in.raw)+fmt.Sprint(in.labels)] = true
-				out = append(out, in)
+		dir, pods := cliPods(t, cmd)
+		for _, in := range pods {
+			if key := dir + string(in.raw) + fmt.Sprint(in.labels); !seen[key] {
+				seen[key] = true
+				groups[dir] = append(groups[dir], in)
 			}
 		}
 	}
-	return out
+	groups[""] = append(out, groups[""]...)
+	return groups
 }
 
 // hostileValues are Pods whose parameter and override annotations hold
@@ -305,25 +349,22 @@ func hostileValues(t *testing.T) []input {
 	return out
 }
 
-// cliPods reads the Pods an inject golden's -f file holds. A golden that
-// reads no file, or a catalog other than the default, gives none: the
-// differential webhook serves the engine's golden catalog, which is the
-// default one and templates no CLI golden asks for.
-func cliPods(t *testing.T, cmd string) []input {
+// cliPods reads the Pods an inject golden's -f file holds, and the
+// catalog directory it reads them with ("" for the default).
+func cliPods(t *testing.T, cmd string) (string, []input) {
 	text, err := os.ReadFile(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := strings.Fields(string(text))
-	var file string
+	var file, dir string
 	labels := map[string]string{}
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {
 		case "-f":
 			file = args[i+1]
 		case "--catalog":
-			t.Logf("%s: not compared, it reads catalog %s", filepath.Base(cmd), args[i+1])
-			return nil
+			dir = args[i+1]
 		case "--namespace-labels":
 			for _, kv := range strings.Split(args[i+1], ",") {
 				k, v, _ := strings.Cut(kv, "=")
@@ -333,11 +374,11 @@ func cliPods(t *testing.T, cmd string) []input {
 	}
 	data, err := os.ReadFile(filepath.Join(suite.root, "pkg", "cmd", file))
 	if file == "" || file == "-" || err != nil {
-		return nil
+		return dir, nil
 	}
 	docs, err := manifest.Split(bytes.NewReader(data))
 	if err != nil {
-		return nil // the broken-input goldens
+		return dir, nil // the broken-input goldens
 	}
 	var out []input
 	for _, d := range docs {
@@ -357,12 +398,12 @@ func cliPods(t *testing.T, cmd string) []input {
 			out = append(out, input{fmt.Sprintf("%s: %s", strings.TrimSuffix(filepath.Base(cmd), ".cmd"), p.Name), raw, labels})
 		}
 	}
-	return out
+	return dir, out
 }
 
 // startDiffWebhook serves the catalog in dir from a webhook of its own,
-// for the namespaces labelled mode=webhook.
-func startDiffWebhook(t *testing.T, ctx context.Context, dir string) {
+// for the namespaces labelled with mode.
+func startDiffWebhook(t *testing.T, ctx context.Context, dir, mode string) {
 	w, err := cluster.StartWebhook(ctx, suite.binary, filepath.Join(t.TempDir(), "tls"), suite.cluster.Kubeconfig, suite.logs, "--catalog", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -380,9 +421,9 @@ func startDiffWebhook(t *testing.T, ctx context.Context, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Name += "-differential"
+	cfg.Name += "-" + mode
 	for i := range cfg.Webhooks {
-		cfg.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: "webhook"}}
+		cfg.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: mode}}
 	}
 	if err := suite.cluster.InstallWebhook(ctx, cfg); err != nil {
 		t.Fatal(err)
@@ -392,9 +433,10 @@ func startDiffWebhook(t *testing.T, ctx context.Context, dir string) {
 	})
 }
 
-// installPolicies creates the compiled objects and waits until a Pod is
-// injected through them: the API server loads policies asynchronously.
-func installPolicies(t *testing.T, ctx context.Context, compiled *policy.Compiled) {
+// installPolicies creates the compiled objects and waits until a Pod in
+// a namespace labelled with mode is injected through them: the API server
+// loads policies asynchronously.
+func installPolicies(t *testing.T, ctx context.Context, cs kubernetes.Interface, compiled *policy.Compiled, mode string) {
 	c, err := client.New(suite.cluster.Config, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -406,12 +448,12 @@ func installPolicies(t *testing.T, ctx context.Context, compiled *policy.Compile
 		}
 		t.Cleanup(func() { _ = c.Delete(context.Background(), obj) })
 	}
-	ns := namespace(t, "diff-warmup", map[string]string{modeLabel: "policy"})
+	ns := namespace(t, "diff-warmup-"+mode, map[string]string{modeLabel: mode})
 	i := 0
 	var last error
 	err = cluster.WaitFor(ctx, "the compiled policies to take effect", func() bool {
 		i++
-		got, err := suite.cluster.Client.CoreV1().Pods(ns).Create(ctx, nginxPod(fmt.Sprintf("warmup-%d", i), "content-filler"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		got, err := cs.CoreV1().Pods(ns).Create(ctx, nginxPod(fmt.Sprintf("warmup-%d", i), "content-filler"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		last = err
 		if err != nil {
 			time.Sleep(200 * time.Millisecond)
