@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/policy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
@@ -43,6 +44,16 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(probe); _ = os.Remove(broken) })
+	// What an earlier catalog compiled to under another name: the syncer
+	// deletes what it no longer applies.
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := policy.Compile(cat, policy.Options{Name: "sidecar-injector-stale"}).ValidatingBinding
+	if _, err := suite.cluster.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, stale, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	metrics, stop := startController(t, "--admission-policies", "--leader-elect=false", "--kubeconfig", asPolicyController(t))
 	t.Cleanup(func() { stop(); deletePolicies(t) })
 	ns := namespace(t, "policy-sync", map[string]string{inject.InjectionLabel: "enabled"})
@@ -55,6 +66,10 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		return len(pod.Spec.Containers) == 2 && pod.Spec.Containers[1].Name == "probe" && strings.Contains(pod.Annotations[inject.StatusAnnotation], `"held":`), ""
 	}
 	eventually(t, "the controller's policies to inject the probe template", func() bool { ok, _ := injected(); return ok })
+	eventually(t, "the binding the catalog no longer compiles to to be deleted", func() bool {
+		_, err := suite.cluster.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, stale.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 
 	if err := os.WriteFile(broken, []byte("templates: [{name: Not-A-Label}]\n"), 0o644); err != nil {
 		t.Fatal(err)
