@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,11 +24,11 @@ import (
 // controller as.
 const controllerAccount = "system:serviceaccount:sidecar-injector:sidecar-injector-controller"
 
-// asController installs deploy/base's RBAC for the controller and returns
-// a kubeconfig that acts as its service account.
-func asController(t *testing.T) string {
+// install creates the objects dir renders that pick picks, unless they
+// exist, and says how many it picked.
+func install(t *testing.T, dir string, pick func(*unstructured.Unstructured) bool) int {
 	t.Helper()
-	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "base"))
+	objs, err := cluster.Render(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +38,7 @@ func asController(t *testing.T) string {
 	}
 	installed := 0
 	for _, o := range objs {
-		rbac := slices.Contains([]string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}, o.GetKind()) && o.GetName() == "sidecar-injector-controller"
-		if !rbac && (o.GetKind() != "Namespace" || o.GetName() != "sidecar-injector") {
+		if !pick(o) {
 			continue
 		}
 		if err := c.Create(ctxFor(t), o); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -46,6 +46,17 @@ func asController(t *testing.T) string {
 		}
 		installed++
 	}
+	return installed
+}
+
+// asController installs deploy/base's RBAC for the controller and returns
+// a kubeconfig that acts as its service account.
+func asController(t *testing.T) string {
+	t.Helper()
+	installed := install(t, filepath.Join(suite.root, "deploy", "base"), func(o *unstructured.Unstructured) bool {
+		rbac := slices.Contains([]string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}, o.GetKind()) && o.GetName() == "sidecar-injector-controller"
+		return rbac || (o.GetKind() == "Namespace" && o.GetName() == "sidecar-injector")
+	})
 	if installed != 6 {
 		t.Fatalf("installed %d objects of deploy/base, want the namespace and the controller's account, roles and bindings", installed)
 	}

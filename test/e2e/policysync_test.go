@@ -10,7 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -103,24 +103,9 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 // asPolicyController is asController with the policy overlay's RBAC.
 func asPolicyController(t *testing.T) string {
 	kubeconfig := asController(t)
-	objs, err := cluster.Render(filepath.Join(suite.root, "deploy", "overlays", "policy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(suite.cluster.Config, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	installed := 0
-	for _, o := range objs {
-		if o.GetName() != "sidecar-injector-controller-policies" {
-			continue
-		}
-		if err := c.Create(ctxFor(t), o); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-		installed++
-	}
+	installed := install(t, filepath.Join(suite.root, "deploy", "overlays", "policy"), func(o *unstructured.Unstructured) bool {
+		return o.GetName() == "sidecar-injector-controller-policies"
+	})
 	if installed != 2 {
 		t.Fatalf("installed %d objects of the policy overlay's RBAC, want its ClusterRole and ClusterRoleBinding", installed)
 	}
