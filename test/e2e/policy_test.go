@@ -323,7 +323,7 @@ func hostileValues(t *testing.T) []input {
 		"content-filler.sidecars.podpatterns.io/cpu-request":  {"10m"},
 	}
 	template := func(key string) string { return strings.Split(key, ".")[0] }
-	var out []input
+	out := bigPods(t)
 	n := 0
 	for _, key := range slices.Sorted(maps.Keys(values)) {
 		for _, value := range values[key] {
@@ -345,6 +345,41 @@ func hostileValues(t *testing.T) []input {
 			}
 			out = append(out, input{fmt.Sprintf("%s=%.40q", key, value), raw, nil})
 		}
+	}
+	return out
+}
+
+// bigPods cost the most to evaluate: 20 containers of 100 env vars each
+// (50 of 200 exceed the webhook's budget of JSON values, which counts the
+// managedFields the API server sends too), 150 app containers that each
+// get the template's mount and env, an inject list of 128 long unknown
+// names.
+func bigPods(t *testing.T) []input {
+	wide := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "wide", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}}}
+	for i := range 150 {
+		wide.Spec.Containers = append(wide.Spec.Containers, corev1.Container{Name: fmt.Sprintf("app-%d", i), Image: "registry.example.com/app:1.0.0"})
+	}
+	heavy := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "heavy", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, content-filler"}}}
+	for i := range 20 {
+		c := corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1.0.0"}
+		for j := range 100 {
+			c.Env = append(c.Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", j), Value: fmt.Sprintf("value-%d-%d", i, j)})
+		}
+		heavy.Spec.Containers = append(heavy.Spec.Containers, c)
+	}
+	var names []string
+	for i := range 128 {
+		names = append(names, fmt.Sprintf("t%d-%s", i, strings.Repeat("x", 1000)))
+	}
+	long := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "long", Annotations: map[string]string{inject.InjectAnnotation: strings.Join(names, ",")}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}}}}
+	var out []input
+	for _, p := range []*corev1.Pod{heavy, wide, long} {
+		raw, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, input{p.Name, raw, nil})
 	}
 	return out
 }
