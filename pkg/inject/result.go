@@ -43,10 +43,6 @@ type AppAdditions struct {
 // Status is the JSON value of the status annotation.
 type Status struct {
 	Templates []Injected `json:"templates"`
-	// Request is the UID of the admission request in which the compiled
-	// admission policies wrote this status (package policy); the webhook
-	// leaves it out.
-	Request string `json:"request,omitempty"`
 }
 
 // Injected names one injected template and what it added: the webhook
