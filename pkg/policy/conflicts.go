@@ -183,14 +183,23 @@ func (c *compiled) earlierMounts(g *gen, m corev1.VolumeMount, at string, msg fu
 	return out
 }
 
+// unescaped is true when the CEL string x holds a character encoding/json
+// escapes other than the five jsonEscape handles: controls, U+2028, U+2029.
+func unescaped(x string) string {
+	return fmt.Sprintf(`%s.matches('[\\x00-\\x1f\\x{2028}\\x{2029}]')`, x)
+}
+
 // declines are the Pods the held JSON cannot be written for: an app
 // container that sets an env name or mounts a volume of the template
 // itself, or an earlier template that shares one.
 func (c *compiled) declines(g *gen) []string {
 	var out []string
 	if names := envNames(c); len(names) > 0 {
-		out = append(out, fmt.Sprintf("(variables.targets.exists(i, has(object.spec.containers[i].env) && object.spec.containers[i].env.exists(e, e.name in %s)) ? [%s] : [])", lits(names),
-			lit(declined(c.t.Name, "a target container sets "+strings.Join(names, " or ")+" itself, and the status would have to hold a copy of it"))))
+		// The status holds a copy of an app's own entry of the names: a
+		// value the five escapes of jsonEscape write as encoding/json does.
+		out = append(out, fmt.Sprintf("(variables.targets.exists(i, has(object.spec.containers[i].env) && object.spec.containers[i].env.exists(e, e.name in %s && (has(e.valueFrom) || %s || (has(e.value) && %s)))) ? [%s] : [])",
+			lits(names), unescaped("e.name"), unescaped("e.value"),
+			lit(declined(c.t.Name, "a target container sets "+strings.Join(names, " or ")+" itself from a reference or with control characters, and the status would have to hold a copy of it"))))
 	}
 	if names := volumeNames(c); len(names) > 0 {
 		out = append(out, fmt.Sprintf("(variables.targets.exists(i, has(object.spec.containers[i].volumeMounts) && object.spec.containers[i].volumeMounts.exists(m, m.name in %s)) ? [%s] : [])", lits(names),

@@ -36,10 +36,6 @@ func (c *compiled) held() string {
 			mounts = append(mounts, m)
 		}
 	}
-	var env []corev1.EnvVar
-	for _, e := range c.content.AppEnv {
-		env = append(env, inject.CanonicalEnv(e))
-	}
 	j := func(json string) string { return splice(resourcesRE.ReplaceAllString(json, "$1"), c.json) }
 	containers := c.pick(func(content *catalog.Content) string {
 		init, classic, native := canonical(content.InitContainers), canonical(content.Containers), canonical(nativeSidecars(content.Containers))
@@ -51,7 +47,22 @@ func (c *compiled) held() string {
 	perApp := func(piece string) string {
 		return fmt.Sprintf("(size(variables.targets) == 0 ? 'null' : '[' + variables.targets.map(i, %s).join(',') + ']')", piece)
 	}
-	return strings.Join([]string{containers, `',"volumes":'`, j(jsonOrNull(volumes)), `',"appMounts":'`, perApp(j(jsonOrNull(mounts))), `',"appEnv":'`, perApp(j(jsonOrNull(env))), `'}'`}, " + ")
+	return strings.Join([]string{containers, `',"volumes":'`, j(jsonOrNull(volumes)), `',"appMounts":'`, perApp(j(jsonOrNull(mounts))), `',"appEnv":'`, perApp(c.heldEnv(j)), `'}'`}, " + ")
+}
+
+// heldEnv is the JSON of app container i's env of the template's names:
+// its own entries of those names (values only: the validating policy
+// declines the rest), then the template's entries for the names it does
+// not set.
+func (c *compiled) heldEnv(j func(string) string) string {
+	names := lits(envNames(c))
+	own := fmt.Sprintf("(has(object.spec.containers[i].env) ? object.spec.containers[i].env.filter(e, e.name in %s) : [])", names)
+	entries := []string{fmt.Sprintf(`%s.map(e, '{"name":"' + %s + '"' + (has(e.value) && e.value != '' ? ',"value":"' + %s + '"' : '') + '}')`, own, jsonEscape("e.name"), jsonEscape("e.value"))}
+	for _, e := range c.content.AppEnv {
+		entries = append(entries, fmt.Sprintf("(%s.exists(e, e.name == %s) ? [] : [%s])", own, lit(e.Name), j(jsonText(inject.CanonicalEnv(e)))))
+	}
+	list := "(" + strings.Join(entries, " + ") + ")"
+	return fmt.Sprintf("(size(%s) == 0 ? 'null' : '[' + %[1]s.join(',') + ']')", list)
 }
 
 // resourcesRE matches a resources sentinel's JSON, to leave the sentinel.

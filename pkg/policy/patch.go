@@ -33,7 +33,14 @@ func (g *gen) patch() string {
 	mounts := g.perTemplate(func(c *compiled) string {
 		return typedList(c.content.AppVolumeMounts, "Object.spec.containers.volumeMounts", c)
 	})
-	env := g.perTemplate(func(c *compiled) string { return typedList(c.content.AppEnv, "Object.spec.containers.env", c) })
+	env := g.perTemplate(func(c *compiled) string {
+		// An app's own value of a name is kept.
+		var entries []string
+		for _, e := range c.content.AppEnv {
+			entries = append(entries, fmt.Sprintf("(has(object.spec.containers[i].env) && object.spec.containers[i].env.exists(e, e.name == %s) ? [] : [%s])", lit(e.Name), typed(e, "Object.spec.containers.env", c)))
+		}
+		return "([]" + strings.Join(prepend(" + ", entries), "") + ")"
+	})
 	secrets := g.perTemplate(func(c *compiled) string {
 		var names []string
 		for _, s := range c.content.ImagePullSecrets {

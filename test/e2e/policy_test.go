@@ -373,8 +373,25 @@ func bigPods(t *testing.T) []input {
 	}
 	long := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "long", Annotations: map[string]string{inject.InjectAnnotation: strings.Join(names, ",")}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}}}}
+	pods := []*corev1.Pod{heavy, wide, long}
+	// An app that sets a template's env name itself keeps its value, which
+	// the status then holds a copy of.
+	for i, env := range [][]corev1.EnvVar{
+		{{Name: "LOG_DIR", Value: "/srv/logs"}},
+		{{Name: "LOG_DIR", Value: `quote " back \ <tag> & amp`}},
+		{{Name: "LOG_DIR"}},
+		{{Name: "LOG_DIR", Value: "a"}, {Name: "OTHER", Value: "b"}, {Name: "LOG_DIR", Value: "twice"}},
+		{{Name: "LOG_DIR", Value: "line\nbreak"}},
+		{{Name: "LOG_DIR", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+	} {
+		pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("own-env-%d", i), Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, content-filler"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "app", Image: "registry.example.com/app:1.0.0", Env: env},
+				{Name: "other", Image: "registry.example.com/other:1.0.0"},
+			}}})
+	}
 	var out []input
-	for _, p := range []*corev1.Pod{heavy, wide, long} {
+	for _, p := range pods {
 		raw, err := json.Marshal(p)
 		if err != nil {
 			t.Fatal(err)
