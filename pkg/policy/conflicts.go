@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -128,14 +129,48 @@ func envNames(c *compiled) []string {
 	return out
 }
 
-// volumeErrors decline a volume the Pod has already: the engine reuses an
-// identical one, and the held JSON would hold the Pod's own copy.
+// volumeErrors deal with a volume the Pod has already under a template
+// volume's name: the engine reuses an identical one and denies another.
+// The compiler reuses the one volume of a template when it is an emptyDir
+// of no size limit, which it can compare field for field; any other it
+// declines, as the held JSON would order a reused volume before the
+// template's others.
 func (c *compiled) volumeErrors(g *gen) string {
 	out := "[]"
-	for _, v := range c.t.Volumes {
-		out += fmt.Sprintf(" + (%s in variables.podVolumes ? [%s] : [])", lit(v.Name), lit(declined(c.t.Name, fmt.Sprintf("the Pod has a volume %q already", v.Name))))
+	for _, v := range c.content.Volumes {
+		if !c.reusable() {
+			out += fmt.Sprintf(" + (%s in variables.podVolumes ? [%s] : [])", lit(v.Name), lit(declined(c.t.Name, fmt.Sprintf("the Pod has a volume %q already", v.Name))))
+			continue
+		}
+		out += fmt.Sprintf(" + (has(object.spec.volumes) && object.spec.volumes.exists(x, x.name == %s && !(%s)) ? [%s] : [])", lit(v.Name), identicalEmptyDir("x", v.EmptyDir.Medium),
+			lit(fmt.Sprintf("template %q: volume %q already exists in the pod with a different definition; rename the Pod's volume or define it as the template does", c.t.Name, v.Name)))
 	}
 	return "(" + out + ")"
+}
+
+// reusable reports whether the template's volume, when the Pod has it
+// already, is reused as the engine reuses it.
+func (c *compiled) reusable() bool {
+	vs := c.content.Volumes
+	return len(vs) == 1 && vs[0].EmptyDir != nil && vs[0].EmptyDir.SizeLimit == nil && vs[0].VolumeSource == (corev1.VolumeSource{EmptyDir: vs[0].EmptyDir})
+}
+
+// identicalEmptyDir is true when the CEL volume x is an emptyDir of
+// medium and nothing else.
+func identicalEmptyDir(x string, medium corev1.StorageMedium) string {
+	terms := []string{fmt.Sprintf("has(%s.emptyDir)", x), fmt.Sprintf("!has(%s.emptyDir.sizeLimit)", x)}
+	if medium == "" {
+		terms = append(terms, fmt.Sprintf("(!has(%[1]s.emptyDir.medium) || %[1]s.emptyDir.medium == '')", x))
+	} else {
+		terms = append(terms, fmt.Sprintf("has(%s.emptyDir.medium) && %[1]s.emptyDir.medium == %s", x, lit(string(medium))))
+	}
+	t := reflect.TypeOf(corev1.VolumeSource{})
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "emptyDir" {
+			terms = append(terms, fmt.Sprintf("!has(%s.%s)", x, name))
+		}
+	}
+	return strings.Join(terms, " && ")
 }
 
 // mountErrors deny an app mount at the path the template mounts its

@@ -29,7 +29,13 @@ func (g *gen) patch() string {
 			return fmt.Sprintf("(variables.complete ? [] : %s)", typedList(content.Containers, "Object.spec.containers", c))
 		})
 	})
-	volumes := g.perTemplate(func(c *compiled) string { return typedList(c.content.Volumes, "Object.spec.volumes", c) })
+	volumes := g.perTemplate(func(c *compiled) string {
+		list := typedList(c.content.Volumes, "Object.spec.volumes", c)
+		if c.reusable() { // the Pod's identical volume is reused
+			return fmt.Sprintf("(%s in variables.podVolumes ? [] : %s)", lit(c.content.Volumes[0].Name), list)
+		}
+		return list
+	})
 	mounts := g.perTemplate(func(c *compiled) string {
 		return typedList(c.content.AppVolumeMounts, "Object.spec.containers.volumeMounts", c)
 	})

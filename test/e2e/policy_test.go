@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -389,6 +390,20 @@ func bigPods(t *testing.T) []input {
 				{Name: "app", Image: "registry.example.com/app:1.0.0", Env: env},
 				{Name: "other", Image: "registry.example.com/other:1.0.0"},
 			}}})
+	}
+	// A volume the Pod has under the template's volume's name: reused only
+	// when it is the very same.
+	for i, source := range []corev1.VolumeSource{
+		{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+		{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
+		{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("1Gi"))}},
+		{HostPath: &corev1.HostPathVolumeSource{Path: "/etc"}},
+	} {
+		pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("own-volume-%d", i), Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}},
+				Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}, {Name: "shared-content", VolumeSource: source}},
+			}})
 	}
 	var out []input
 	for _, p := range pods {
