@@ -20,6 +20,13 @@ templates:
   - name: waiter
     image: registry.example.com/waiter:1.0.0
     args: ['--period={{period}}']
+- name: marked
+  pattern: sidecar
+  description: Holds the compiler's own marks.
+  containers:
+  - name: marked
+    image: registry.example.com/marked:1.0.0
+    args: [--id=135792401]
 `
 	cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()}, catalog.Source{Name: "extra.yaml", Data: []byte(extra)})
 	if err != nil {
@@ -30,13 +37,13 @@ templates:
 	for _, r := range c.Refused {
 		refused[r.Template] = r.Reason
 	}
-	for name, want := range map[string]string{"waiter": `parameter "period" is a duration`} {
+	for name, want := range map[string]string{"waiter": `parameter "period" is a duration`, "marked": "what the compiler uses to mark parameters"} {
 		if !strings.Contains(refused[name], want) {
 			t.Errorf("template %s: refusal %q, want it to say %q", name, refused[name], want)
 		}
 	}
-	if len(c.Refused) != 1 {
-		t.Errorf("refused %v; want waiter only", c.Refused)
+	if len(c.Refused) != 2 {
+		t.Errorf("refused %v; want waiter and marked only", c.Refused)
 	}
 	patch := c.Mutating.Spec.Mutations[0].JSONPatch.Expression
 	for _, name := range []string{"log-shipper", "ambassador", "metrics-adapter", "content-filler"} {

@@ -17,6 +17,9 @@ func refuse(t *catalog.Template) string {
 			return fmt.Sprintf("parameter %q is a %s, whose check and normal form the compiler does not repeat in CEL", p.Name, p.Type)
 		}
 	}
+	if sentinelRE.MatchString(jsonText(t.Render(nil))) {
+		return "its text holds what the compiler uses to mark parameters (sipzq...qz, 1357924nn)"
+	}
 	content := t.Render(sentinels(t))
 	var names []string
 	for _, c := range slices.Concat(content.InitContainers, content.Containers) {
