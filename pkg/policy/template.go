@@ -80,18 +80,14 @@ func (c *compiled) before(names []string) string {
 
 // declare declares the template's variables, and its denials in c.errs.
 func (c *compiled) declare(g *gen) {
-	var declines []string
 	for j := range c.t.Parameters {
-		if d := c.declareParam(g, j); d != "" {
-			declines = append(declines, d)
-		}
+		c.declareParam(g, j)
 	}
 	if c.app != nil {
 		c.declareUser(g)
 	}
 	errs := []string{c.parameterErrors(g), c.overrideErrors(g), c.hostNetworkError(), c.nameErrors(g), c.portErrors(g), c.volumeErrors(g), c.mountErrors(g)}
 	errs = append(errs, c.declines(g)...)
-	errs = append(errs, declines...)
 	c.errs = "(" + strings.Join(errs, " + ") + ")"
 }
 
@@ -117,9 +113,8 @@ var shellMetaClass = func() string {
 }()
 
 // declareParam declares parameter j: set, raw, ok, its value and its
-// JSON form, as Parameter.Check decides and normalises. It returns a
-// decline for values only the webhook can judge, or "".
-func (c *compiled) declareParam(g *gen, j int) string {
+// JSON form, as Parameter.Check decides and normalises.
+func (c *compiled) declareParam(g *gen, j int) {
 	p := c.t.Parameters[j]
 	v := fmt.Sprintf("%sp%d", c.prefix, j)
 	key := lit(inject.ParameterAnnotation(c.t.Name, p.Name))
@@ -129,7 +124,7 @@ func (c *compiled) declareParam(g *gen, j int) string {
 	if p.Validation == "" && (p.Type == "" || p.Type == catalog.String || p.Type == catalog.Path) {
 		checks = append(checks, fmt.Sprintf("!%s.matches(%s)", raw, lit(shellMetaClass)))
 	}
-	norm, decline := raw, ""
+	norm := raw
 	switch p.Type {
 	case catalog.Path:
 		checks = append(checks, fmt.Sprintf("%s.startsWith('/') && !%[1]s.contains(' ') && !%[1]s.split('/').exists(s, s == '..') && %s != '/'", raw, clean(raw)))
@@ -141,10 +136,11 @@ func (c *compiled) declareParam(g *gen, j int) string {
 		form := g.v(v+"f", fmt.Sprintf(`%s.matches('^\\[[^\\[\\]]*\\]:[^\\[\\]:]*$') ? 'bracket' : %[1]s.matches('^[^\\[\\]:]*:[^\\[\\]:]*$') ? 'plain' : ''`, raw))
 		host := g.v(v+"h", fmt.Sprintf("%s == 'bracket' ? %s.substring(1, %[2]s.lastIndexOf(']')) : %[1]s == 'plain' ? %[2]s.substring(0, %[2]s.lastIndexOf(':')) : ''", form, raw))
 		port := g.v(v+"q", fmt.Sprintf("%s != '' ? %s.substring(%[2]s.lastIndexOf(':') + 1) : ''", form, raw))
-		g.v(v+"d", fmt.Sprintf("%s && %s != '' && %s && %s.contains(':') && !isIP(%[4]s) && %[4]s.lowerAscii().contains('ffff')", set, form, portOK(port), host))
-		checks = append(checks, fmt.Sprintf("%s != '' && %s && (%s.contains(':') ? isIP(%[3]s) : size(%[3]s) <= 253 && %[3]s.matches(%s))", form, portOK(port), host, lit(dns1123Subdomain)))
+		// net.ParseIP takes IPv4-mapped IPv6 addresses (::ffff:a.b.c.d),
+		// CEL's isIP refuses them: with the ffff hextet made fffe the
+		// same text is valid for both or neither.
+		checks = append(checks, fmt.Sprintf("%s != '' && %s && (%s.contains(':') ? isIP(%[3]s) || isIP(%[3]s.lowerAscii().replace('ffff', 'fffe')) : size(%[3]s) <= 253 && %[3]s.matches(%s))", form, portOK(port), host, lit(dns1123Subdomain)))
 		norm = fmt.Sprintf("(%s.contains(':') ? '[' + %[1]s + ']' : %[1]s) + ':' + string(int(%s))", host, port)
-		decline = fmt.Sprintf("(variables.%sd ? [%s] : [])", v, lit(declined(c.t.Name, fmt.Sprintf("the value of parameter %q is an IPv4-mapped IPv6 address, which CEL's isIP refuses and the webhook accepts", p.Name))))
 	}
 	// The normal form only of a value that passes the type's checks: a
 	// normal form of anything else may fail to evaluate (int of "9 001").
@@ -154,13 +150,9 @@ func (c *compiled) declareParam(g *gen, j int) string {
 	if p.Validation != "" {
 		ok = fmt.Sprintf("(%s && %s.matches(%s))", typeOK, value, lit("^(?:"+p.Validation+")$"))
 	}
-	if decline != "" {
-		ok = fmt.Sprintf("(%s || variables.%sd)", ok, v)
-	}
 	g.v(v+"ok", fmt.Sprintf("!%s || %s", set, ok))
 	g.v(v, fmt.Sprintf("%s ? %s : %s", set, value, lit(p.Default)))
 	g.v(v+"j", jsonEscape(c.param(j)))
-	return decline
 }
 
 // portOK is the engine's port check of the CEL string x: strconv.Atoi

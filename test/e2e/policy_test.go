@@ -311,7 +311,7 @@ func goldenInputs(t *testing.T) map[string][]input {
 func hostileValues(t *testing.T) []input {
 	values := map[string][]string{
 		"ambassador.sidecars.podpatterns.io/upstream": {"redis:6379", "redis.prod.svc:+6379", "redis:06379", "redis:0", "redis:65536", "REDIS:6379",
-			"[::1]:6379", "[::ffff:1.2.3.4]:6379", "[fe80::1%eth0]:6379", "[redis]:6379", "1.2.3.4:80", "01.2.3.4:80", "a:b:c", ":6379", "redis:",
+			"[::1]:6379", "[::ffff:1.2.3.4]:6379", "[::FFFF:102:304]:6379", "[0:0:0:0:0:ffff:1.2.3.4]:6379", "[::ffff:1.2.3]:6379", "[ffff::1]:6379", "[::1.2.3.4]:6379", "[fe80::1%eth0]:6379", "[redis]:6379", "1.2.3.4:80", "01.2.3.4:80", "a:b:c", ":6379", "redis:",
 			"redis:6379,fork EXEC:/bin/sh", "r\u00e9dis:6379", strings.Repeat("a", 250) + ".b:1"},
 		"ambassador.sidecars.podpatterns.io/port": {"9001", "+9001", "009001", "0", "65535", "65536", "-1", "9 001", "0x2329", "99999999999999999999"},
 		"log-shipper.sidecars.podpatterns.io/log-dir": {"/var/log/app/", "/var//log/./app", "/var/log/../etc", "/", "//", "relative/dir", "/with space",
