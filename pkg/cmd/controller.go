@@ -33,9 +33,10 @@ Event says so. --repair=auto upgrades in place where it can and rolls
 out elsewhere.
 
 --admission-policies applies the catalog compiled to admission policies
-(see catalog compile) at start and at every catalog change, for clusters
-that inject without the webhook; a broken catalog leaves the last good
-policies in place, with an Event on the MutatingAdmissionPolicy.
+(see catalog compile) at start, at every catalog change and every
+--audit-interval (a policy edited or deleted by hand comes back), for
+clusters that inject without the webhook; a broken catalog leaves the
+last good policies in place, with an Event on the policy.
 
 Replicas take turns through a Lease, so two never both repair.`
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,8 @@ import (
 )
 
 // PolicySyncer keeps the catalog's compiled admission policies applied:
-// at start and at every catalog the watcher accepts. A catalog the watcher
+// at start, at every catalog the watcher accepts and every Interval (a
+// policy edited or deleted by hand comes back). A catalog the watcher
 // refuses leaves the policies of the last good one in place (an Event and
 // a count say so); what it applied before and the catalog no longer
 // compiles to is deleted.
@@ -33,6 +35,8 @@ type PolicySyncer struct {
 	Metrics  *PolicyMetrics
 	// Sync is signalled to apply the current catalog again.
 	Sync chan struct{}
+	// Interval between applications with no signal.
+	Interval time.Duration
 }
 
 // PolicyMetrics count the syncer's work.
@@ -60,8 +64,11 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 	return m
 }
 
-// Start applies the policies now and at each signal, until ctx is done.
+// Start applies the policies now, at each signal and every Interval,
+// until ctx is done.
 func (s *PolicySyncer) Start(ctx context.Context) error {
+	tick := time.NewTicker(s.Interval)
+	defer tick.Stop()
 	for {
 		if err := s.apply(ctx); err != nil {
 			s.Log.Error(err, "Applying the compiled admission policies failed")
@@ -71,6 +78,7 @@ func (s *PolicySyncer) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.Sync:
+		case <-tick.C:
 		}
 	}
 }
@@ -100,21 +108,28 @@ func (s *PolicySyncer) apply(ctx context.Context) error {
 	cat := s.Catalog()
 	compiled := policy.Compile(cat, policy.Options{})
 	emitted := map[string]bool{}
+	changed := false
 	for _, o := range compiled.Objects() {
 		obj := o.(client.Object)
-		if err := s.createOrUpdate(ctx, obj); err != nil {
+		c, err := s.createOrUpdate(ctx, obj)
+		if err != nil {
 			return fmt.Errorf("%s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
 		}
+		changed = changed || c
 		emitted[fmt.Sprintf("%T/%s", obj, obj.GetName())] = true
 	}
-	if err := s.prune(ctx, emitted); err != nil {
+	pruned, err := s.prune(ctx, emitted)
+	if err != nil {
 		return err
+	}
+	s.Metrics.syncs.WithLabelValues("applied").Inc()
+	if !changed && !pruned {
+		return nil // as they were: nothing to say
 	}
 	var refused []string
 	for _, r := range compiled.Refused {
 		refused = append(refused, fmt.Sprintf("%s (%s)", r.Template, r.Reason))
 	}
-	s.Metrics.syncs.WithLabelValues("applied").Inc()
 	s.Metrics.refused.Set(float64(len(refused)))
 	s.Log.Info("Applied the compiled admission policies", "catalog", cat.Version, "refused", refused)
 	message := "applied the admission policies of catalog " + cat.Version
@@ -126,22 +141,23 @@ func (s *PolicySyncer) apply(ctx context.Context) error {
 }
 
 // createOrUpdate makes the cluster's object obj, as a client that owns
-// it: the compiler's output replaces what is there.
-func (s *PolicySyncer) createOrUpdate(ctx context.Context, obj client.Object) error {
+// it: the compiler's output replaces what is there. It reports whether
+// it wrote.
+func (s *PolicySyncer) createOrUpdate(ctx context.Context, obj client.Object) (bool, error) {
 	existing := obj.DeepCopyObject().(client.Object)
 	err := s.Client.Get(ctx, client.ObjectKeyFromObject(obj), existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		return s.Client.Create(ctx, obj)
+		return true, s.Client.Create(ctx, obj)
 	case err != nil:
-		return err
+		return false, err
 	}
 	obj.SetResourceVersion(existing.GetResourceVersion())
 	obj.SetUID(existing.GetUID())
 	if equality.Semantic.DeepEqual(spec(existing), spec(obj)) && equality.Semantic.DeepEqual(existing.GetLabels(), obj.GetLabels()) {
-		return nil
+		return false, nil
 	}
-	return s.Client.Update(ctx, obj)
+	return true, s.Client.Update(ctx, obj)
 }
 
 func spec(obj client.Object) any {
@@ -158,14 +174,16 @@ func spec(obj client.Object) any {
 	return nil
 }
 
-// prune deletes what the syncer applied before and did not apply now.
-func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) error {
+// prune deletes what the syncer applied before and did not apply now,
+// and reports whether it deleted anything.
+func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) (bool, error) {
 	lists := []client.ObjectList{&admissionv1.MutatingAdmissionPolicyBindingList{}, &admissionv1.ValidatingAdmissionPolicyBindingList{},
 		&admissionv1.MutatingAdmissionPolicyList{}, &admissionv1.ValidatingAdmissionPolicyList{}}
 	var errs []error
+	deleted := false
 	for _, list := range lists {
 		if err := s.Client.List(ctx, list, client.MatchingLabels(policy.ManagedLabels)); err != nil {
-			return err
+			return deleted, err
 		}
 		var items []client.Object
 		switch l := list.(type) {
@@ -186,9 +204,10 @@ func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) error
 			if err := s.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, err)
 			}
+			deleted = true
 		}
 	}
-	return errors.Join(errs...)
+	return deleted, errors.Join(errs...)
 }
 
 func pointers[T any, P interface {

@@ -70,6 +70,15 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		_, err := suite.cluster.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, stale.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
+	// A policy deleted by hand comes back at the next interval (1s here).
+	if err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the binding deleted by hand to be back", func() bool {
+		_, err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Get(ctx, policy.Name, metav1.GetOptions{})
+		return err == nil
+	})
+	eventually(t, "the policies to inject again", func() bool { ok, _ := injected(); return ok })
 
 	if err := os.WriteFile(broken, []byte("templates: [{name: Not-A-Label}]\n"), 0o644); err != nil {
 		t.Fatal(err)
