@@ -50,7 +50,7 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 	m := &PolicyMetrics{
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_admission_policy_syncs_total",
-			Help: "Times the compiled admission policies were applied, by result: applied, failed (the API server refused or was unreachable; retried at the next catalog change or restart), catalog-refused (a broken catalog: the last good policies stay).",
+			Help: "Times the compiled admission policies were applied, by result: applied, failed (the API server refused or was unreachable; retried every --audit-interval and at a catalog change), catalog-refused (a broken catalog: the last good policies stay).",
 		}, []string{"result"}),
 		refused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_admission_policy_refused_templates",
