@@ -2,9 +2,10 @@
 // each pattern with an app that shows it working, and prints what each
 // one does: the log shipper's output of the app's lines, the upstream's
 // answer through the ambassador, the adapter's metrics, the page the
-// content-filler wrote, and the content-filler upgraded in place while
-// the app runs on. Where the machine cannot run a node it says why
-// and exits 0.
+// content-filler wrote, the content-filler upgraded in place while
+// the app runs on, and the same web Pod injected with no webhook at all,
+// by the catalog compiled to admission policies. Where the machine cannot
+// run a node it says why and exits 0.
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/policy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 	"github.com/podpatterns/sidecar-injector/test/node"
 )
@@ -114,6 +116,9 @@ func run() error {
 	if err := upgrade(ctx, env); err != nil {
 		return err
 	}
+	if err := withoutWebhook(ctx, c); err != nil {
+		return err
+	}
 	fmt.Println("==> stopping the node")
 	return nil
 }
@@ -169,6 +174,62 @@ func upgrade(ctx context.Context, env *node.Env) error {
 }
 
 // create makes the Pod on the node through the webhook and waits for ok.
+// withoutWebhook binds the catalog compiled to admission policies to a
+// namespace the webhook does not serve, and runs the web Pod there:
+// kube-apiserver injects the content-filler itself.
+func withoutWebhook(ctx context.Context, c kubernetes.Interface) error {
+	cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()}, catalog.Source{Name: "test.yaml", Data: []byte(node.TestCatalog)})
+	if err != nil {
+		return err
+	}
+	label := map[string]string{"demo.podpatterns.io/injection": "policy"}
+	compiled := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
+	api := c.AdmissionregistrationV1()
+	if _, err := api.MutatingAdmissionPolicies().Create(ctx, compiled.Mutating, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, compiled.Validating, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := api.MutatingAdmissionPolicyBindings().Create(ctx, compiled.MutatingBinding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, compiled.ValidatingBinding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	const policyNS = "demo-policies"
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: policyNS, Labels: label}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	pod := node.WebPod(false)
+	pod.Spec.NodeName = node.Name
+	// The API server loads new policies asynchronously: a dry run first.
+	_ = cluster.WaitFor(ctx, "the policies", func() bool {
+		p, err := c.CoreV1().Pods(policyNS).Create(ctx, pod.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil && p.Annotations[inject.StatusAnnotation] != ""
+	})
+	if _, err := c.CoreV1().Pods(policyNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	var web *corev1.Pod
+	err = cluster.WaitFor(ctx, "the policies' web Pod", func() bool {
+		web, err = c.CoreV1().Pods(policyNS).Get(ctx, pod.Name, metav1.GetOptions{})
+		return err == nil && ready(web)
+	})
+	if err != nil {
+		return err
+	}
+	page, err := c.CoreV1().Pods(policyNS).ProxyGet("http", web.Name, "8080", "/index.html", nil).DoRaw(ctx)
+	var names []string
+	for _, ctr := range web.Spec.Containers {
+		names = append(names, ctr.Name)
+	}
+	status := web.Annotations[inject.StatusAnnotation]
+	show("no webhook: the catalog compiled to admission policies (catalog compile); kube-apiserver injected the content-filler itself",
+		fmt.Sprintf("containers: %s\nstatus: %.90s...\n%s", strings.Join(names, ", "), status, strings.TrimSpace(string(page))), err)
+	return nil
+}
+
 func create(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, ok func(*corev1.Pod) bool) (*corev1.Pod, error) {
 	pod.Spec.NodeName = node.Name
 	if _, err := c.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
