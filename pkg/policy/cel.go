@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"path"
 	"reflect"
 	"regexp"
 	"slices"
@@ -176,9 +175,3 @@ func jsonField(t reflect.Type, key string) reflect.Type {
 	}
 	return nil
 }
-
-func contains(list []string, s string) bool { return slices.Contains(list, s) }
-
-func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
-
-func pathClean(p string) string { return path.Clean(p) }

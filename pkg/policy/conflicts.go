@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path"
 	"reflect"
 	"slices"
 	"strings"
@@ -184,7 +185,7 @@ func (c *compiled) mountErrors(g *gen) string {
 	for n, m := range c.content.AppVolumeMounts {
 		at := splice(m.MountPath, c.param)
 		if !strings.Contains(at, "variables.") {
-			at = lit(pathClean(m.MountPath))
+			at = lit(path.Clean(m.MountPath))
 		}
 		at = g.v(fmt.Sprintf("%smount%d", c.prefix, n), at)
 		msg := func(name, path string) string {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -27,7 +28,7 @@ func (g *gen) selectTemplates(cat *catalog.Catalog) {
 	}
 	for _, name := range cat.Names() {
 		allows = append(allows, lit(name)+": "+g.matching(policies, func(p *catalog.Policy) bool {
-			return len(p.Allowed) > 0 && !contains(p.Allowed, name)
+			return len(p.Allowed) > 0 && !slices.Contains(p.Allowed, name)
 		}, "!(", " || ", ")", "true"))
 	}
 	g.v("allows", "{"+strings.Join(allows, ", ")+"}")
@@ -76,14 +77,14 @@ func (g *gen) byName(cat *catalog.Catalog, expr func(name string) string) string
 }
 
 func (g *gen) notAllowed(policies []*catalog.Policy, name string) string {
-	restricting := g.policyNames(policies, func(p *catalog.Policy) bool { return len(p.Allowed) > 0 && !contains(p.Allowed, name) })
+	restricting := g.policyNames(policies, func(p *catalog.Policy) bool { return len(p.Allowed) > 0 && !slices.Contains(p.Allowed, name) })
 	return fmt.Sprintf("%s + %s.join(', ') + '; allowed here: [' + variables.allowedHere.join(' ') + ']'",
 		lit(fmt.Sprintf("template %q is not allowed in this namespace by policy ", name)), restricting)
 }
 
 func (g *gen) requiredNotAllowed(policies []*catalog.Policy, name string) string {
-	requiring := g.policyNames(policies, func(p *catalog.Policy) bool { return contains(p.Required, name) })
-	restricting := g.policyNames(policies, func(p *catalog.Policy) bool { return len(p.Allowed) > 0 && !contains(p.Allowed, name) })
+	requiring := g.policyNames(policies, func(p *catalog.Policy) bool { return slices.Contains(p.Required, name) })
+	restricting := g.policyNames(policies, func(p *catalog.Policy) bool { return len(p.Allowed) > 0 && !slices.Contains(p.Allowed, name) })
 	return fmt.Sprintf("%s + %s.join(', ') + ' but not allowed by policy ' + %s.join(', ') + '; ask the cluster admin to fix the catalog'",
 		lit(fmt.Sprintf("template %q is required by policy ", name)), requiring, restricting)
 }
@@ -132,7 +133,7 @@ func selector(s *metav1.LabelSelector, m string) string {
 		return "false"
 	}
 	terms := []string{"true"}
-	for _, k := range sortedKeys(s.MatchLabels) {
+	for _, k := range slices.Sorted(maps.Keys(s.MatchLabels)) {
 		terms = append(terms, fmt.Sprintf("(%[1]s in %[2]s && %[2]s[%[1]s] == %[3]s)", lit(k), m, lit(s.MatchLabels[k])))
 	}
 	for _, e := range s.MatchExpressions {

@@ -108,17 +108,7 @@ func installPolicies(ctx context.Context, c kubernetes.Interface) error {
 		return err
 	}
 	p := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "policy"}}})
-	api := c.AdmissionregistrationV1()
-	if _, err := api.MutatingAdmissionPolicies().Create(ctx, p.Mutating, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, p.Validating, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := api.MutatingAdmissionPolicyBindings().Create(ctx, p.MutatingBinding, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	_, err = api.ValidatingAdmissionPolicyBindings().Create(ctx, p.ValidatingBinding, metav1.CreateOptions{})
+	_, err = cluster.InstallPolicies(ctx, c, p)
 	return err
 }
 

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -504,17 +503,11 @@ func startDiffWebhook(t *testing.T, ctx context.Context, dir, mode string) {
 // a namespace labelled with mode is injected through them: the API server
 // loads policies asynchronously.
 func installPolicies(t *testing.T, ctx context.Context, cs kubernetes.Interface, compiled *policy.Compiled, mode string) {
-	c, err := client.New(suite.cluster.Config, client.Options{})
+	remove, err := cluster.InstallPolicies(ctx, cs, compiled)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range compiled.Objects() {
-		obj := o.(client.Object)
-		if err := c.Create(ctx, obj); err != nil {
-			t.Fatalf("creating %s %s: %v", o.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
-		}
-		t.Cleanup(func() { _ = c.Delete(context.Background(), obj) })
-	}
+	t.Cleanup(remove)
 	ns := namespace(t, "diff-warmup-"+mode, map[string]string{modeLabel: mode})
 	i := 0
 	var last error

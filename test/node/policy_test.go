@@ -11,6 +11,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
 // With no webhook in the path, the node's catalog compiled to admission
@@ -29,25 +30,11 @@ func TestPodsThePoliciesInjectRun(t *testing.T) {
 	// Not the opt-in label: the node's webhook leaves this namespace alone.
 	label := map[string]string{"node.podpatterns.io/injection": "policy"}
 	compiled := policy.Compile(cat, policy.Options{Name: "node-policies", NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
-	api := suite.cluster.Client.AdmissionregistrationV1()
-	if _, err := api.MutatingAdmissionPolicies().Create(ctx, compiled.Mutating, metav1.CreateOptions{}); err != nil {
+	remove, err := cluster.InstallPolicies(ctx, suite.cluster.Client, compiled)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, compiled.Validating, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.MutatingAdmissionPolicyBindings().Create(ctx, compiled.MutatingBinding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, compiled.ValidatingBinding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = api.MutatingAdmissionPolicyBindings().Delete(ctx, compiled.MutatingBinding.Name, metav1.DeleteOptions{})
-		_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, compiled.ValidatingBinding.Name, metav1.DeleteOptions{})
-		_ = api.MutatingAdmissionPolicies().Delete(ctx, compiled.Mutating.Name, metav1.DeleteOptions{})
-		_ = api.ValidatingAdmissionPolicies().Delete(ctx, compiled.Validating.Name, metav1.DeleteOptions{})
-	})
+	t.Cleanup(remove)
 	ns := "policy-injected"
 	if _, err := suite.cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: label}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -184,17 +184,7 @@ func withoutWebhook(ctx context.Context, c kubernetes.Interface) error {
 	}
 	label := map[string]string{"demo.podpatterns.io/injection": "policy"}
 	compiled := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
-	api := c.AdmissionregistrationV1()
-	if _, err := api.MutatingAdmissionPolicies().Create(ctx, compiled.Mutating, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, compiled.Validating, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := api.MutatingAdmissionPolicyBindings().Create(ctx, compiled.MutatingBinding, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, compiled.ValidatingBinding, metav1.CreateOptions{}); err != nil {
+	if _, err := cluster.InstallPolicies(ctx, c, compiled); err != nil {
 		return err
 	}
 	const policyNS = "demo-policies"
