@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // The in-flight body budget: a Content-Length over MaxRequestBytes is
@@ -37,6 +39,12 @@ const smallBody = 64 << 10
 // they may cost, valueCost each, is charged to the in-flight budget past
 // the first freeValues, which every ordinary review stays within. A body
 // with more than maxValues never fits and is refused.
+//
+// The fieldsV1 of the managedFields kube-apiserver sends with the object
+// are not counted: they hold about five values per env var of the Pod,
+// yet each decodes into one byte slice (metav1.FieldsV1 keeps its JSON
+// raw), so their bytes, charged with the body's, are what they cost. The
+// managedFields entries themselves count as any object does.
 const (
 	valueCost  = 1 << 10
 	freeValues = 512
@@ -47,7 +55,7 @@ const (
 type tooLargeError struct{ limit int64 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("request body over the limit of %d bytes", e.limit)
+	return fmt.Sprintf("the Pod's review is over the injector's limit of %d bytes", e.limit)
 }
 
 // errBusy is the answer to a large body while others use the budget.
@@ -61,6 +69,9 @@ func (h *Handler) read(r *http.Request, body *budgetReader) error {
 	limit := cmp.Or(h.MaxRequestBytes, DefaultMaxRequestBytes)
 	n := r.ContentLength
 	if n > limit {
+		// Only the start is read: the review's UID, which the answer
+		// must carry to be taken as a denial, comes first.
+		_, _ = body.buf.ReadFrom(io.LimitReader(r.Body, uidPrefix))
 		return &tooLargeError{limit}
 	}
 	body.r, body.free = io.LimitReader(r.Body, limit+1), smallBody
@@ -92,15 +103,23 @@ func (h *Handler) read(r *http.Request, body *budgetReader) error {
 type tooManyValuesError struct{ values int }
 
 func (e *tooManyValuesError) Error() string {
-	return fmt.Sprintf("request body holds more than %d JSON objects and arrays; a Pod review holds a few hundred", maxValues)
+	size := fmt.Sprintf("%d", e.values)
+	if e.values > countLimit {
+		size = fmt.Sprintf("more than %d", countLimit)
+	}
+	return fmt.Sprintf("the Pod is too large for the sidecar injector: it holds %s JSON objects and arrays (the fieldsV1 of its managedFields not counted), over the limit of %d; a Pod of 50 containers with 200 env vars each holds about 10,500", size, maxValues)
 }
 
-// countValues counts the objects and arrays of a JSON text, up to one
-// past maxValues.
+// countLimit stops countValues on a hostile body: the count is exact up
+// to it, which is far past any limit a denial names.
+const countLimit = 16 * maxValues
+
+// countValues counts the objects and arrays of a JSON text, leaving out
+// the fieldsV1 of the object's managedFields, up to one past countLimit.
 func countValues(data []byte) (int, error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true))
 	n := 0
-	for n <= maxValues {
+	for n <= countLimit {
 		tok, err := dec.ReadToken()
 		if err == io.EOF {
 			return n, nil
@@ -108,11 +127,81 @@ func countValues(data []byte) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if k := tok.Kind(); k == '{' || k == '[' {
+		switch tok.Kind() {
+		case '{', '[':
 			n++
+		case '"':
+			if isFieldsV1(dec, tok) {
+				if err := dec.SkipValue(); err != nil {
+					return n, err
+				}
+			}
 		}
 	}
 	return n, nil
+}
+
+// fieldsV1Depth is the depth of the name fieldsV1 in a review: the
+// review, its request, the object, its metadata, managedFields, an entry.
+const fieldsV1Depth = 6
+
+// isFieldsV1 reports whether tok, just read, is the name fieldsV1 of an
+// entry of request.object.metadata.managedFields.
+func isFieldsV1(dec *jsontext.Decoder, tok jsontext.Token) bool {
+	if dec.StackDepth() != fieldsV1Depth {
+		return false
+	}
+	if kind, length := dec.StackIndex(fieldsV1Depth); kind != '{' || length%2 == 0 { // a value, not a name
+		return false
+	}
+	if tok.String() != "fieldsV1" {
+		return false
+	}
+	at := string(dec.StackPointer())
+	entry, ok := strings.CutPrefix(at, "/request/object/metadata/managedFields/")
+	return ok && strings.HasSuffix(entry, "/fieldsV1") && strings.Count(entry, "/") == 1
+}
+
+// uidPrefix is how much of an oversized body is read to find its UID.
+const uidPrefix = 4 << 10
+
+// peekUID returns request.uid of a review, reading only the review's
+// top-level members and its request's up to the uid; "" if it has none
+// or it is not a review. A body cut short is fine: the uid comes first.
+func peekUID(data []byte) types.UID {
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return ""
+	}
+	for {
+		name, err := dec.ReadToken()
+		if err != nil || name.Kind() != '"' {
+			return ""
+		}
+		if name.String() != "request" || dec.PeekKind() != '{' {
+			if dec.SkipValue() != nil {
+				return ""
+			}
+			continue
+		}
+		_, _ = dec.ReadToken()
+		for {
+			name, err := dec.ReadToken()
+			if err != nil || name.Kind() != '"' {
+				return ""
+			}
+			if name.String() == "uid" {
+				uid, err := dec.ReadToken()
+				if err != nil || uid.Kind() != '"' || len(uid.String()) > maxUIDBytes {
+					return ""
+				}
+				return types.UID(uid.String())
+			}
+			if dec.SkipValue() != nil {
+				return ""
+			}
+		}
+	}
 }
 
 // budgetReader reads a request body into buf, charging the

@@ -98,7 +98,7 @@ func (h *Handler) serve(r *http.Request, body *budgetReader, a *answer) {
 		var tooMany *tooManyValuesError
 		switch {
 		case errors.As(err, &tooLarge), errors.As(err, &tooMany):
-			a.reject(http.StatusRequestEntityTooLarge, err)
+			a.tooLarge(peekUID(body.buf.Bytes()), err)
 		case errors.Is(err, errBusy):
 			a.reject(http.StatusServiceUnavailable, err)
 		default:
@@ -216,6 +216,20 @@ func (a *answer) answerError(code int, err error) {
 	if (a.req == nil && code != http.StatusInternalServerError) || code == http.StatusServiceUnavailable {
 		a.status = code
 	}
+}
+
+// tooLarge answers a body over a limit. A review from the API server
+// (it has a UID) gets a denial with HTTP 200, so the person creating the
+// Pod reads which limit it broke and by how much; anything else, an HTTP
+// 413.
+func (a *answer) tooLarge(uid types.UID, err error) {
+	if uid == "" {
+		a.reject(http.StatusRequestEntityTooLarge, err)
+		return
+	}
+	a.uid, a.err, a.outcome = uid, err, Denied
+	a.resp.Allowed = false
+	a.resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusRequestEntityTooLarge, Reason: metav1.StatusReasonRequestEntityTooLarge, Message: err.Error()}
 }
 
 // refuse answers an error from the engine: a denial, or a fault of the

@@ -124,9 +124,15 @@ func TestBadInputGetsAClearAnswer(t *testing.T) {
 		uid         string
 		message     string
 	}{
-		"an oversized body is refused with 413": {
+		"an oversized review is denied, naming the limit": {
 			"application/json", append(append([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{"x":"`), bytes.Repeat([]byte("a"), 70<<10)...), []byte(`"}}}`)...),
-			413, "", "over the limit of 65536 bytes"},
+			200, "u", "over the injector's limit of 65536 bytes"},
+		"an oversized body that is no review is refused with 413": {
+			"application/json", append(append([]byte(`{"request":{"object":{"x":"`), bytes.Repeat([]byte("a"), 70<<10)...), []byte(`"}}}`)...),
+			413, "", "over the injector's limit of 65536 bytes"},
+		"an oversized review's UID is read only from its start": {
+			"application/json", append(append([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"x":"`), bytes.Repeat([]byte("a"), 70<<10)...), []byte(`"},"uid":"late"}}`)...),
+			413, "", "over the injector's limit of 65536 bytes"},
 		"broken JSON is refused with 400":                 {"application/json", []byte(`{"apiVersion": "admission.k8s.io/v1", "request": {`), 400, "", "decoding AdmissionReview"},
 		"the wrong content type is refused with 415":      {"text/plain", pod, 415, "", `content type "text/plain" not supported`},
 		"a review with no request is refused":             {"application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "", "has no request"},

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
@@ -53,14 +55,36 @@ func (u unread) Read([]byte) (int, error) {
 	return 0, io.EOF
 }
 
-func TestAnOversizedContentLengthIsRefusedBeforeReading(t *testing.T) {
+// endless is a review that never ends; it counts what is read of it.
+type endless struct {
+	start []byte
+	read  int
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	n := copy(p, e.start[min(e.read, len(e.start)):])
+	for i := n; i < len(p); i++ {
+		p[i] = ' '
+	}
+	e.read += len(p)
+	return len(p), nil
+}
+
+// A review whose Content-Length is over the limit is denied after reading
+// only its start, where the UID is: the API server shows the person the
+// limit, not a bare 413.
+func TestAnOversizedContentLengthIsDeniedBeforeReading(t *testing.T) {
 	h := testHandler(t)
-	req := httptest.NewRequest(http.MethodPost, Path, unread{t})
+	body := &endless{start: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1",`)}
+	req := httptest.NewRequest(http.MethodPost, Path, body)
 	req.Header.Set("Content-Type", "application/json")
 	req.ContentLength = DefaultMaxRequestBytes + 1
 	code, r := serveDirect(t, h, req)
-	if code != http.StatusRequestEntityTooLarge || r.Allowed || !strings.Contains(r.Result.Message, "over the limit") {
-		t.Errorf("HTTP %d %+v, want 413", code, r)
+	if code != http.StatusOK || r.Allowed || r.UID != "u-1" || r.Result.Code != http.StatusRequestEntityTooLarge || !strings.Contains(r.Result.Message, "over the injector's limit of 6291456 bytes") {
+		t.Errorf("HTTP %d %+v, want a denial with code 413 naming the limit", code, r)
+	}
+	if body.read > 8<<10 {
+		t.Errorf("%d bytes read of an oversized body", body.read)
 	}
 }
 
@@ -188,10 +212,12 @@ func TestDecodeAmplificationIsRefusedBeforeDecoding(t *testing.T) {
 		code    int
 		message string
 	}{
-		"5.85 MB of empty init containers": {emptyObjects("initContainers", 5_850_000), http.StatusRequestEntityTooLarge, "more than 16384 JSON objects"},
-		"3 MB of empty tolerations":        {emptyObjects("tolerations", 3_000_000), http.StatusRequestEntityTooLarge, "more than 16384 JSON objects"},
-		"a nameless init container":        {emptyObjects("initContainers", 3), http.StatusOK, "spec.initContainers[0] has no name"},
-		"the huge Pod":                     {admissiontest.Review("u", "CREATE", injecttest.HugePod()), http.StatusOK, ""},
+		"5.85 MB of empty init containers":    {emptyObjects("initContainers", 5_850_000), http.StatusOK, "more than 262144 JSON objects and arrays"},
+		"3 MB of empty tolerations":           {emptyObjects("tolerations", 3_000_000), http.StatusOK, "more than 262144 JSON objects and arrays"},
+		"1 MB of empty managedFields":         {bytes.Replace(emptyObjects("tolerations", 3), []byte(`"metadata":{}`), []byte(`"metadata":{"managedFields":[`+strings.Repeat("{},", 330_000)+`{}]}`), 1), http.StatusOK, "more than 262144 JSON objects and arrays"},
+		"a nameless init container":           {emptyObjects("initContainers", 3), http.StatusOK, "spec.initContainers[0] has no name"},
+		"the huge Pod":                        {admissiontest.Review("u", "CREATE", injecttest.HugePod()), http.StatusOK, ""},
+		"the huge Pod with its managedFields": {admissiontest.Review("u", "CREATE", withManagedFields(t, injecttest.HugePod())), http.StatusOK, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := testHandler(t)
@@ -258,4 +284,33 @@ func TestAGoneCallerStopsTheWork(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || testutil.ToFloat64(h.Metrics.Requests.WithLabelValues(string(Invalid))) != 1 || testutil.ToFloat64(h.Metrics.Requests.WithLabelValues(string(Injected))) != 0 {
 		t.Errorf("HTTP %d; want 503, counted invalid and not injected", rec.Code)
 	}
+}
+
+// withManagedFields adds the managedFields kube-apiserver sends with a
+// Pod created by kubectl: an entry per manager whose fieldsV1 holds four
+// to five objects per env var.
+func withManagedFields(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(raw, pod); err != nil {
+		t.Fatal(err)
+	}
+	containers := map[string]any{}
+	for _, c := range pod.Spec.Containers {
+		env := map[string]any{}
+		for _, e := range c.Env {
+			env[fmt.Sprintf(`k:{"name":%q}`, e.Name)] = map[string]any{".": map[string]any{}, "f:name": map[string]any{}, "f:value": map[string]any{}}
+		}
+		containers[fmt.Sprintf(`k:{"name":%q}`, c.Name)] = map[string]any{".": map[string]any{}, "f:env": env, "f:image": map[string]any{}, "f:name": map[string]any{}}
+	}
+	fields, err := json.Marshal(map[string]any{"f:spec": map[string]any{"f:containers": containers}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: fields}}}
+	out, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
