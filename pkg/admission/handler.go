@@ -46,6 +46,9 @@ var _ NamespaceLabels = NamespaceLabelsFunc(nil)
 type Handler struct {
 	// Catalog returns the catalog in force; called once per request.
 	Catalog func() *catalog.Catalog
+	// Keys sign the status entries of what is injected and verify those
+	// a Pod arrives with.
+	Keys *inject.Keys
 	// Namespaces gives namespace labels for policies; nil means every
 	// namespace is unlabelled (no cluster at all, as in `make run`).
 	Namespaces NamespaceLabels
@@ -138,7 +141,7 @@ func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a
 	if gone(ctx, a) {
 		return
 	}
-	res, err := inject.Pod(pod, labels, h.Catalog())
+	res, err := inject.Pod(pod, labels, h.Catalog(), h.Keys)
 	if err != nil {
 		a.refuse(err)
 		return

@@ -18,6 +18,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission/admissiontest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 func newTestServer(t *testing.T, h *Handler) *httptest.Server {
@@ -81,7 +82,7 @@ spec:
 // The handler's patch, applied to the raw request object, gives exactly
 // the engine's golden output.
 func TestInjectedPodMatchesGolden(t *testing.T) {
-	srv := newTestServer(t, &Handler{})
+	srv := newTestServer(t, &Handler{Keys: injecttest.Keys})
 	body := review(t, "uid-1", "CREATE", nginxPod)
 	code, out := post(t, srv, "application/json", bytes.NewReader(body))
 	if code != http.StatusOK || !out.Response.Allowed || out.Response.UID != "uid-1" {

@@ -18,11 +18,13 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/manifest"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
 type auditFlags struct {
 	file, catalogPath, output string
+	keyDir                    string
 	cluster                   kubeFlags
 	namesp                    string
 	allNamespaces, all        bool
@@ -48,6 +50,12 @@ looks at every namespace that opted in plus every namespace a policy with
 required templates matches. With -f it reads manifests or the output of
 kubectl get pods -A -o yaml.
 
+The webhook signs each status entry with a key of the Secret
+sidecar-injector/sidecar-injector-status-key. Live, audit reads that
+Secret; offline, give its keys with --status-key-dir. Without them a
+signed entry is unverified, never current: the content is still checked
+against the entry, and a mismatch is tampered.
+
 ` + exitCodes("a Pod is missing, stale or tampered"),
 		Example: `  sidecar-injector audit
   sidecar-injector audit -n shop --all
@@ -61,6 +69,7 @@ kubectl get pods -A -o yaml.
 	fs.StringVarP(&f.file, "filename", "f", f.file, `manifests to audit offline, or "-" for standard input`)
 	fs.StringVar(&f.catalogPath, "catalog", f.catalogPath, "catalog file or directory; live, the cluster's catalog ConfigMap if empty, offline the embedded default")
 	fs.StringVarP(&f.output, "output", "o", f.output, "text or json")
+	fs.StringVar(&f.keyDir, "status-key-dir", f.keyDir, "directory holding the status keys (current, previous) that verify the webhook's signed status entries; live, the Secret "+catalog.ConfigMapNamespace+"/"+statuskey.SecretName+" if empty; without keys those entries read unverified")
 	fs.BoolVar(&f.all, "all", f.all, "also list workloads whose Pods are current or ask for nothing")
 	fs.StringToStringVar(&f.nsLabels, "namespace-labels", f.nsLabels, "with -f: labels of the Pods' namespaces, for policies: k=v,k2=v2")
 	fs.StringVar(&f.cluster.kubeconfig, "kubeconfig", "", "kubeconfig; $KUBECONFIG or ~/.kube/config if empty")
@@ -116,6 +125,10 @@ func (f *auditFlags) offline(stdin io.Reader) (*conformance.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := f.keys(nil)
+	if err != nil {
+		return nil, err
+	}
 	rep := conformance.NewReport(catalog.Describe(f.catalogPath))
 	for _, doc := range docs {
 		pods, err := workload.RunningPods(doc.JSON)
@@ -123,7 +136,7 @@ func (f *auditFlags) offline(stdin io.Reader) (*conformance.Report, error) {
 			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
 		}
 		for _, p := range pods {
-			rep.Add(p, f.nsLabels, cat, conformance.OwnerOf(p))
+			rep.Add(p, f.nsLabels, cat, keys, conformance.OwnerOf(p))
 		}
 	}
 	return rep, nil
@@ -135,6 +148,16 @@ func (f *auditFlags) live(ctx context.Context) (*conformance.Report, error) {
 		return nil, fmt.Errorf("no cluster to audit (use -f for files): %w", err)
 	}
 	cat, source, err := clusterCatalog(ctx, client, f.catalogPath)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := f.keys(func() (map[string][]byte, error) {
+		s, err := client.CoreV1().Secrets(catalog.ConfigMapNamespace).Get(ctx, statuskey.SecretName, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return s.Data, nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -164,10 +187,27 @@ func (f *auditFlags) live(ctx context.Context) (*conformance.Report, error) {
 			if cron := cronJobs(pod.Namespace, owner); cron != "" {
 				owner = conformance.Owner{Kind: "CronJob", Name: cron}
 			}
-			rep.Add(pod, ns.Labels, cat, owner)
+			rep.Add(pod, ns.Labels, cat, keys, owner)
 		}
 	}
 	return rep, nil
+}
+
+// keys are the status keys of --status-key-dir, or else of the Secret
+// secret reads (nil offline); none if the Secret cannot be read, which
+// leaves signed entries unverified.
+func (f *auditFlags) keys(secret func() (map[string][]byte, error)) (*inject.Keys, error) {
+	switch {
+	case f.keyDir != "":
+		return statuskey.Read(f.keyDir)
+	case secret == nil:
+		return nil, nil
+	}
+	data, err := secret()
+	if err != nil {
+		return nil, nil // no right to read it, or no webhook: unverified entries say so
+	}
+	return statuskey.FromSecret(data)
 }
 
 // clusterCatalog is the catalog at path, or else the one the cluster's

@@ -7,6 +7,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
 const controllerLong = `Classify every Pod of the opted-in namespaces, and of those a policy with
@@ -74,6 +75,7 @@ func newControllerCommand(run func(context.Context, controller.ManagerOptions) e
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.CatalogPath, "catalog", o.CatalogPath, "catalog file or directory (the mounted ConfigMap), watched for changes; the embedded default if empty")
+	fs.StringVar(&o.StatusKeyDir, "status-key-dir", o.StatusKeyDir, "directory holding the keys the webhook signs status entries with (the Secret "+statuskey.SecretName+" mounted); without it, signed entries read unverified (right only where the compiled admission policies inject alone)")
 	fs.StringVar((*string)(&o.Repair), "repair", string(o.Repair), "off; restart: roll out the workloads whose Pods need repair; in-place: upgrade stale Pods whose sidecars differ only in image without restarting them; auto: in place where it can, a rollout elsewhere")
 	fs.BoolVar(&o.DryRun, "dry-run", o.DryRun, "with --repair: log and count the rollouts and upgrades, start none")
 	fs.IntVar(&o.MaxConcurrentRestarts, "max-concurrent-restarts", o.MaxConcurrentRestarts, "rollouts in progress at once")

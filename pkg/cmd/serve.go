@@ -9,6 +9,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podpatterns/sidecar-injector/pkg/server"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
 // newServeCommand returns `serve`, which binds its flags to
@@ -50,6 +51,7 @@ keeps serving. On SIGTERM /readyz fails at once and in-flight requests get
 	fs.StringVar(&o.CertFile, "tls-cert-file", o.CertFile, "serving certificate (PEM); defaults to tls.crt in --cert-dir")
 	fs.StringVar(&o.KeyFile, "tls-key-file", o.KeyFile, "serving key (PEM); defaults to tls.key in --cert-dir")
 	fs.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory holding tls.crt and tls.key")
+	fs.StringVar(&o.StatusKeyDir, "status-key-dir", o.StatusKeyDir, "directory holding the keys that sign status entries, as the Secret "+statuskey.SecretName+" is mounted: current (signs) and previous (still verifies during a rotation); a random key of this process if empty")
 	fs.IntVar(&o.Port, "port", o.Port, "HTTPS port of the webhook")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, `address of /metrics; "0" disables it`)
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, `address of /healthz and /readyz; "0" disables them`)

@@ -25,6 +25,10 @@ const (
 	Missing State = "missing"
 	// Stale: injected, but the catalog now renders something else.
 	Stale State = "stale"
+	// Unverified: its status entry is signed and there is no key to
+	// verify it with (audit offline without --status-key-dir); what it
+	// cannot verify is never current.
+	Unverified State = "unverified"
 	// NotWanted: injected, but neither asked for nor allowed any more.
 	NotWanted State = "not-wanted"
 	// Current: injected as the catalog renders it today.
@@ -34,7 +38,7 @@ const (
 )
 
 // States lists every state, worst first.
-var States = []State{Tampered, Missing, Stale, NotWanted, Current, None}
+var States = []State{Tampered, Missing, Stale, Unverified, NotWanted, Current, None}
 
 // NeedsRepair reports whether a Pod in state s should be re-created.
 func (s State) NeedsRepair() bool { return s == Tampered || s == Missing || s == Stale }
@@ -60,8 +64,9 @@ type Result struct {
 	Templates []Template `json:"templates"`
 }
 
-// Classify works out the Pod's state in a namespace with these labels.
-func Classify(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) Result {
+// Classify works out the Pod's state in a namespace with these labels;
+// keys verify the status entries the webhook signed (nil: none).
+func Classify(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys *inject.Keys) Result {
 	var res Result
 	wanted, err := inject.Wanted(pod, nsLabels, cat)
 	if err != nil {
@@ -69,7 +74,7 @@ func Classify(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog)
 		// nothing it asks for can be current.
 		res.Templates = append(res.Templates, Template{Name: inject.InjectAnnotation, State: Missing, Reason: err.Error()})
 	}
-	claims, err := inject.VerifyStatus(pod, cat)
+	claims, err := inject.VerifyStatus(pod, cat, keys)
 	if err != nil {
 		res.Templates = append(res.Templates, Template{Name: inject.StatusAnnotation, State: Tampered, Reason: err.Error()})
 	}
@@ -114,6 +119,8 @@ func claimState(c inject.Claim) Template {
 	switch {
 	case c.Reason == "":
 		return Template{c.Name, Current, ""}
+	case c.Unverifiable:
+		return Template{c.Name, Unverified, c.Reason}
 	case !c.Present:
 		return Template{c.Name, Tampered, "the status lists it, but " + c.Reason}
 	case !c.Kept:

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -64,8 +65,14 @@ policies:
 
 	tampered := current.DeepCopy()
 	filler(tampered).Image = "registry.example.com/other:1"
-	withStdin := current.DeepCopy()
-	filler(withStdin).Stdin = true
+	// What the rest of the admission chain adds: AlwaysPullImages, a
+	// LimitRange's defaults, another webhook's env.
+	chained := current.DeepCopy()
+	filler(chained).ImagePullPolicy = corev1.PullAlways
+	filler(chained).Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+	filler(chained).Env = append(filler(chained).Env, corev1.EnvVar{Name: "DD_AGENT_HOST", Value: "10.0.0.1"})
+	withArg := current.DeepCopy()
+	filler(withArg).Args = append(filler(withArg).Args, "--verbose")
 	forged := pod("content-filler")
 	forged.Annotations[inject.StatusAnnotation] = `{"templates":[{"name":"content-filler","hash":"0"}]}`
 	// Admitted while the webhook was bypassed: a look-alike under a
@@ -94,25 +101,34 @@ policies:
 		labels map[string]string
 		cat    *catalog.Catalog
 		want   want
+		noKeys bool // as the controller of a cluster the compiled policies alone inject
 	}{
-		"injected as the catalog renders it is current":                            {current, nil, cat, want{Current, "content-filler", ""}},
-		"a new image in the catalog makes it stale":                                {current, nil, newImage, want{Stale, "content-filler", `renders it differently (containers "content-filler" differs at .image)`}},
-		"asked for and not injected is missing":                                    {pod("content-filler"), nil, cat, want{Missing, "content-filler", "not injected"}},
-		"required and not injected is missing":                                     {pod("none"), prod, cat, want{Missing, "content-filler", "not injected"}},
-		"content changed after injection is tampered":                              {tampered, nil, cat, want{Tampered, "content-filler", "not what its status entry says was injected"}},
-		"stdin added after injection is tampered":                                  {withStdin, nil, cat, want{Tampered, "content-filler", "sets .stdin, which the template does not"}},
-		"a status without the containers is tampered":                              {forged, nil, cat, want{Tampered, "content-filler", "the status lists it, but"}},
-		"a look-alike under a made-up status, the webhook bypassed, is tampered":   {bypassed, nil, cat, want{Tampered, "content-filler", "not what its status entry says was injected"}},
-		"a look-alike container without a status is tampered":                      {lookAlike, nil, cat, want{Tampered, "content-filler", "the status annotation does not list it"}},
-		"injected but no longer asked for is not wanted":                           {unasked, nil, cat, want{NotWanted, "content-filler", "neither asked for nor required"}},
-		"a Pod that asks for nothing, where nothing applies":                       {pod(""), nil, cat, want{None, "", ""}},
-		"required and injected, asking for nothing, is current":                    {injected(t, pod("none"), prod, cat), prod, cat, want{Current, "content-filler", ""}},
-		"a status of the previous release on today's rendering is current":         {legacy, nil, cat, want{Current, "content-filler", ""}},
-		"a status of the previous release, the catalog moved since, is stale":      {legacy, nil, newImage, want{Stale, "content-filler", "renders it differently"}},
-		"a status of the previous release claiming today's rendering, is tampered": {legacyChanged, nil, cat, want{Tampered, "content-filler", "differs at .args"}},
+		"injected as the catalog renders it is current":                            {current, nil, cat, want{Current, "content-filler", ""}, false},
+		"a new image in the catalog makes it stale":                                {current, nil, newImage, want{Stale, "content-filler", `renders it differently (containers "content-filler" differs at .image)`}, false},
+		"asked for and not injected is missing":                                    {pod("content-filler"), nil, cat, want{Missing, "content-filler", "not injected"}, false},
+		"required and not injected is missing":                                     {pod("none"), prod, cat, want{Missing, "content-filler", "not injected"}, false},
+		"content changed after injection is tampered":                              {tampered, nil, cat, want{Tampered, "content-filler", "not what its status entry says was injected"}, false},
+		"what the admission chain added is current":                                {chained, nil, cat, want{Current, "content-filler", ""}, false},
+		"what the admission chain added, the catalog moved since, is stale":        {chained, nil, newImage, want{Stale, "content-filler", "renders it differently"}, false},
+		"an argument added to the template's is tampered":                          {withArg, nil, cat, want{Tampered, "content-filler", "differs at .args from what was injected"}, false},
+		"a signed status without its key is unverified":                            {chained, nil, cat, want{Unverified, "content-filler", "no status key"}, true},
+		"a status without the containers is tampered":                              {forged, nil, cat, want{Tampered, "content-filler", "the status lists it, but"}, false},
+		"a look-alike under a made-up status, the webhook bypassed, is tampered":   {bypassed, nil, cat, want{Tampered, "content-filler", "not what its status entry says was injected"}, false},
+		"a look-alike container without a status is tampered":                      {lookAlike, nil, cat, want{Tampered, "content-filler", "the status annotation does not list it"}, false},
+		"injected but no longer asked for is not wanted":                           {unasked, nil, cat, want{NotWanted, "content-filler", "neither asked for nor required"}, false},
+		"a Pod that asks for nothing, where nothing applies":                       {pod(""), nil, cat, want{None, "", ""}, false},
+		"required and injected, asking for nothing, is current":                    {injected(t, pod("none"), prod, cat), prod, cat, want{Current, "content-filler", ""}, false},
+		"a status of the previous release on today's rendering is current":         {legacy, nil, cat, want{Current, "content-filler", ""}, false},
+		"a status of the previous release, the catalog moved since, is tampered":   {legacy, nil, newImage, want{Tampered, "content-filler", "not signed by the injector"}, false},
+		"… and stale where no keys are given":                                      {legacy, nil, newImage, want{Stale, "content-filler", "renders it differently"}, true},
+		"a status of the previous release claiming today's rendering, is tampered": {legacyChanged, nil, cat, want{Tampered, "content-filler", "differs at .args"}, false},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got := Classify(c.pod, c.labels, c.cat)
+			keys := injecttest.Keys
+			if c.noKeys {
+				keys = nil
+			}
+			got := Classify(c.pod, c.labels, c.cat, keys)
 			if got.State != c.want.state {
 				t.Fatalf("state %s, want %s: %+v", got.State, c.want.state, got.Templates)
 			}
@@ -134,7 +150,7 @@ policies:
 func TestMalformedStatusIsTampered(t *testing.T) {
 	p := pod("content-filler")
 	p.Annotations[inject.StatusAnnotation] = `{"templates":[`
-	if got := Classify(p, nil, parse(t, "")); got.State != Tampered {
+	if got := Classify(p, nil, parse(t, ""), injecttest.Keys); got.State != Tampered {
 		t.Errorf("state %s, want tampered: %+v", got.State, got.Templates)
 	}
 }

@@ -55,9 +55,10 @@ func NewReport(source string) *Report {
 	return r
 }
 
-// Add classifies one Pod, owned by owner.
-func (r *Report) Add(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, owner Owner) {
-	res := Classify(pod, nsLabels, cat)
+// Add classifies one Pod, owned by owner, keys verifying its signed
+// status entries (nil: none).
+func (r *Report) Add(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys *inject.Keys, owner Owner) {
+	res := Classify(pod, nsLabels, cat, keys)
 	p := Pod{Namespace: pod.Namespace, Name: pod.Name, Owner: owner, State: res.State, Templates: res.Templates}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		r.Finished = append(r.Finished, p)

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -47,13 +48,14 @@ func (im Image) Path() string {
 // otherwise, or an init container that already ran). The Upgrade applied
 // to the Pod classifies current, and a reinvocation of the webhook
 // would keep it as it is.
-func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Upgrade, error) {
-	res := Classify(pod, nsLabels, cat)
+func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys *inject.Keys) (*Upgrade, error) {
+	res := Classify(pod, nsLabels, cat, keys)
 	if res.State != Stale {
 		return nil, fmt.Errorf("it is %s, not stale", res.State)
 	}
 	up := &Upgrade{}
 	upgraded := pod.DeepCopy()
+	moved := map[string]map[string]string{} // template: container: image
 	for _, t := range res.Templates {
 		if t.State != Stale {
 			continue
@@ -70,15 +72,22 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) 
 			if im.Init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
 				return nil, fmt.Errorf("init container %q has run already; a new image takes a new Pod", name)
 			}
+			if p := c.ImagePullPolicy; p != "" && p == inject.DefaultPullPolicy(c.Image) && p != inject.DefaultPullPolicy(image) {
+				return nil, fmt.Errorf("container %q pulls %s, the default for %s; %s defaults to %s, and a pull policy cannot change in place", name, p, c.Image, image, inject.DefaultPullPolicy(image))
+			}
 			im.From, im.To = c.Image, image
 			c.Image = image
 			up.Images = append(up.Images, im)
 		}
+		moved[t.Name] = images
 	}
 	if len(up.Images) == 0 {
 		return nil, errors.New("no template container's image differs: " + staleReasons(res))
 	}
-	claims, err := inject.VerifyStatus(upgraded, cat)
+	if err := withImages(upgraded, moved, keys); err != nil {
+		return nil, err
+	}
+	claims, err := inject.VerifyStatus(upgraded, cat, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -91,10 +100,10 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) 
 	if len(differ) > 0 {
 		return nil, errors.New("more than images differ: " + strings.Join(differ, "; "))
 	}
-	if after := Classify(upgraded, nsLabels, cat); after.State != Current {
+	if after := Classify(upgraded, nsLabels, cat, keys); after.State != Current {
 		return nil, errors.New("it would still not be current: " + staleReasons(after))
 	}
-	admitted, err := inject.Pod(upgraded, nsLabels, cat)
+	admitted, err := inject.Pod(upgraded, nsLabels, cat, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +115,25 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) 
 		up.Status = p.Status.String()
 	}
 	return up, nil
+}
+
+// withImages rewrites the status entries of the templates whose
+// containers moved to new images, as the content they hold now.
+func withImages(pod *corev1.Pod, moved map[string]map[string]string, keys *inject.Keys) error {
+	var status inject.Status
+	if err := json.Unmarshal([]byte(pod.Annotations[inject.StatusAnnotation]), &status); err != nil {
+		return fmt.Errorf("annotation %s: %w", inject.StatusAnnotation, err)
+	}
+	for i, in := range status.Templates {
+		if images, ok := moved[in.Name]; ok {
+			var err error
+			if status.Templates[i], err = inject.WithImages(in, images, keys); err != nil {
+				return err
+			}
+		}
+	}
+	pod.Annotations[inject.StatusAnnotation] = status.String()
+	return nil
 }
 
 // find returns where the container of that name is, and the container.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // A catalog that moves only images upgrades its stale Pods in place: the
@@ -21,7 +22,7 @@ func TestInPlace(t *testing.T) {
 	request := func() *corev1.Pod { return pod("log-shipper,content-filler") }
 	running := injected(t, request(), nil, cat)
 
-	up, err := InPlace(running, nil, moved)
+	up, err := InPlace(running, nil, moved, injecttest.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,14 +45,14 @@ func TestInPlace(t *testing.T) {
 		(*c)[im.Index].Image = im.To
 	}
 	upgraded.Annotations[inject.StatusAnnotation] = up.Status
-	if got := Classify(upgraded, nil, moved); got.State != Current {
+	if got := Classify(upgraded, nil, moved, injecttest.Keys); got.State != Current {
 		t.Errorf("upgraded Pod is %s: %+v", got.State, got.Templates)
 	}
 	fresh := injected(t, request(), nil, moved)
 	if up.Status != fresh.Annotations[inject.StatusAnnotation] {
 		t.Errorf("status %s, the webhook writes %s for a new Pod", up.Status, fresh.Annotations[inject.StatusAnnotation])
 	}
-	if res, err := inject.Pod(upgraded, nil, moved); err != nil || res.Plan != nil {
+	if res, err := inject.Pod(upgraded, nil, moved, injecttest.Keys); err != nil || res.Plan != nil {
 		t.Errorf("a reinvocation on the upgraded Pod changes it: %+v, %v", res, err)
 	}
 
@@ -69,12 +70,12 @@ func TestInPlace(t *testing.T) {
 		reason string
 	}{
 		"args as well as the image":                  {running, newArgs, `more than images differ: content-filler: containers "content-filler" differs at .args[0]`},
-		"an image whose default pull policy differs": {defaulted, latest, `content-filler: containers "content-filler" sets .imagePullPolicy, which the template does not`},
+		"an image whose default pull policy differs": {defaulted, latest, `container "content-filler" pulls IfNotPresent, the default for docker.io/library/busybox:1.37.0; docker.io/library/busybox:latest defaults to Always`},
 		"a current Pod":                              {running, cat, "it is current, not stale"},
 		"a tampered Pod":                             {tampered, moved, "it is tampered, not stale"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			up, err := InPlace(c.pod, nil, c.cat)
+			up, err := InPlace(c.pod, nil, c.cat, injecttest.Keys)
 			if err == nil || !strings.Contains(err.Error(), c.reason) {
 				t.Errorf("upgrade %+v, error %v; want an error holding %q", up, err, c.reason)
 			}

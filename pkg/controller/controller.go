@@ -28,6 +28,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
 // RepairMode says how the controller repairs Pods that need it.
@@ -78,7 +79,12 @@ type Options struct {
 	UpgradeBarePods bool
 	// AuditInterval is the full resync.
 	AuditInterval time.Duration
-	Log           logr.Logger
+	// Keys verify the status entries the webhook signed. Without keys (a
+	// cluster that injects with the compiled admission policies alone,
+	// which cannot sign), unsigned entries are taken at their word and
+	// signed ones read unverified.
+	Keys *inject.Keys
+	Log  logr.Logger
 }
 
 // PodStore is where the reconciler reads Pods: the informer's store of
@@ -194,7 +200,7 @@ func (r *Reconciler) pod(ctx context.Context, ns, name string) error {
 // for this generation.
 func (r *Reconciler) classify(p *cachedPod, labels map[string]string) *conformance.Result {
 	return p.shape.classify(p.Namespace, r.gen, func(pod *corev1.Pod) conformance.Result {
-		return conformance.Classify(pod, labels, r.cat)
+		return conformance.Classify(pod, labels, r.cat, r.Keys)
 	})
 }
 

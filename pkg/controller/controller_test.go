@@ -94,7 +94,7 @@ func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Obje
 	c := fake.NewClientBuilder().WithObjects(append(objs, opted)...).WithStatusSubresource(&appsv1.Deployment{}).Build()
 	rec := record.NewFakeRecorder(100)
 	o.Catalog = func() *catalog.Catalog { return cat }
-	o.AuditInterval, o.Log = time.Minute, logr.Discard()
+	o.AuditInterval, o.Log, o.Keys = time.Minute, logr.Discard(), injecttest.Keys
 	if o.MaxConcurrentRestarts == 0 {
 		o.MaxConcurrentRestarts = 1
 	}

@@ -124,7 +124,7 @@ func (r *Reconciler) upgradeInPlace(ctx context.Context, k key) string {
 		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, &pod); err != nil || pod.UID != p.UID {
 			continue // gone, or another Pod by now
 		}
-		up, err := conformance.InPlace(&pod, r.namespaces[k.namespace], r.cat)
+		up, err := conformance.InPlace(&pod, r.namespaces[k.namespace], r.cat, r.Keys)
 		if err != nil {
 			return fmt.Sprintf("Pod %s: %v", pod.Name, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 const (
@@ -109,7 +110,7 @@ func TestInPlaceOnePodAtATime(t *testing.T) {
 		if p.Annotations[inject.StatusAnnotation] != fresh.Annotations[inject.StatusAnnotation] {
 			t.Errorf("%s status %s; a new Pod gets %s", name, p.Annotations[inject.StatusAnnotation], fresh.Annotations[inject.StatusAnnotation])
 		}
-		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat); got.State != conformance.Current {
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
 			t.Errorf("%s is %s after the upgrade: %+v", name, got.State, got.Templates)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
 // ManagerOptions configure Run. NewManagerOptions gives the defaults; the
@@ -45,6 +46,9 @@ type ManagerOptions struct {
 	// never both repair. On by default.
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// StatusKeyDir holds the keys that verify the webhook's status
+	// entries (see package statuskey); see Options.Keys without them.
+	StatusKeyDir string
 	// AdmissionPolicies keeps the catalog compiled to admission policies
 	// and applied (see PolicySyncer), for clusters that inject without
 	// the webhook.
@@ -85,6 +89,11 @@ func Run(ctx context.Context, o ManagerOptions) error {
 		return err
 	}
 	store := catalog.NewStore(cat)
+	if o.StatusKeyDir != "" {
+		if o.Keys, err = statuskey.Read(o.StatusKeyDir); err != nil {
+			return err
+		}
+	}
 	mgr, err := newManager(o)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // withIdentity is the Pod as one replica of a workload is stored: a
@@ -64,8 +65,8 @@ func TestAShapeClassifiesAsItsPod(t *testing.T) {
 		}
 		a, b := withIdentity(pod, "abcde"), withIdentity(pod, "fghij")
 		for _, labels := range []map[string]string{{inject.InjectionLabel: "enabled"}, {inject.InjectionLabel: "enabled", "env": "prod", "team": "payments"}} {
-			want := conformance.Classify(a, labels, cat)
-			if got := conformance.Classify(shapeOf(a), labels, cat); !reflect.DeepEqual(got, want) {
+			want := conformance.Classify(a, labels, cat, injecttest.Keys)
+			if got := conformance.Classify(shapeOf(a), labels, cat, injecttest.Keys); !reflect.DeepEqual(got, want) {
 				t.Errorf("%s: its shape is %+v, the Pod %+v", file, got, want)
 			}
 			compared++

@@ -31,7 +31,7 @@ func benchmarkInject(b *testing.B, raw []byte, decode bool) {
 				b.Fatal(err)
 			}
 		}
-		res, err := inject.Pod(pod, nil, cat)
+		res, err := inject.Pod(pod, nil, cat, injecttest.Keys)
 		if err != nil || res.Plan == nil {
 			b.Fatalf("nothing injected: %v", err)
 		}

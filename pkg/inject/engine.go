@@ -12,13 +12,18 @@ import (
 
 // Pod works out what to inject into pod. It returns a Result (with a nil
 // Plan when the Pod is admitted unchanged), or a *Denial for the user's
-// mistakes. pod is not modified.
+// mistakes. pod is not modified. keys sign the status entries it writes
+// and verify those the Pod arrives with; nil signs nothing (the offline
+// tools without the key).
 //
 // The status annotation is a claim, never trusted: a template counts as
-// injected before only when the Pod holds what the template renders for
-// it today (see Verify). The status written back names only templates
-// injected now or verified.
-func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Result, error) {
+// injected before when its entry was signed with keys within Fresh and
+// the Pod still holds every field of it, whatever the rest of the
+// admission chain added since (a reinvocation); or else when the Pod
+// holds exactly what the template renders for it today (a Pod exported
+// with its status).
+// The status written back names only templates injected now or verified.
+func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys *Keys) (*Result, error) {
 	policy := cat.Apply(nsLabels)
 	names, warnings, err := requested(pod, policy, cat)
 	if err != nil {
@@ -36,7 +41,7 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	if err != nil {
 		return nil, err
 	}
-	b.keepVerified(claimed, res)
+	b.keepVerified(claimed, keys, res)
 	for _, name := range names {
 		if slices.Contains(res.Verified, name) {
 			continue // injected before: reinvocation adds nothing
@@ -50,7 +55,7 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 	if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(b.plan.Containers) > 0 && len(b.targets) > 0 {
 		b.plan.DefaultContainer = pod.Spec.Containers[b.targets[0]].Name
 	}
-	b.hashStatus()
+	b.signStatus(keys)
 	if len(res.Injected) > 0 || b.plan.Status.String() != pod.Annotations[StatusAnnotation] {
 		res.Plan = b.plan
 	}
@@ -58,8 +63,10 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) (*Re
 }
 
 // keepVerified puts each template the status claims and the Pod holds
-// into the new status, and warns about the others.
-func (b *builder) keepVerified(claimed Status, res *Result) {
+// into the new status, and warns about the others. A signed entry that
+// verifies is kept as it is; any other the Pod holds exactly is written
+// anew.
+func (b *builder) keepVerified(claimed Status, keys *Keys, res *Result) {
 	var unknown []string
 	for _, in := range claimed.Templates { // one entry per name (readStatus)
 		t := b.cat.Template(in.Name)
@@ -67,15 +74,17 @@ func (b *builder) keepVerified(claimed Status, res *Result) {
 			unknown = append(unknown, in.Name)
 			continue
 		}
-		hash, reason := b.verify(t)
-		if reason != "" {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, but the Pod does not carry it (%s); the entry is dropped", StatusAnnotation, in.Name, reason))
-			continue
+		if !keys.fresh(in) || b.check(in, t, keys).Reason != "" {
+			// Not signed in this request: only the exact rendering
+			// counts, so that nobody passes off a look-alike with
+			// additions.
+			if _, reason := b.verify(t); reason != "" {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("annotation %s names template %q, but the Pod does not carry it (%s); the entry is dropped", StatusAnnotation, in.Name, reason))
+				continue
+			}
+			in = Injected{Name: t.Name} // signed once the plan is whole
 		}
-		if in.Hash != hash && !b.legacyCurrent(t, in.Hash) {
-			in.Hash = "" // hashed once the plan is whole
-		}
-		b.plan.Status.Templates = append(b.plan.Status.Templates, Injected{Name: t.Name, Hash: in.Hash})
+		b.plan.Status.Templates = append(b.plan.Status.Templates, in)
 		res.Verified = append(res.Verified, t.Name)
 	}
 	if len(unknown) > 0 {
@@ -84,13 +93,13 @@ func (b *builder) keepVerified(claimed Status, res *Result) {
 	}
 }
 
-// hashStatus hashes each new status entry: what the Pod holds of its
-// template once the plan is applied, so it can be recomputed from the
-// stored Pod.
-func (b *builder) hashStatus() {
+// signStatus fills in each new status entry: what the Pod holds of its
+// template once the plan is applied, and its signature.
+func (b *builder) signStatus(keys *Keys) {
 	for i, in := range b.plan.Status.Templates {
-		if in.Hash == "" {
-			b.plan.Status.Templates[i].Hash = heldHash(b.pod, b.plan, b.cat.Template(in.Name), b.targets)
+		if in.Held == "" {
+			held := heldJSON(b.pod, b.plan, b.cat.Template(in.Name), b.targets)
+			b.plan.Status.Templates[i] = keys.sign(Injected{Name: in.Name, Held: held})
 		}
 	}
 }

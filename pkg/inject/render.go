@@ -123,14 +123,3 @@ func (r rendering) legacyHash() string {
 
 // legacyHashLen is the length of a legacyHash: 16 hex digits.
 const legacyHashLen = 16
-
-// legacyCurrent reports whether hash is the legacyHash of t's rendering
-// today: an entry an earlier release wrote for what the Pod still holds,
-// kept as it is so that a reinvocation by a newer replica adds nothing.
-func (b *builder) legacyCurrent(t *catalog.Template, hash string) bool {
-	if len(hash) != legacyHashLen {
-		return false
-	}
-	r, err := b.render(t)
-	return err == nil && r.legacyHash() == hash
-}

@@ -45,14 +45,18 @@ type Status struct {
 	Templates []Injected `json:"templates"`
 }
 
-// Injected names one injected template and what it added: the webhook
-// writes Hash, the status hash of what the Pod holds of the template; the
-// compiled admission policies, which cannot hash, write Held, the JSON
-// that hash is taken of. Either is recomputed from the Pod to verify it.
+// Injected names one injected template and what the Pod held of it once
+// injected: Held, the JSON of it (see held); the webhook signs the entry
+// (see Keys) at the time Signed (RFC 3339) with MAC. The compiled
+// admission policies, which cannot sign, write Held alone. Hash is what
+// releases before Held wrote: the status hash of the held JSON,
+// recomputed from the Pod to verify it.
 type Injected struct {
-	Name string `json:"name"`
-	Hash string `json:"hash,omitempty"`
-	Held string `json:"held,omitempty"`
+	Name   string `json:"name"`
+	Hash   string `json:"hash,omitempty"`
+	Held   string `json:"held,omitempty"`
+	Signed string `json:"signed,omitempty"`
+	MAC    string `json:"mac,omitempty"`
 }
 
 // String returns the annotation value.

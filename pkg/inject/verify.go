@@ -24,20 +24,27 @@ type Claim struct {
 	// Present reports whether the Pod has every container the template
 	// names, whatever their content.
 	Present bool
-	// Kept reports whether what the Pod holds of the template is what the
-	// entry's hash (or a compiled policy's held JSON) says was injected:
-	// then content that is not today's rendering is stale, not tampered
-	// with. For an entry of a release before the held hash (16 hex
-	// digits), which cannot be recomputed, it is set unless the entry
-	// claims today's rendering.
+	// Kept reports whether the Pod still holds what the injector wrote
+	// into the entry: then content that is not today's rendering is
+	// stale, not tampered with. That takes an entry the injector signed
+	// (see Keys); with no keys at all, an unsigned one (the compiled
+	// admission policies write those) is taken at its word.
 	Kept bool
+	// Unverifiable: the entry is signed and there is no key to verify
+	// it. Reason says so; the claim is never current.
+	Unverifiable bool
+	// Rendered reports whether what the entry lists, as the Pod holds it,
+	// is what the catalog renders for the Pod today, whether or not the
+	// entry can be trusted.
+	Rendered bool
 }
 
 // VerifyStatus checks each template the Pod's status annotation names
-// against what the Pod holds, as the engine does before it trusts one.
-// An error when the annotation is not JSON, or a Denial when the Pod's
+// against what the Pod holds, as the engine does before it trusts one,
+// with keys to verify signed entries (nil: none can be verified). An
+// error when the annotation is not JSON, or a Denial when the Pod's
 // target annotation is unusable.
-func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
+func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog, keys *Keys) ([]Claim, error) {
 	claimed, warnings := readStatus(pod)
 	if len(warnings) > 0 {
 		return nil, errors.New(warnings[0])
@@ -48,33 +55,81 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog) ([]Claim, error) {
 	}
 	var out []Claim
 	for _, in := range claimed.Templates {
-		c := Claim{Name: in.Name}
 		t := cat.Template(in.Name)
 		if t == nil {
-			c.Reason = "not in the catalog"
-			out = append(out, c)
+			out = append(out, Claim{Name: in.Name, Reason: "not in the catalog"})
 			continue
 		}
-		_, c.Reason = b.verify(t)
+		out = append(out, b.check(in, t, keys))
+	}
+	return out, nil
+}
+
+// check verifies one status entry for t against the Pod.
+//
+// A held entry (the webhook's, signed, or the compiled policies') is what
+// the Pod held once injected. The Pod must still hold every field of it
+// (see covers: the admission chain may have added to it since); then,
+// with what it holds of the entry put back as the entry says, it is
+// checked against today's rendering: equal is current, else stale. Who
+// wrote the entry decides whether stale is believed: a signature that
+// verifies, or, with no keys, the entry itself. An entry keys cannot
+// vouch for is current only as today's exact rendering, and tampered
+// otherwise: an app team that changes a sidecar's image and writes an
+// entry of its own does not make it read stale.
+func (b *builder) check(in Injected, t *catalog.Template, keys *Keys) Claim {
+	c := Claim{Name: in.Name, Present: b.present(t)}
+	signed := in.MAC != ""
+	switch {
+	case in.Held != "":
+		h, err := decodeHeld(in.Held)
+		if err != nil {
+			c.Reason = "its status entry does not hold a Pod's content: " + err.Error()
+			return c
+		}
+		if c.Reason = b.covered(h); c.Reason != "" {
+			return c
+		}
+		_, today := b.restored(h).verify(t)
+		c.Rendered = today == ""
 		switch {
-		case c.Reason == "":
-		case in.Held != "":
-			c.Kept = heldJSON(pod, nil, t, b.targets) == in.Held
+		case signed && keys == nil:
+			c.Unverifiable, c.Reason = true, "its status entry is signed, and there is no status key to verify it with"
+			if !c.Rendered {
+				c.Reason += "; the catalog now renders it differently (" + today + ")"
+			}
+			return c
+		case signed && !keys.verify(in):
+			c.Reason = "its status entry's signature does not verify: the injector did not write it"
+			return c
+		}
+		c.Reason, c.Kept = today, signed || keys == nil
+	default:
+		_, c.Reason = b.verify(t)
+		c.Rendered = c.Reason == ""
+		switch {
+		case c.Reason == "" || keys != nil:
 		case len(in.Hash) == heldHashLen:
-			c.Kept = heldHash(pod, nil, t, b.targets) == in.Hash
+			c.Kept = heldHash(b.pod, nil, t, b.targets) == in.Hash
 		case len(in.Hash) == legacyHashLen:
 			r, err := b.render(t)
 			c.Kept = err != nil || r.legacyHash() != in.Hash
 		}
-		c.Present = true
-		for _, name := range t.ContainerNames() {
-			if findContainer(b.pod.Spec.InitContainers, name) == nil && findContainer(b.pod.Spec.Containers, name) == nil {
-				c.Present = false
-			}
-		}
-		out = append(out, c)
 	}
-	return out, nil
+	if c.Reason != "" && !c.Kept && !signed && keys != nil {
+		c.Reason = "its status entry is not signed by the injector, so only the catalog's rendering of today counts, and " + c.Reason
+	}
+	return c
+}
+
+// present reports whether the Pod has every container t names.
+func (b *builder) present(t *catalog.Template) bool {
+	for _, name := range t.ContainerNames() {
+		if findContainer(b.pod.Spec.InitContainers, name) == nil && findContainer(b.pod.Spec.Containers, name) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // verify reports whether the Pod holds what t renders for it today: its

@@ -17,6 +17,11 @@ type Options struct {
 	// CatalogPath is a catalog file or directory; the embedded default
 	// catalog if empty.
 	CatalogPath string
+	// StatusKeyDir holds the keys that sign and verify status entries
+	// (see package statuskey). If empty, a random key of this process
+	// signs: a reinvocation that reaches another replica, and the
+	// controller, cannot verify what it signed.
+	StatusKeyDir string
 	// CertDir holds tls.crt and tls.key; CertFile and KeyFile, when set,
 	// name the files instead.
 	CertDir, CertFile, KeyFile string

@@ -23,6 +23,8 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/pkg/version"
 )
 
@@ -55,8 +57,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	keys, err := statusKeys(o)
+	if err != nil {
+		return err
+	}
 	handler := &admission.Handler{
 		Catalog:         store.Current,
+		Keys:            keys,
 		Namespaces:      namespaces,
 		Metrics:         m.admission,
 		Log:             log.WithName("admission"),
@@ -278,4 +285,14 @@ func newMetrics(reg ctrlmetrics.RegistererGatherer) *serverMetrics {
 		_ = reg.Register(c)
 	}
 	return m
+}
+
+// statusKeys reads the keys of StatusKeyDir, or makes one for this
+// process.
+func statusKeys(o Options) (*inject.Keys, error) {
+	if o.StatusKeyDir != "" {
+		return statuskey.Read(o.StatusKeyDir)
+	}
+	o.Log.Info("No --status-key-dir: status entries are signed with a random key of this process; other replicas and the controller cannot verify them")
+	return inject.NewKeys(statuskey.New())
 }

@@ -438,7 +438,7 @@ func injectedPod() (*corev1.Pod, error) {
 			Containers:      []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0.0"}},
 		},
 	}
-	res, err := inject.Pod(pod, nil, cat)
+	res, err := inject.Pod(pod, nil, cat, nil) // the controller here runs without keys: unsigned entries
 	if err != nil {
 		return nil, err
 	}

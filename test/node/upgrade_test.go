@@ -28,6 +28,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // shop is a Deployment of web servers that log each order: each Pod
@@ -186,7 +187,7 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 		if p.UID != before.UID {
 			t.Errorf("%s was re-created", p.Name)
 		}
-		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat); got.State != conformance.Current {
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
 			t.Errorf("%s is %s after the upgrade: %+v", p.Name, got.State, got.Templates)
 		}
 		if lines := logs(t, ns, p.Name, "tail-shipper"); !strings.Contains(lines, "order ") {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -39,7 +40,7 @@ func HugePod() []byte {
 // applies it. The test fails when nothing is injected.
 func Admitted(t testing.TB, pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) *corev1.Pod {
 	t.Helper()
-	res, err := inject.Pod(pod, nsLabels, cat)
+	res, err := inject.Pod(pod, nsLabels, cat, Keys)
 	if err != nil || res.Plan == nil {
 		t.Fatalf("nothing injected: %v", err)
 	}
@@ -75,4 +76,21 @@ func ReadCase(t testing.TB, path string) ([]byte, map[string]string) {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return raw, labels
+}
+
+// Keys are the status keys of the tests: the webhook's, as Admitted
+// signs with them, on a clock stopped at SignedAt.
+var Keys = KeysAt(SignedAt)
+
+// SignedAt is when Keys sign.
+var SignedAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// KeysAt are Keys on a clock stopped at now.
+func KeysAt(now time.Time) *inject.Keys {
+	k, err := inject.NewKeys([]byte("the status key of the tests, 32 bytes and more"))
+	if err != nil {
+		panic(err)
+	}
+	k.Now = func() time.Time { return now }
+	return k
 }

@@ -1,0 +1,1 @@
+audit -f testdata/cli/in/audit-signed.yaml --all
