@@ -290,8 +290,7 @@ func (b *builder) covered(h *held) string {
 	for i, env := range h.AppEnv {
 		app := &b.pod.Spec.Containers[b.targets[i]]
 		for _, e := range env {
-			at := slices.IndexFunc(app.Env, func(have corev1.EnvVar) bool { return have.Name == e.Name })
-			if at < 0 || covers(e, app.Env[at]) != "" {
+			if !slices.ContainsFunc(app.Env, func(have corev1.EnvVar) bool { return have.Name == e.Name && covers(e, have) == "" }) {
 				return fmt.Sprintf("container %q does not set %s as injected", app.Name, e.Name)
 			}
 		}

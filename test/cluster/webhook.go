@@ -13,12 +13,15 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
 // Webhook is a running `sidecar-injector serve` process.
@@ -163,4 +166,27 @@ func (c *Cluster) InstallDeployWebhook(ctx context.Context, root string, w *Webh
 		return err
 	}
 	return c.InstallWebhook(ctx, cfg)
+}
+
+// StatusKey makes dir hold a status key (see package statuskey) unless it
+// does already, and returns the flag that gives it to serve and
+// controller.
+func StatusKey(dir string) ([]string, error) {
+	if _, err := statuskey.Write(dir); err != nil {
+		return nil, err
+	}
+	return []string{"--status-key-dir", dir}, nil
+}
+
+// InstallStatusKey creates the Secret of the status key in dir, in the
+// injector's namespace, as the chart and `make deploy` do: live audit
+// reads it.
+func (c *Cluster) InstallStatusKey(ctx context.Context, dir string) error {
+	key, err := os.ReadFile(filepath.Join(dir, statuskey.Current))
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: statuskey.SecretName, Namespace: catalog.ConfigMapNamespace}, Data: map[string][]byte{statuskey.Current: key}}
+	_, err = c.Client.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{})
+	return err
 }

@@ -31,7 +31,7 @@ func startController(t *testing.T, args ...string) (metrics string, stop func())
 	cmd := exec.Command(suite.binary, append([]string{"controller",
 		"--kubeconfig", suite.cluster.Kubeconfig, "--catalog", suite.catalogDir,
 		"--metrics-addr", metrics, "--health-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--audit-interval", "1s", "--log-level", "debug"}, args...)...)
+		"--audit-interval", "1s", "--log-level", "debug", "--status-key-dir", suite.keyDir}, args...)...)
 	cmd.Stdout, cmd.Stderr = suite.logs, suite.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -30,6 +32,8 @@ var suite struct {
 	webhook    *cluster.Webhook
 	binary     string
 	catalogDir string
+	keyDir     string       // the webhook's status keys
+	keys       *inject.Keys // read from keyDir
 	logs       *os.File
 	warnings   *warningRecorder
 	client     kubernetes.Interface // records admission warnings
@@ -89,7 +93,10 @@ func run(m *testing.M) (int, error) {
 	}
 
 	start := time.Now()
-	if suite.cluster, err = cluster.Start(suite.logs); err != nil {
+	// The admission chain of a hardened cluster: LimitRanger and
+	// ResourceQuota are on by default, AlwaysPullImages as the CIS
+	// benchmark recommends.
+	if suite.cluster, err = cluster.Start(suite.logs, "enable-admission-plugins=AlwaysPullImages,LimitRanger,ResourceQuota"); err != nil {
 		return 1, err
 	}
 	defer suite.cluster.Stop()
@@ -100,7 +107,18 @@ func run(m *testing.M) (int, error) {
 	if err := dryRunBase(ctx); err != nil {
 		return 1, err
 	}
-	if suite.webhook, err = cluster.StartWebhook(ctx, suite.binary, filepath.Join(tmp, "tls"), suite.cluster.Kubeconfig, suite.logs, "--catalog", suite.catalogDir); err != nil {
+	suite.keyDir = filepath.Join(tmp, "status-key")
+	keyFlags, err := cluster.StatusKey(suite.keyDir)
+	if err != nil {
+		return 1, err
+	}
+	if suite.keys, err = statuskey.Read(suite.keyDir); err != nil {
+		return 1, err
+	}
+	if err := suite.cluster.InstallStatusKey(ctx, suite.keyDir); err != nil {
+		return 1, err
+	}
+	if suite.webhook, err = cluster.StartWebhook(ctx, suite.binary, filepath.Join(tmp, "tls"), suite.cluster.Kubeconfig, suite.logs, append(keyFlags, "--catalog", suite.catalogDir)...); err != nil {
 		return 1, err
 	}
 	defer func() { _ = suite.webhook.Stop() }()
