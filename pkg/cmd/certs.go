@@ -4,11 +4,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
 func newCertsCommand() *cobra.Command {
@@ -20,7 +22,8 @@ func newCertsCommand() *cobra.Command {
 		Short: "Write a development CA and serving certificate for the webhook Service",
 		Long: `Write a development CA and serving certificate for the webhook Service.
 
-Writes ca.crt, ca.key, tls.crt and tls.key to --out-dir. The certificate
+Writes ca.crt, ca.key, tls.crt and tls.key to --out-dir, and status-key,
+the key the webhook signs status entries with, unless it is there. The certificate
 names <service>.<namespace>.svc and <service>.<namespace>.svc.cluster.local
 plus --hosts. Rerunning reissues the serving certificate from the same CA
 (while the CA outlives it), so the webhook's caBundle stays valid and a
@@ -36,6 +39,13 @@ running server picks up the new pair without failing a request.`,
 				ca = "existing CA"
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s/tls.crt for %v, valid until %s, signed by the %s\n", outDir, res.DNSNames, res.NotAfter.Format(time.RFC3339), ca)
+			keyFile := filepath.Join(outDir, "status-key")
+			switch made, err := statuskey.WriteFile(keyFile); {
+			case err != nil:
+				return err
+			case made:
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s, the key status entries are signed with (the Secret %s)\n", keyFile, statuskey.SecretName)
+			}
 			if webhookConfig != "" {
 				in, err := os.ReadFile(webhookConfig)
 				if err != nil {
@@ -57,7 +67,7 @@ running server picks up the new pair without failing a request.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&outDir, "out-dir", "certs", "directory for ca.crt, ca.key, tls.crt and tls.key")
+	fs.StringVar(&outDir, "out-dir", "certs", "directory for ca.crt, ca.key, tls.crt, tls.key and status-key")
 	fs.StringVar(&o.Service, "service", o.Service, "name of the webhook Service")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the webhook Service")
 	fs.StringSliceVar(&o.Hosts, "hosts", o.Hosts, "extra DNS names or IPs, e.g. localhost,127.0.0.1")

@@ -79,15 +79,23 @@ func New() []byte {
 	return []byte(hex.EncodeToString(b))
 }
 
-// Write makes dir/current a new random key unless it exists (a key kept
-// across runs keeps the Pods it signed verifiable), and returns dir/current.
+// Write makes dir/current a new random key unless it exists, and returns
+// dir/current.
 func Write(dir string) (string, error) {
 	path := filepath.Join(dir, Current)
+	_, err := WriteFile(path)
+	return path, err
+}
+
+// WriteFile writes a new random key to path unless a file is there: a key
+// kept across runs keeps the Pods it signed verifiable. It reports
+// whether it wrote one.
+func WriteFile(path string) (bool, error) {
 	if _, err := os.Stat(path); err == nil {
-		return path, nil
+		return false, nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return false, err
 	}
-	return path, os.WriteFile(path, New(), 0o600)
+	return true, os.WriteFile(path, New(), 0o600)
 }

@@ -186,7 +186,11 @@ func (c *Cluster) InstallStatusKey(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: statuskey.SecretName, Namespace: catalog.ConfigMapNamespace}, Data: map[string][]byte{statuskey.Current: key}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: catalog.ConfigMapNamespace}}
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: statuskey.SecretName, Namespace: ns.Name}, Data: map[string][]byte{statuskey.Current: key}}
 	_, err = c.Client.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{})
 	return err
 }

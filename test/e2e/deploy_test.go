@@ -6,11 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -39,6 +41,10 @@ func TestOverlaysRender(t *testing.T) {
 	if secret == nil || hook == nil {
 		t.Fatalf("self-signed overlay lacks the Secret or the webhook: %d objects", len(objs))
 	}
+	key := find(objs, "Secret", statuskey.SecretName)
+	if current, _, _ := unstructured.NestedString(key.Object, "data", statuskey.Current); len(current) < 64 {
+		t.Errorf("self-signed overlay's status key %q: want the key certs wrote", current)
+	}
 	bundle, _, _ := unstructured.NestedSlice(hook.Object, "webhooks")
 	cc := bundle[0].(map[string]any)["clientConfig"].(map[string]any)
 	if cc["caBundle"] != base64.StdEncoding.EncodeToString(ca) || cc["service"] == nil {
@@ -50,7 +56,9 @@ func TestOverlaysRender(t *testing.T) {
 	}
 	hook = hook.DeepCopy()
 	hook.SetName("dry-run-self-signed") // the suite installed the real one
-	for _, o := range []*unstructured.Unstructured{secret, hook} {
+	key = key.DeepCopy()
+	key.SetName("dry-run-status-key") // the suite made the real one
+	for _, o := range []*unstructured.Unstructured{secret, hook, key} {
 		if err := c.Create(ctxFor(t), o, client.DryRunAll); err != nil {
 			t.Errorf("%s %s refused: %v", o.GetKind(), o.GetName(), err)
 		}
@@ -98,6 +106,9 @@ func TestPolicyOverlayRenders(t *testing.T) {
 	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 	if !slices.Contains(args, "--admission-policies") {
 		t.Errorf("controller args %v lack --admission-policies", args)
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--status-key-dir") }) {
+		t.Errorf("controller args %v: the policies' controller takes their unsigned entries at their word, and must run without keys", args)
 	}
 	if find(objs, "ClusterRole", "sidecar-injector-controller-policies") == nil {
 		t.Error("the policy overlay lacks the controller's policy RBAC")

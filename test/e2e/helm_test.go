@@ -26,6 +26,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/manifest"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -282,7 +283,7 @@ func TestChartInstallsAndInjects(t *testing.T) {
 			continue
 		}
 		o = o.DeepCopy()
-		if o.GetNamespace() == "" { // cluster-wide names the suite holds already
+		if o.GetNamespace() == "" || o.GetName() == statuskey.SecretName { // names the suite holds already
 			o.SetName(o.GetName() + "-chart")
 		}
 		if err := c.Create(ctxFor(t), o, client.DryRunAll); err != nil {
@@ -333,7 +334,8 @@ func TestChartInstallsAndInjects(t *testing.T) {
 }
 
 // An upgrade keeps the CA the install generated: the webhook's caBundle
-// is the one in the Secret, so running API servers keep trusting it.
+// is the one in the Secret, so running API servers keep trusting it. It
+// keeps the status key too, so the Pods signed with it stay verifiable.
 func TestChartUpgradeKeepsTheGeneratedCA(t *testing.T) {
 	ns := namespace(t, "e2e-chart-upgrade", nil)
 	secretOf := func(objs []*unstructured.Unstructured) (*unstructured.Unstructured, string) {
@@ -342,7 +344,9 @@ func TestChartUpgradeKeepsTheGeneratedCA(t *testing.T) {
 		for _, o := range objs {
 			switch o.GetKind() {
 			case "Secret":
-				secret = o
+				if o.GetName() == "sidecar-injector-tls" {
+					secret = o
+				}
 			case "MutatingWebhookConfiguration":
 				hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
 				bundle, _, _ = unstructured.NestedString(hooks[0].(map[string]any), "clientConfig", "caBundle")
@@ -361,6 +365,20 @@ func TestChartUpgradeKeepsTheGeneratedCA(t *testing.T) {
 	}
 	if err := c.Create(ctxFor(t), installed); err != nil {
 		t.Fatal(err)
+	}
+	keyOf := func(objs []*unstructured.Unstructured) string {
+		key, _, _ := unstructured.NestedString(find(objs, "Secret", statuskey.SecretName).Object, "data", statuskey.Current)
+		return key
+	}
+	firstKey := renderChartIn(t, map[string]any{}, ns, false)
+	if err := c.Create(ctxFor(t), find(firstKey, "Secret", statuskey.SecretName)); err != nil {
+		t.Fatal(err)
+	}
+	if key, again := keyOf(firstKey), keyOf(renderChartIn(t, map[string]any{}, ns, true)); len(key) < 64 || again != key {
+		t.Errorf("upgrade changed the status key: installed %.8q..., upgraded %.8q...", key, again)
+	}
+	if fresh := keyOf(renderChartIn(t, map[string]any{}, ns, false)); fresh == keyOf(firstKey) {
+		t.Error("a render without the cluster reused the status key; the check above proves nothing")
 	}
 	upgraded, bundle := secretOf(renderChartIn(t, map[string]any{}, ns, true))
 	again, _, _ := unstructured.NestedString(upgraded.Object, "data", "ca.crt")

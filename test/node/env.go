@@ -30,7 +30,10 @@ type Env struct {
 	Cluster *cluster.Cluster
 	Node    *Node
 	Webhook *cluster.Webhook
-	dir     string
+	// KeyDir holds the status key the webhook signs with, also in the
+	// Secret live audit reads.
+	KeyDir string
+	dir    string
 }
 
 // Up starts an Env: the control plane, the node with the images, and
@@ -87,7 +90,15 @@ func (e *Env) up(ctx context.Context, logs *os.File, catalogFiles map[string][]b
 	if e.Node, err = Start(ctx, e.Cluster.Client, Options{Kubelet: kubelet, Kubeconfig: e.Cluster.Kubeconfig, Images: images, Logs: logs}); err != nil {
 		return err
 	}
-	if e.Webhook, err = cluster.StartWebhook(ctx, binary, filepath.Join(e.dir, "tls"), e.Cluster.Kubeconfig, logs, "--catalog", catalogDir); err != nil {
+	e.KeyDir = filepath.Join(e.dir, "status-key")
+	keyFlags, err := cluster.StatusKey(e.KeyDir)
+	if err != nil {
+		return err
+	}
+	if err := e.Cluster.InstallStatusKey(ctx, e.KeyDir); err != nil {
+		return err
+	}
+	if e.Webhook, err = cluster.StartWebhook(ctx, binary, filepath.Join(e.dir, "tls"), e.Cluster.Kubeconfig, logs, append(keyFlags, "--catalog", catalogDir)...); err != nil {
 		return err
 	}
 	if err := e.Cluster.InstallDeployWebhook(ctx, root, e.Webhook); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/cmd"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -31,6 +32,8 @@ var suite struct {
 	cluster *cluster.Cluster
 	node    *Node
 	logs    *os.File
+	keyDir  string       // the webhook's status key
+	keys    *inject.Keys // read from keyDir
 }
 
 func TestMain(m *testing.M) {
@@ -82,7 +85,10 @@ func inside(m *testing.M) (int, error) {
 	}
 	defer env.Down()
 	defer func() { _ = os.RemoveAll(upgrades.dir) }() // "" when no test made it
-	suite.cluster, suite.node = env.Cluster, env.Node
+	suite.cluster, suite.node, suite.keyDir = env.Cluster, env.Node, env.KeyDir
+	if suite.keys, err = statuskey.Read(env.KeyDir); err != nil {
+		return 1, err
+	}
 	return m.Run(), nil
 }
 

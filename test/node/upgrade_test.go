@@ -28,7 +28,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 )
 
 // shop is a Deployment of web servers that log each order: each Pod
@@ -88,7 +87,7 @@ func upgradeController(t testing.TB) *catalog.Catalog {
 		}
 		o := controller.NewManagerOptions()
 		o.RestConfig, o.CatalogPath, o.Repair, o.UpgradeTimeout = suite.cluster.Config, upgrades.dir, controller.RepairInPlace, 10*time.Second
-		o.MetricsAddr, o.HealthAddr, o.LeaderElection = "0", "0", false
+		o.MetricsAddr, o.HealthAddr, o.LeaderElection, o.StatusKeyDir = "0", "0", false, suite.keyDir
 		o.Log = funcr.New(func(prefix, args string) { fmt.Fprintln(suite.logs, "controller:", prefix, args) }, funcr.Options{})
 		ctrllog.SetLogger(o.Log)
 		go func() { // until the tests end
@@ -187,7 +186,7 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 		if p.UID != before.UID {
 			t.Errorf("%s was re-created", p.Name)
 		}
-		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, suite.keys); got.State != conformance.Current {
 			t.Errorf("%s is %s after the upgrade: %+v", p.Name, got.State, got.Templates)
 		}
 		if lines := logs(t, ns, p.Name, "tail-shipper"); !strings.Contains(lines, "order ") {
