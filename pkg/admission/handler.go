@@ -42,6 +42,12 @@ func (f NamespaceLabelsFunc) Labels(ctx context.Context, ns string) (map[string]
 
 var _ NamespaceLabels = NamespaceLabelsFunc(nil)
 
+// ResourceRules returns a namespace's LimitRanges and ResourceQuotas. An
+// error means they could not be read, and the request fails.
+type ResourceRules interface {
+	ResourceRules(ctx context.Context, namespace string) (inject.Rules, error)
+}
+
 // Handler answers AdmissionReviews for Pods on Path.
 type Handler struct {
 	// Catalog returns the catalog in force; called once per request.
@@ -52,6 +58,9 @@ type Handler struct {
 	// Namespaces gives namespace labels for policies; nil means every
 	// namespace is unlabelled (no cluster at all, as in `make run`).
 	Namespaces NamespaceLabels
+	// Rules gives the namespace's LimitRanges and ResourceQuotas, which
+	// what is injected is checked against; nil means none.
+	Rules ResourceRules
 	// Metrics, when set, count each request once.
 	Metrics *Metrics
 	// Log receives one debug line per request and every error.
@@ -141,7 +150,18 @@ func (h *Handler) admit(ctx context.Context, req *podRequest, pod *corev1.Pod, a
 	if gone(ctx, a) {
 		return
 	}
-	res, err := inject.Pod(pod, labels, h.Catalog(), h.Keys)
+	cat := h.Catalog()
+	res, err := inject.Pod(pod, labels, cat, h.Keys)
+	if err == nil && res.Plan != nil && h.Rules != nil {
+		var rules inject.Rules
+		if rules, err = h.Rules.ResourceRules(ctx, req.Namespace); err != nil {
+			a.fail(http.StatusServiceUnavailable, fmt.Errorf("reading the resource rules of namespace %q: %w", req.Namespace, err))
+			return
+		}
+		var warnings []string
+		warnings, err = inject.CheckRules(pod, res.Plan, cat, rules)
+		res.Warnings = append(res.Warnings, warnings...)
+	}
 	if err != nil {
 		a.refuse(err)
 		return

@@ -51,6 +51,7 @@ func Pod(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys
 		}
 		res.Injected = append(res.Injected, name)
 	}
+	b.podResources()
 	res.Warnings = append(res.Warnings, b.warnings...)
 	if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(b.plan.Containers) > 0 && len(b.targets) > 0 {
 		b.plan.DefaultContainer = pod.Spec.Containers[b.targets[0]].Name

@@ -22,6 +22,10 @@ type Plan struct {
 	Apps []AppAdditions
 	// ImagePullSecrets are appended to spec.imagePullSecrets.
 	ImagePullSecrets []corev1.LocalObjectReference
+	// PodResources, when set, holds the new values of the pod-level
+	// requests and limits the Pod sets (spec.resources), raised by the
+	// sidecars' share; the others are left alone.
+	PodResources *corev1.ResourceRequirements
 	// Status is the new value of the status annotation: the templates
 	// the Pod carries, verified or injected now.
 	Status Status

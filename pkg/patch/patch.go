@@ -39,6 +39,17 @@ func ForPod(pod *corev1.Pod, plan *inject.Plan) []Operation {
 		ops = appendAll(ops, base+"/env", len(c.Env), app.Env)
 	}
 	ops = appendAll(ops, "/spec/imagePullSecrets", len(pod.Spec.ImagePullSecrets), plan.ImagePullSecrets)
+	if r := plan.PodResources; r != nil { // values the Pod sets: an add replaces each
+		for _, list := range []struct {
+			path   string
+			values corev1.ResourceList
+		}{{"/spec/resources/requests/", r.Requests}, {"/spec/resources/limits/", r.Limits}} {
+			for _, name := range slices.Sorted(maps.Keys(list.values)) {
+				v := list.values[name]
+				ops = append(ops, jsonpatch.NewPatch("add", list.path+Escape(string(name)), v.String()))
+			}
+		}
+	}
 	set := map[string]string{inject.StatusAnnotation: plan.Status.String()}
 	if plan.DefaultContainer != "" {
 		set[inject.DefaultContainerAnnotation] = plan.DefaultContainer

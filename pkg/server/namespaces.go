@@ -6,20 +6,26 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
-// namespaceCache serves namespace labels from a watch. A namespace missing
-// from the cache (created a moment ago) is fetched once directly, so a Pod
-// created right after its namespace still gets the namespace's policy.
+// namespaceCache serves namespace labels, LimitRanges and ResourceQuotas
+// from watches. A namespace missing from the cache (created a moment ago)
+// is fetched once directly, so a Pod created right after its namespace
+// still gets the namespace's policy.
 type namespaceCache struct {
-	client kubernetes.Interface
-	lister listersv1.NamespaceLister
-	synced cache.InformerSynced
+	client      kubernetes.Interface
+	lister      listersv1.NamespaceLister
+	limitRanges listersv1.LimitRangeLister
+	quotas      listersv1.ResourceQuotaLister
+	synced      cache.InformerSynced
 }
 
 func newNamespaceCache(ctx context.Context, cfg *rest.Config) (*namespaceCache, error) {
@@ -28,8 +34,18 @@ func newNamespaceCache(ctx context.Context, cfg *rest.Config) (*namespaceCache, 
 		return nil, err
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
-	inf := factory.Core().V1().Namespaces()
-	nc := &namespaceCache{client: client, lister: inf.Lister(), synced: inf.Informer().HasSynced}
+	core := factory.Core().V1()
+	ns, lr, rq := core.Namespaces(), core.LimitRanges(), core.ResourceQuotas()
+	nc := &namespaceCache{client: client, lister: ns.Lister(), limitRanges: lr.Lister(), quotas: rq.Lister()}
+	informers := []cache.SharedIndexInformer{ns.Informer(), lr.Informer(), rq.Informer()}
+	nc.synced = func() bool {
+		for _, inf := range informers {
+			if !inf.HasSynced() {
+				return false
+			}
+		}
+		return true
+	}
 	factory.Start(ctx.Done())
 	return nc, nil
 }
@@ -52,4 +68,25 @@ func (n *namespaceCache) Labels(ctx context.Context, name string) (map[string]st
 		return nil, err
 	}
 	return live.Labels, nil
+}
+
+// ResourceRules returns the namespace's LimitRanges and ResourceQuotas as
+// the caches hold them.
+func (n *namespaceCache) ResourceRules(_ context.Context, namespace string) (inject.Rules, error) {
+	ranges, err := n.limitRanges.LimitRanges(namespace).List(labels.Everything())
+	if err != nil {
+		return inject.Rules{}, err
+	}
+	quotas, err := n.quotas.ResourceQuotas(namespace).List(labels.Everything())
+	if err != nil {
+		return inject.Rules{}, err
+	}
+	var r inject.Rules
+	for _, l := range ranges {
+		r.LimitRanges = append(r.LimitRanges, *l)
+	}
+	for _, q := range quotas {
+		r.Quotas = append(r.Quotas, *q)
+	}
+	return r, nil
 }

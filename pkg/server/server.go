@@ -53,7 +53,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.CatalogPath != "" {
 		go watchCatalog(bg, o, store, m)
 	}
-	namespaces, nsSynced, err := namespaceLabels(bg, o)
+	namespaces, rules, nsSynced, err := namespaceInfo(bg, o)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,7 @@ func Run(ctx context.Context, o Options) error {
 		Catalog:         store.Current,
 		Keys:            keys,
 		Namespaces:      namespaces,
+		Rules:           rules,
 		Metrics:         m.admission,
 		Log:             log.WithName("admission"),
 		MaxRequestBytes: o.MaxRequestBytes,
@@ -149,16 +150,18 @@ func watchCatalog(ctx context.Context, o Options, store *catalog.Store, m *serve
 
 // namespaceLabels returns the namespace label source and whether it has
 // synced; with no cluster, labels are empty and always "synced".
-func namespaceLabels(ctx context.Context, o Options) (admission.NamespaceLabels, func() bool, error) {
+// namespaceInfo is the namespace labels and resource rules the handler
+// reads, both nil with no cluster.
+func namespaceInfo(ctx context.Context, o Options) (admission.NamespaceLabels, admission.ResourceRules, func() bool, error) {
 	if o.RestConfig == nil {
-		o.Log.Info("No cluster configured; every namespace is taken as unlabelled, so only policies that match an empty label set apply")
-		return nil, func() bool { return true }, nil
+		o.Log.Info("No cluster configured; every namespace is taken as unlabelled, so only policies that match an empty label set apply, and as having no LimitRanges or ResourceQuotas")
+		return nil, nil, func() bool { return true }, nil
 	}
 	nc, err := newNamespaceCache(ctx, o.RestConfig)
 	if err != nil {
-		return nil, nil, fmt.Errorf("namespace cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("namespace cache: %w", err)
 	}
-	return nc, nc.synced, nil
+	return nc, nc, nc.synced, nil
 }
 
 func check(ok func() bool, problem string) healthz.Checker {
