@@ -87,7 +87,7 @@ func Start(logs io.Writer, apiserverFlags ...string) (*Cluster, error) {
 	}
 	c.kcm = exec.Command(filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+c.Kubeconfig,
-		"--controllers=deployment-controller,replicaset-controller,job-controller",
+		"--controllers=deployment-controller,replicaset-controller,job-controller,resourcequota-controller",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--concurrent-deployment-syncs=2",

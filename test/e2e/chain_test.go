@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -189,4 +190,83 @@ func resubmitted(p *corev1.Pod) *corev1.Pod {
 	out.ResourceVersion, out.UID, out.CreationTimestamp, out.ManagedFields = "", "", metav1.Time{}, nil
 	out.Status = corev1.PodStatus{}
 	return out
+}
+
+// Resource rules the sidecars would break are said in the injector's
+// words through the real API server: a LimitRange's ratio is denied
+// naming the template and the override (the API server would say "cpu
+// max limit to request ratio per Container is 4, but provided ratio is
+// 10.000000"), a ResourceQuota the sidecars push over comes with a warning
+// naming their share, and a Pod with pod-level resources is stored with
+// them raised by the sidecars' share (the API server would refuse it:
+// "must be greater than or equal to aggregate container requests").
+func TestResourceRulesAreSaidInOurWords(t *testing.T) {
+	ctx := ctxFor(t)
+	core := suite.cluster.Client.CoreV1()
+
+	ratioNS := namespace(t, "rules-ratio", optIn)
+	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "ratio", Namespace: ratioNS},
+		Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{Type: corev1.LimitTypeContainer, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}}}}}
+	if _, err := core.LimitRanges(ratioNS).Create(ctx, lr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	eventually(t, "the webhook to see the LimitRange", func() bool {
+		_, err = suite.client.CoreV1().Pods(ratioNS).Create(ctx, nginxPod("filler", "content-filler"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "denied the request")
+	})
+	if want := `template "content-filler" renders container "content-filler" with a cpu request of 5m and a limit of 50m, a limit 10 times its request; LimitRange "ratio" of this namespace allows a cpu limit of at most 4 times its request`; !strings.Contains(err.Error(), want) {
+		t.Errorf("content-filler under a ratio: %v; want %q", err, want)
+	}
+	shipper := nginxPod("shipper", "log-shipper")
+	shipper.Spec.Containers[0].Resources = corev1.ResourceRequirements{ // the app within the ratio itself
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m")},
+	}
+	_, err = suite.client.CoreV1().Pods(ratioNS).Create(ctx, shipper, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	want := `set the annotation log-shipper.sidecars.podpatterns.io/cpu-request: "50m" on the Pod`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("log-shipper under a ratio: %v; want %q", err, want)
+	}
+	shipper.Annotations[inject.ParameterAnnotation("log-shipper", "cpu-request")] = "50m"
+	if _, err := suite.client.CoreV1().Pods(ratioNS).Create(ctx, shipper, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Errorf("log-shipper with the override the denial named: %v", err)
+	}
+
+	quotaNS := namespace(t, "rules-quota", optIn)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "team", Namespace: quotaNS},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceRequestsCPU: resource.MustParse("52m")}}}
+	if _, err := core.ResourceQuotas(quotaNS).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the quota's status", func() bool {
+		q, err := core.ResourceQuotas(quotaNS).Get(ctx, "team", metav1.GetOptions{})
+		return err == nil && q.Status.Hard != nil
+	})
+	sized := nginxPod("sized", "content-filler")
+	sized.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}
+	suite.warnings.take()
+	eventually(t, "the webhook to warn of the quota", func() bool {
+		_, err = suite.client.CoreV1().Pods(quotaNS).Create(ctx, sized, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return slices.ContainsFunc(suite.warnings.take(), func(w string) bool { return strings.Contains(w, `ResourceQuota "team"`) })
+	})
+	if err == nil || !strings.Contains(err.Error(), "exceeded quota") {
+		t.Errorf("over quota: %v; want ResourceQuota admission to refuse it", err)
+	}
+
+	levelNS := namespace(t, "rules-pod-level", optIn)
+	level := nginxPod("level", "content-filler")
+	level.Spec.Resources = &corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+	level.Spec.Containers[0].Resources.Requests = level.Spec.Resources.Requests
+	got, err := suite.client.CoreV1().Pods(levelNS).Create(ctx, level, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatalf("a Pod with pod-level resources: %v", err)
+	}
+	r := got.Spec.Resources
+	if cpu, mem := r.Requests[corev1.ResourceCPU], r.Limits[corev1.ResourceMemory]; cpu.String() != "105m" || mem.String() != "288Mi" {
+		t.Errorf("pod-level requests %v, limits %v; want cpu requests 105m and memory limits 288Mi", r.Requests, r.Limits)
+	}
 }
