@@ -69,8 +69,8 @@ func (a *Agent) Stop() { _ = a.server.Shutdown(context.Background()) }
 
 // Config is the agent's MutatingWebhookConfiguration, called name (the
 // API server calls webhooks in the order of their configurations'
-// names), for the namespaces that opted in to injection.
-func (a *Agent) Config(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
+// names), for the namespaces selector selects.
+func (a *Agent) Config(name string, selector *metav1.LabelSelector) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail, none, ifNeeded := admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNone, admissionregistrationv1.IfNeededReinvocationPolicy
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -85,7 +85,7 @@ func (a *Agent) Config(name string) *admissionregistrationv1.MutatingWebhookConf
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 			}},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"sidecars.podpatterns.io/injection": "enabled"}},
+			NamespaceSelector: selector,
 		}},
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/policy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -67,7 +69,7 @@ func TestInjectionSurvivesTheAdmissionChain(t *testing.T) {
 		{"the agent before ours", "aaa-monitoring-agent"},
 		{"the agent after ours", "zzz-monitoring-agent"},
 	} {
-		cfg := agent.Config(order.config)
+		cfg := agent.Config(order.config, &metav1.LabelSelector{MatchLabels: optIn})
 		if err := suite.cluster.InstallWebhook(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -268,5 +270,62 @@ func TestResourceRulesAreSaidInOurWords(t *testing.T) {
 	r := got.Spec.Resources
 	if cpu, mem := r.Requests[corev1.ResourceCPU], r.Limits[corev1.ResourceMemory]; cpu.String() != "105m" || mem.String() != "288Mi" {
 		t.Errorf("pod-level requests %v, limits %v; want cpu requests 105m and memory limits 288Mi", r.Requests, r.Limits)
+	}
+}
+
+// The compiled policies under the same chain: kube-apiserver runs the
+// mutating policy before any webhook and not again (reinvocationPolicy
+// Never), so the agent adds to the sidecars after it; the validating
+// policy still admits the Pods, and with no keys (policy mode's
+// controller has none) they classify current.
+func TestCompiledPoliciesUnderTheAdmissionChain(t *testing.T) {
+	ctx := ctxFor(t)
+	cat, err := catalog.Load(suite.catalogDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mode = "chain-policies"
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: mode}}
+	compiled := policy.Compile(cat, policy.Options{Name: "sidecar-injector-" + mode, NamespaceSelector: selector})
+	installPolicies(t, ctx, suite.cluster.Client, compiled, mode)
+	agent, err := cluster.StartAgent(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(agent.Stop)
+	cfg := agent.Config("zzz-monitoring-agent-policies", selector)
+	if err := suite.cluster.InstallWebhook(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
+	})
+	labels := map[string]string{modeLabel: mode}
+	ns := namespace(t, "chain-policies", labels)
+	if _, err := suite.cluster.Client.CoreV1().LimitRanges(ns).Create(ctx, limitRange(ns), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the agent webhook to take effect", func() bool {
+		got, err := suite.client.CoreV1().Pods(ns).Create(ctx, nginxPod("probe", ""), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil && got.Labels[cluster.AgentLabel] == cluster.AgentLabelValue
+	})
+	refused := map[string]bool{}
+	for _, r := range compiled.Refused {
+		refused[r.Template] = true
+	}
+	for name, pod := range chainPods() {
+		t.Run(name, func(t *testing.T) {
+			if refused[name] {
+				t.Skipf("the compiler refuses %s: the webhook injects it", name)
+			}
+			got, err := suite.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				t.Fatalf("denied under the chain: %v", err)
+			}
+			checkChainAdded(t, got, cat.Template(name))
+			if res := conformance.Classify(got, labels, cat, nil); res.State != conformance.Current {
+				t.Errorf("classified %s, want current: %+v", res.State, res.Templates)
+			}
+		})
 	}
 }
