@@ -199,8 +199,8 @@ func (r *Reconciler) pod(ctx context.Context, ns, name string) error {
 // classify is the Pod's classification, its shape's if the shape has one
 // for this generation.
 func (r *Reconciler) classify(p *cachedPod, labels map[string]string) *conformance.Result {
-	return p.shape.classify(p.Namespace, r.gen, func(pod *corev1.Pod) conformance.Result {
-		return conformance.Classify(pod, labels, r.cat, r.Keys)
+	return p.shape.classify(p.Namespace, r.gen, func(pod *corev1.Pod, keys *inject.Keys) conformance.Result {
+		return conformance.Classify(pod, labels, r.cat, keys)
 	})
 }
 

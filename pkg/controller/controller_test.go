@@ -77,7 +77,7 @@ func daemonSet(name string) *appsv1.DaemonSet {
 }
 
 type fleet struct {
-	shapes   shapes
+	shapes   *shapes
 	r        *Reconciler
 	client   client.Client
 	recorder *record.FakeRecorder
@@ -107,7 +107,7 @@ func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Obje
 	if o.UpgradeTimeout == 0 {
 		o.UpgradeTimeout = time.Minute
 	}
-	return &fleet{r: &Reconciler{Client: c, Reader: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
+	return &fleet{shapes: newShapes(o.Keys), r: &Reconciler{Client: c, Reader: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
 }
 
 func with[T any](o T, change func(T)) T { change(o); return o }

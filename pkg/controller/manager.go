@@ -98,7 +98,7 @@ func Run(ctx context.Context, o ManagerOptions) error {
 	if err != nil {
 		return err
 	}
-	pods, err := newPodInformer(o.RestConfig)
+	pods, err := newPodInformer(o.RestConfig, newShapes(o.Keys))
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func queue(ch chan event.GenericEvent) {
 // newPodInformer watches every Pod, in protobuf, and keeps a cachedPod
 // of each (see cachedPod and shape for what and why), indexed by
 // namespace.
-func newPodInformer(cfg *rest.Config) (toolscache.SharedIndexInformer, error) {
+func newPodInformer(cfg *rest.Config, s *shapes) (toolscache.SharedIndexInformer, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
@@ -200,7 +200,6 @@ func newPodInformer(cfg *rest.Config) (toolscache.SharedIndexInformer, error) {
 	}
 	lw := toolscache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, fields.Everything())
 	inf := toolscache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
-	var s shapes
 	if err := inf.SetTransform(s.transform); err != nil {
 		return nil, err
 	}

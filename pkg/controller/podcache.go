@@ -2,6 +2,7 @@ package controller
 
 import (
 	"crypto/sha256"
+	"maps"
 	"encoding/json"
 	"runtime"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
 // cachedPod is what the controller's cache keeps of a Pod, about 1 KiB
@@ -49,7 +51,8 @@ func (p *cachedPod) running() bool {
 // a Pod and its shape the same result, so Pods of one shape are
 // classified once per namespace, catalog and namespace labels.
 type shape struct {
-	pod *corev1.Pod
+	pod  *corev1.Pod
+	keys *inject.Keys // its status entries are signed with
 
 	mu   sync.Mutex
 	memo map[string]memo // by namespace
@@ -63,14 +66,15 @@ type memo struct {
 }
 
 // classify returns the shape's classification in namespace ns under
-// generation gen, classifying it if it has none for them.
-func (s *shape) classify(ns string, gen uint64, classify func(*corev1.Pod) conformance.Result) *conformance.Result {
+// generation gen, classifying it if it has none for them with the keys
+// its status entries are signed with (see shapes).
+func (s *shape) classify(ns string, gen uint64, classify func(*corev1.Pod, *inject.Keys) conformance.Result) *conformance.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.memo[ns]; ok && m.gen == gen {
 		return m.res
 	}
-	res := classify(s.pod)
+	res := classify(s.pod, s.keys)
 	if s.memo == nil {
 		s.memo = map[string]memo{}
 	}
@@ -80,9 +84,26 @@ func (s *shape) classify(ns string, gen uint64, classify func(*corev1.Pod) confo
 
 // shapes interns shapes by the hash of their JSON. A shape lives as long
 // as a cached Pod points to it; its entry goes with it.
+//
+// The webhook signs each status entry with the time, so no two Pods of a
+// workload would share a shape. A shape's status entries are vouched for
+// instead (inject.Vouch): those keys verify are signed anew, without a
+// time, with a key of this process (vouched), those they do not get a
+// MAC that never verifies; shapes are classified with vouched.
 type shapes struct {
-	mu sync.Mutex
-	m  map[[32]byte]weak.Pointer[shape]
+	mu            sync.Mutex
+	m             map[[32]byte]weak.Pointer[shape]
+	keys, vouched *inject.Keys
+}
+
+// newShapes interns shapes for a cache whose Pods keys verify (nil: none
+// can be).
+func newShapes(keys *inject.Keys) *shapes {
+	s := &shapes{keys: keys}
+	if keys != nil {
+		s.vouched, _ = inject.NewKeys(statuskey.New()) // a new key is long enough
+	}
+	return s
 }
 
 func (s *shapes) intern(pod *corev1.Pod) *shape {
@@ -96,7 +117,7 @@ func (s *shapes) intern(pod *corev1.Pod) *shape {
 	if s.m == nil {
 		s.m = map[[32]byte]weak.Pointer[shape]{}
 	}
-	sh := &shape{pod: pod}
+	sh := &shape{pod: pod, keys: s.vouched}
 	s.m[key] = weak.Make(sh)
 	runtime.AddCleanup(sh, s.forget, key)
 	return sh
@@ -123,13 +144,17 @@ func (s *shapes) transform(obj any) (any, error) {
 		Controller: metav1.GetControllerOf(pod),
 		Phase:      pod.Status.Phase,
 	}
-	p.shape = s.intern(shapeOf(pod))
+	p.shape = s.intern(s.shapeOf(pod))
 	return p, nil
 }
 
 // shapeOf is the Pod as the classification reads it.
-func shapeOf(pod *corev1.Pod) *corev1.Pod {
+func (sh *shapes) shapeOf(pod *corev1.Pod) *corev1.Pod {
 	s := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: pod.Annotations}, Spec: *pod.Spec.DeepCopy()}
+	if status, ok := pod.Annotations[inject.StatusAnnotation]; ok {
+		s.Annotations = maps.Clone(pod.Annotations)
+		s.Annotations[inject.StatusAnnotation] = inject.Vouch(status, sh.keys, sh.vouched)
+	}
 	if v, ok := pod.Labels[inject.InjectionLabel]; ok {
 		s.Labels = map[string]string{inject.InjectionLabel: v}
 	}

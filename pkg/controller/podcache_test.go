@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
 
 // withIdentity is the Pod as one replica of a workload is stored: a
@@ -52,7 +54,7 @@ func TestAShapeClassifiesAsItsPod(t *testing.T) {
 	if len(files) < 100 {
 		t.Fatalf("%d golden files; the engine's testdata moved?", len(files))
 	}
-	var s shapes
+	s := newShapes(injecttest.Keys)
 	compared := 0
 	for _, file := range files {
 		data, err := os.ReadFile(file)
@@ -66,7 +68,7 @@ func TestAShapeClassifiesAsItsPod(t *testing.T) {
 		a, b := withIdentity(pod, "abcde"), withIdentity(pod, "fghij")
 		for _, labels := range []map[string]string{{inject.InjectionLabel: "enabled"}, {inject.InjectionLabel: "enabled", "env": "prod", "team": "payments"}} {
 			want := conformance.Classify(a, labels, cat, injecttest.Keys)
-			if got := conformance.Classify(shapeOf(a), labels, cat, injecttest.Keys); !reflect.DeepEqual(got, want) {
+			if got := conformance.Classify(s.shapeOf(a), labels, cat, s.vouched); !reflect.DeepEqual(got, want) {
 				t.Errorf("%s: its shape is %+v, the Pod %+v", file, got, want)
 			}
 			compared++
@@ -80,7 +82,7 @@ func TestAShapeClassifiesAsItsPod(t *testing.T) {
 	if compared < 200 {
 		t.Errorf("compared %d classifications, want every golden Pod's", compared)
 	}
-	if !strings.Contains(shapeOf(withIdentity(&corev1.Pod{}, "x")).Spec.Volumes[0].Name, tokenVolume) {
+	if !strings.Contains(s.shapeOf(withIdentity(&corev1.Pod{}, "x")).Spec.Volumes[0].Name, tokenVolume) {
 		t.Error("the token volume lost its prefix")
 	}
 }
@@ -88,7 +90,7 @@ func TestAShapeClassifiesAsItsPod(t *testing.T) {
 // A shape no cached Pod points to any more leaves the table: a fleet
 // that changes its Pods' content does not grow the table without end.
 func TestShapesGoWithTheirPods(t *testing.T) {
-	var s shapes
+	s := newShapes(nil)
 	for i := range 100 {
 		p := &corev1.Pod{}
 		p.Spec.Containers = []corev1.Container{{Name: "web", Image: fmt.Sprintf("web:%d", i)}}
@@ -98,12 +100,12 @@ func TestShapesGoWithTheirPods(t *testing.T) {
 	}
 	for range 50 {
 		runtime.GC()
-		if live(&s) == 0 {
+		if live(s) == 0 {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Errorf("%d shapes left once no Pod points to them", live(&s))
+	t.Errorf("%d shapes left once no Pod points to them", live(s))
 }
 
 // live is the number of shapes in the table.
@@ -111,4 +113,70 @@ func live(s *shapes) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m)
+}
+
+// The webhook signs each Pod's status at the time it injects it, yet the
+// replicas of a workload injected minutes apart share one shape, which
+// classifies as each of them does; a replica under a forged signature
+// gets a shape of its own, tampered. Without keys (policy mode), the
+// signed replicas share a shape too, unverified.
+func TestReplicasSignedApartShareAShape(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted := func(keys *inject.Keys, suffix string) *corev1.Pod {
+		p := &corev1.Pod{}
+		p.Annotations = map[string]string{inject.InjectAnnotation: "content-filler"}
+		p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27"}}
+		res, err := inject.Pod(p, nil, cat, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(p)
+		out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := &corev1.Pod{}
+		if err := json.Unmarshal(out, after); err != nil {
+			t.Fatal(err)
+		}
+		return withIdentity(after, suffix)
+	}
+	early := admitted(injecttest.KeysAt(injecttest.SignedAt), "early")
+	late := admitted(injecttest.KeysAt(injecttest.SignedAt.Add(time.Hour)), "later")
+	forger, err := inject.NewKeys([]byte("a key the app team made up, 32 bytes or more"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := admitted(forger, "forged")
+	if early.Annotations[inject.StatusAnnotation] == late.Annotations[inject.StatusAnnotation] {
+		t.Fatal("the two replicas carry one status; the test proves nothing")
+	}
+	for _, c := range []struct {
+		keys        *inject.Keys
+		want, other conformance.State
+	}{{injecttest.Keys, conformance.Current, conformance.Tampered}, {nil, conformance.Unverified, conformance.Unverified}} {
+		s := newShapes(c.keys)
+		shapeOf := func(p *corev1.Pod) *shape {
+			cp, _ := s.transform(p)
+			return cp.(*cachedPod).shape
+		}
+		state := func(sh *shape) conformance.State {
+			return sh.classify("shop", 1, func(pod *corev1.Pod, keys *inject.Keys) conformance.Result {
+				return conformance.Classify(pod, nil, cat, keys)
+			}).State
+		}
+		a, b, f := shapeOf(early), shapeOf(late), shapeOf(forged)
+		if a != b {
+			t.Errorf("keys %v: replicas signed an hour apart have two shapes", c.keys != nil)
+		}
+		if got := state(a); got != c.want || conformance.Classify(late, nil, cat, c.keys).State != c.want {
+			t.Errorf("keys %v: the shape is %s, the Pod %s; want %s", c.keys != nil, got, conformance.Classify(late, nil, cat, c.keys).State, c.want)
+		}
+		if got := state(f); got != c.other || conformance.Classify(forged, nil, cat, c.keys).State != c.other {
+			t.Errorf("keys %v: the forged replica's shape is %s; want %s", c.keys != nil, got, c.other)
+		}
+	}
 }

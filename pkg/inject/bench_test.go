@@ -66,3 +66,36 @@ func BenchmarkHugePod(b *testing.B) {
 	b.Run("decode-inject-patch", func(b *testing.B) { benchmarkInject(b, raw, true) })
 	b.Run("inject-patch", func(b *testing.B) { benchmarkInject(b, raw, false) })
 }
+
+// BenchmarkReinvocation is the webhook called again on a Pod it has just
+// injected: every entry verified (its MAC, the Pod holding what it
+// lists, today's rendering) and nothing added. Compare with decode-only
+// of the same run.
+func BenchmarkReinvocation(b *testing.B) {
+	typical, _ := injecttest.ReadCase(b, goldenDir+"/typical-replicaset-pod.yaml")
+	for name, raw := range map[string][]byte{"typical": typical, "huge": injecttest.HugePod()} {
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(raw, pod); err != nil {
+			b.Fatal(err)
+		}
+		injected, err := json.Marshal(injecttest.Admitted(b, pod, nil, testCatalog(b)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/decode-only", func(b *testing.B) { benchmarkDecode(b, injected) })
+		b.Run(name+"/decode-reinvoke", func(b *testing.B) {
+			cat := testCatalog(b)
+			b.SetBytes(int64(len(injected)))
+			b.ReportAllocs()
+			for b.Loop() {
+				pod := &corev1.Pod{}
+				if err := json.Unmarshal(injected, pod); err != nil {
+					b.Fatal(err)
+				}
+				if res, err := inject.Pod(pod, nil, cat, injecttest.Keys); err != nil || res.Plan != nil {
+					b.Fatalf("a reinvocation changed the Pod: %v, %+v", err, res)
+				}
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -104,4 +105,34 @@ func (k *Keys) fresh(in Injected) bool {
 	}
 	age := k.now().Sub(signed)
 	return age < Fresh && age > -Fresh
+}
+
+// unverifiable is a MAC that never verifies: not hex.
+const unverifiable = "-"
+
+// Vouch rewrites a status annotation for a cache that keeps one copy of
+// the Pods that hold the same (the controller's): entries signed at
+// different times would make each Pod of a workload a copy of its own.
+// Each signed entry keys verify is signed anew with vouched, without a
+// time; each they cannot verify gets a MAC that never verifies. Unsigned
+// entries are kept as they are. The copy is then classified with vouched
+// in place of keys (nil with no keys), as the Pod is with keys. An
+// annotation that is not a status is returned as it is.
+func Vouch(value string, keys, vouched *Keys) string {
+	var s Status
+	if json.Unmarshal([]byte(value), &s) != nil {
+		return value
+	}
+	for i, in := range s.Templates {
+		switch {
+		case in.MAC == "":
+		case keys != nil && vouched != nil && keys.verify(in):
+			in.Signed = ""
+			in.MAC = hex.EncodeToString(mac(vouched.keys[0], in))
+		default:
+			in.Signed, in.MAC = "", unverifiable
+		}
+		s.Templates[i] = in
+	}
+	return s.String()
 }

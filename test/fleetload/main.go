@@ -43,6 +43,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -76,8 +77,13 @@ type fleet struct {
 	client  kubernetes.Interface
 	logs    *os.File
 	catalog string // the catalog file the controller watches
-	metrics string
-	pid     int
+	keyDir  string // the status key the Pods are signed with
+	// statuses are the template's status annotation signed at as many
+	// seconds as the webhook would over the fleet's creation: Pod i has
+	// statuses[i%len].
+	statuses []string
+	metrics  string
+	pid      int
 	// live are the Pods created and not yet deleted, by namespace/name.
 	mu   sync.Mutex
 	live []string
@@ -130,7 +136,7 @@ func (f *fleet) populate(ctx context.Context) error {
 			return err
 		}
 	}
-	pod, err := injectedPod()
+	pod, err := f.injectedPod()
 	if err != nil {
 		return err
 	}
@@ -161,6 +167,7 @@ func (f *fleet) populate(ctx context.Context) error {
 // ReplicaSet follow from i, its token volume has a name of its own.
 func (f *fleet) create(ctx context.Context, template *corev1.Pod, i int) error {
 	p := template.DeepCopy()
+	p.Annotations[inject.StatusAnnotation] = f.statuses[i%len(f.statuses)]
 	ns := fmt.Sprintf("fleet-%02d", i%f.namespaces)
 	rs := (i / f.namespaces) % 20
 	p.Name = fmt.Sprintf("web-%d-5d8f7c9b4-%d", rs, i)
@@ -203,7 +210,7 @@ func (f *fleet) startController(kubeconfig string) (stop func(), err error) {
 		return nil, err
 	}
 	f.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
-	cmd := exec.Command(f.bin, "controller", "--kubeconfig", kubeconfig, "--leader-elect=false", "--catalog", f.catalog,
+	cmd := exec.Command(f.bin, "controller", "--kubeconfig", kubeconfig, "--leader-elect=false", "--catalog", f.catalog, "--status-key-dir", f.keyDir,
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--health-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--log-level", "error")
 	cmd.Stdout, cmd.Stderr = f.logs, f.logs
 	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("FLEETLOAD_ENV"))...)
@@ -425,20 +432,39 @@ func rounded(ds []time.Duration) string {
 	return strings.Join(parts, ", ")
 }
 
-// injectedPod is a typical Pod as the webhook admits it.
-func injectedPod() (*corev1.Pod, error) {
+// signedApart is how many seconds apart the fleet's Pods are signed.
+const signedApart = 100
+
+// injectedPod is a typical Pod as the webhook admits it, with a status key
+// of its own; f.statuses are its status as signed at signedApart seconds.
+func (f *fleet) injectedPod() (*corev1.Pod, error) {
 	cat, err := catalog.Default()
 	if err != nil {
 		return nil, err
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}},
-		Spec: corev1.PodSpec{
-			SecurityContext: &corev1.PodSecurityContext{RunAsUser: new(int64(1000)), FSGroup: new(int64(1000))},
-			Containers:      []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0.0"}},
-		},
+	f.keyDir, err = os.MkdirTemp("", "sidecar-injector-fleetload-key-")
+	if err != nil {
+		return nil, err
 	}
-	res, err := inject.Pod(pod, nil, cat, nil) // the controller here runs without keys: unsigned entries
+	if _, err := statuskey.Write(f.keyDir); err != nil {
+		return nil, err
+	}
+	keys, err := statuskey.Read(f.keyDir)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	for i := range signedApart {
+		keys.Now = func() time.Time { return start.Add(time.Duration(i) * time.Second) }
+		pod := typicalPod()
+		res, err := inject.Pod(pod, nil, cat, keys)
+		if err != nil {
+			return nil, err
+		}
+		f.statuses = append(f.statuses, res.Plan.Status.String())
+	}
+	pod := typicalPod()
+	res, err := inject.Pod(pod, nil, cat, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -449,4 +475,15 @@ func injectedPod() (*corev1.Pod, error) {
 	}
 	injected := &corev1.Pod{}
 	return injected, json.Unmarshal(out, injected)
+}
+
+// typicalPod is a Pod of a ReplicaSet asking for log-shipper.
+func typicalPod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsUser: new(int64(1000)), FSGroup: new(int64(1000))},
+			Containers:      []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0.0"}},
+		},
+	}
 }
