@@ -2,8 +2,8 @@ package controller
 
 import (
 	"crypto/sha256"
-	"maps"
 	"encoding/json"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
