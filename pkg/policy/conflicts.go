@@ -225,11 +225,15 @@ func unescaped(x string) string {
 	return fmt.Sprintf(`%s.matches('[\\x00-\\x1f\\x{2028}\\x{2029}]')`, x)
 }
 
-// declines are the Pods the held JSON cannot be written for: an app
-// container that sets an env name or mounts a volume of the template
-// itself, or an earlier template that shares one.
+// declines are the Pods the policies cannot inject as the webhook does:
+// one that sets pod-level resources, and those the held JSON cannot be
+// written for: an app container that sets an env name or mounts a volume
+// of the template itself, or an earlier template that shares one.
 func (c *compiled) declines(g *gen) []string {
-	var out []string
+	// The webhook raises the pod-level resources a Pod sets by the
+	// sidecars' share; quantity arithmetic has no string form in CEL.
+	out := []string{fmt.Sprintf("(has(object.spec.resources) && (has(object.spec.resources.requests) || has(object.spec.resources.limits)) ? [%s] : [])",
+		lit(declined(c.t.Name, "the Pod sets pod-level resources (spec.resources), which must grow by the sidecars' share")))}
 	if names := envNames(c); len(names) > 0 {
 		// The status holds a copy of an app's own entry of the names: a
 		// value the five escapes of jsonEscape write as encoding/json does.

@@ -63,7 +63,15 @@ func run(ctx context.Context) error {
 	defer c.Stop()
 
 	step("starting sidecar-injector serve with the embedded catalog")
-	hook, err := cluster.StartWebhook(ctx, filepath.Join(root, "bin", "sidecar-injector"), filepath.Join(c.Dir, "tls"), c.Kubeconfig, logs)
+	keyDir := filepath.Join(c.Dir, "status-key")
+	keyFlags, err := cluster.StatusKey(keyDir) // the Secret audit reads, as make deploy and the chart make it
+	if err != nil {
+		return err
+	}
+	if err := c.InstallStatusKey(ctx, keyDir); err != nil {
+		return err
+	}
+	hook, err := cluster.StartWebhook(ctx, filepath.Join(root, "bin", "sidecar-injector"), filepath.Join(c.Dir, "tls"), c.Kubeconfig, logs, keyFlags...)
 	if err != nil {
 		return err
 	}

@@ -477,8 +477,9 @@ func TestKubeSystemIsNeverSent(t *testing.T) {
 }
 
 // A LimitRange caps memory per container at 64Mi, below the log shipper's
-// 96Mi limit: its Pods are refused until the Deployment sizes the shipper
-// with an override inside the template's bounds.
+// 96Mi limit: its Pods are refused, in the webhook's words naming the
+// override, until the Deployment sizes the shipper with an override
+// inside the template's bounds.
 func TestResourceOverrideFitsALimitRange(t *testing.T) {
 	ns := namespace(t, "e2e-limitrange", optIn)
 	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
@@ -493,9 +494,13 @@ func TestResourceOverrideFitsALimitRange(t *testing.T) {
 		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
 		return p
 	}
-	_, err := create(t, ns, app("too-big", nil))
-	if err == nil || !strings.Contains(err.Error(), "maximum memory usage per Container is 64Mi") {
-		t.Fatalf("without an override: %v, want the LimitRange's refusal", err)
+	var err error
+	eventually(t, "the webhook to see the LimitRange", func() bool {
+		_, err = suite.client.CoreV1().Pods(ns).Create(ctxFor(t), app("too-big", nil), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "denied the request")
+	})
+	if want := `LimitRange "small" of this namespace allows a memory limit of at most 64Mi per container: set the annotation log-shipper.sidecars.podpatterns.io/memory-limit: "64Mi" on the Pod`; !strings.Contains(err.Error(), want) {
+		t.Fatalf("without an override: %v, want %q", err, want)
 	}
 	_, err = create(t, ns, app("out-of-bounds", map[string]string{"log-shipper.sidecars.podpatterns.io/memory-limit": "32Mi"}))
 	if err == nil || !strings.Contains(err.Error(), "32Mi is outside [64Mi, 512Mi]") {
