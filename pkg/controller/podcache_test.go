@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
-	"github.com/podpatterns/sidecar-injector/pkg/patch"
 )
 
 // withIdentity is the Pod as one replica of a workload is stored: a
@@ -129,20 +127,7 @@ func TestReplicasSignedApartShareAShape(t *testing.T) {
 		p := &corev1.Pod{}
 		p.Annotations = map[string]string{inject.InjectAnnotation: "content-filler"}
 		p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27"}}
-		res, err := inject.Pod(p, nil, cat, keys)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := json.Marshal(p)
-		out, err := patch.Apply(raw, patch.ForPod(p, res.Plan))
-		if err != nil {
-			t.Fatal(err)
-		}
-		after := &corev1.Pod{}
-		if err := json.Unmarshal(out, after); err != nil {
-			t.Fatal(err)
-		}
-		return withIdentity(after, suffix)
+		return withIdentity(injecttest.AdmittedWith(t, p, nil, cat, keys), suffix)
 	}
 	early := admitted(injecttest.KeysAt(injecttest.SignedAt), "early")
 	late := admitted(injecttest.KeysAt(injecttest.SignedAt.Add(time.Hour)), "later")

@@ -40,7 +40,13 @@ func HugePod() []byte {
 // applies it. The test fails when nothing is injected.
 func Admitted(t testing.TB, pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog) *corev1.Pod {
 	t.Helper()
-	res, err := inject.Pod(pod, nsLabels, cat, Keys)
+	return AdmittedWith(t, pod, nsLabels, cat, Keys)
+}
+
+// AdmittedWith is Admitted by a webhook that signs with keys.
+func AdmittedWith(t testing.TB, pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys *inject.Keys) *corev1.Pod {
+	t.Helper()
+	res, err := inject.Pod(pod, nsLabels, cat, keys)
 	if err != nil || res.Plan == nil {
 		t.Fatalf("nothing injected: %v", err)
 	}
