@@ -46,6 +46,8 @@ func TestAStatusEntryIsCheckedByWhoWroteIt(t *testing.T) {
 		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "dd-socket"})
 	}
 	pause := func(p *corev1.Pod) { filler(p).Image = "registry.k8s.io/pause:3.10" }
+	command := func(p *corev1.Pod) { filler(p).Command = []string{"sleep", "infinity"} }
+	workDir := func(p *corev1.Pod) { filler(p).WorkingDir = "/tmp" }
 	// rewrite makes the status an entry for what the Pod holds now, as an
 	// app team can: held computed from the Pod, signed with form.
 	rewrite := func(form func(in Injected) Injected) func(p *corev1.Pod) {
@@ -71,18 +73,21 @@ func TestAStatusEntryIsCheckedByWhoWroteIt(t *testing.T) {
 		keys    *Keys
 		want    string // current, stale, tampered, unverified
 	}{
-		"the webhook's Pod":                                    {nil, cat, keys, "current"},
-		"the webhook's Pod after the chain":                    {[]func(*corev1.Pod){chain}, cat, keys, "current"},
-		"the webhook's Pod after the chain, catalog moved":     {[]func(*corev1.Pod){chain}, moved, keys, "stale"},
-		"the webhook's Pod without the key":                    {[]func(*corev1.Pod){chain}, cat, nil, "unverified"},
-		"its sidecar's image changed":                          {[]func(*corev1.Pod){chain, pause}, cat, keys, "tampered"},
-		"its sidecar's image changed, without the key":         {[]func(*corev1.Pod){pause}, cat, nil, "tampered"},
-		"image changed, entry forged":                          {[]func(*corev1.Pod){chain, pause, forgedMAC}, cat, keys, "tampered"},
-		"image changed, entry unsigned":                        {[]func(*corev1.Pod){chain, pause, unsigned}, cat, keys, "tampered"},
-		"image changed, entry an earlier release's hash":       {[]func(*corev1.Pod){pause, plainHash}, cat, keys, "tampered"},
-		"an unsigned entry of today's rendering":               {[]func(*corev1.Pod){unsigned}, cat, keys, "current"},
-		"the policies' unsigned entry, no keys":                {[]func(*corev1.Pod){unsigned, chain}, cat, nil, "current"},
-		"the policies' unsigned entry, no keys, catalog moved": {[]func(*corev1.Pod){unsigned, chain}, moved, nil, "stale"},
+		"the webhook's Pod":                                     {nil, cat, keys, "current"},
+		"the webhook's Pod after the chain":                     {[]func(*corev1.Pod){chain}, cat, keys, "current"},
+		"the webhook's Pod after the chain, catalog moved":      {[]func(*corev1.Pod){chain}, moved, keys, "stale"},
+		"the webhook's Pod without the key":                     {[]func(*corev1.Pod){chain}, cat, nil, "unverified"},
+		"its sidecar's image changed":                           {[]func(*corev1.Pod){chain, pause}, cat, keys, "tampered"},
+		"its sidecar's image changed, without the key":          {[]func(*corev1.Pod){pause}, cat, nil, "tampered"},
+		"image changed, entry forged":                           {[]func(*corev1.Pod){chain, pause, forgedMAC}, cat, keys, "tampered"},
+		"image changed, entry unsigned":                         {[]func(*corev1.Pod){chain, pause, unsigned}, cat, keys, "tampered"},
+		"image changed, entry an earlier release's hash":        {[]func(*corev1.Pod){pause, plainHash}, cat, keys, "tampered"},
+		"an unsigned entry of today's rendering":                {[]func(*corev1.Pod){unsigned}, cat, keys, "current"},
+		"an unsigned entry over a look-alike of its own":        {[]func(*corev1.Pod){unsigned, command}, cat, keys, "tampered"},
+		"a signed entry, its sidecar's command changed":         {[]func(*corev1.Pod){command}, cat, keys, "tampered"},
+		"a signed entry, a field the template leaves unset set": {[]func(*corev1.Pod){workDir}, cat, keys, "current"},
+		"the policies' unsigned entry, no keys":                 {[]func(*corev1.Pod){unsigned, chain}, cat, nil, "current"},
+		"the policies' unsigned entry, no keys, catalog moved":  {[]func(*corev1.Pod){unsigned, chain}, moved, nil, "stale"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pod := signed.DeepCopy()

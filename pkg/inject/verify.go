@@ -67,21 +67,23 @@ func VerifyStatus(pod *corev1.Pod, cat *catalog.Catalog, keys *Keys) ([]Claim, e
 
 // check verifies one status entry for t against the Pod.
 //
-// A held entry (the webhook's, signed, or the compiled policies') is what
-// the Pod held once injected. The Pod must still hold every field of it
-// (see covers: the admission chain may have added to it since); then,
-// with what it holds of the entry put back as the entry says, it is
-// checked against today's rendering: equal is current, else stale. Who
-// wrote the entry decides whether stale is believed: a signature that
-// verifies, or, with no keys, the entry itself. An entry keys cannot
-// vouch for is current only as today's exact rendering, and tampered
-// otherwise: an app team that changes a sidecar's image and writes an
-// entry of its own does not make it read stale.
+// A held entry (the webhook's, signed, or with no keys the compiled
+// policies') is what the Pod held once injected. The Pod must still hold
+// every field of it (see covers: the admission chain may have added to it
+// since); then, with what it holds of the entry put back as the entry
+// says, it is checked against today's rendering: equal is current, else
+// stale. A signature that verifies, or with no keys the entry itself,
+// makes stale believed. Where keys are given, an entry they cannot vouch
+// for (unsigned, or of a release before signed entries) is current only
+// as today's exact rendering, and tampered otherwise: an app team that
+// changes a sidecar's image and writes an entry of its own does not make
+// it read stale, nor does a look-alike with fields of its own read
+// current.
 func (b *builder) check(in Injected, t *catalog.Template, keys *Keys) Claim {
 	c := Claim{Name: in.Name, Present: b.present(t)}
 	signed := in.MAC != ""
 	switch {
-	case in.Held != "":
+	case in.Held != "" && (signed || keys == nil):
 		h, err := decodeHeld(in.Held)
 		if err != nil {
 			c.Reason = "its status entry does not hold a Pod's content: " + err.Error()
