@@ -147,7 +147,7 @@ func upgrade(ctx context.Context, env *node.Env) error {
 	}
 	o := controller.NewManagerOptions()
 	o.RestConfig, o.CatalogPath, o.Repair, o.UpgradeBarePods = env.Cluster.Config, dir, controller.RepairInPlace, true
-	o.MetricsAddr, o.HealthAddr, o.LeaderElection = "0", "0", false
+	o.MetricsAddr, o.HealthAddr, o.LeaderElection, o.StatusKeyDir = "0", "0", false, env.KeyDir
 	ctrllog.SetLogger(logr.Discard())
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
