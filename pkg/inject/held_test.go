@@ -29,6 +29,10 @@ func TestAStatusEntryIsCheckedByWhoWroteIt(t *testing.T) {
 	}
 	cat := mustParse(t, catalog.DefaultYAML())
 	moved := mustParse(t, bytes.ReplaceAll(catalog.DefaultYAML(), []byte("busybox:1.37.0"), []byte("busybox:1.37.1")))
+	// A template that sets its pull policy, which AlwaysPullImages
+	// overrides.
+	pinned := mustParse(t, bytes.Replace(catalog.DefaultYAML(), []byte("image: docker.io/library/busybox:1.37.0\n"), []byte("image: docker.io/library/busybox:1.37.0\n    imagePullPolicy: Never\n"), 1))
+	pinnedPod := injected(t, pinned, keys)
 	signed := injected(t, cat, keys)
 
 	filler := func(p *corev1.Pod) *corev1.Container { return findContainer(p.Spec.Containers, "content-filler") }
@@ -67,30 +71,38 @@ func TestAStatusEntryIsCheckedByWhoWroteIt(t *testing.T) {
 	unsigned := rewrite(func(in Injected) Injected { return in })
 	plainHash := rewrite(func(in Injected) Injected { return Injected{Name: in.Name, Hash: HashHeld(in.Held)} })
 
+	if filler(pinnedPod).ImagePullPolicy != corev1.PullNever {
+		t.Fatalf("the pinned template's sidecar pulls %q; the test proves nothing", filler(pinnedPod).ImagePullPolicy)
+	}
+	alwaysPull := func(p *corev1.Pod) { filler(p).ImagePullPolicy = corev1.PullAlways }
+	ifNotPresent := func(p *corev1.Pod) { filler(p).ImagePullPolicy = corev1.PullIfNotPresent }
 	for name, c := range map[string]struct {
+		pod     *corev1.Pod
 		changes []func(*corev1.Pod)
 		cat     *catalog.Catalog
 		keys    *Keys
 		want    string // current, stale, tampered, unverified
 	}{
-		"the webhook's Pod":                                     {nil, cat, keys, "current"},
-		"the webhook's Pod after the chain":                     {[]func(*corev1.Pod){chain}, cat, keys, "current"},
-		"the webhook's Pod after the chain, catalog moved":      {[]func(*corev1.Pod){chain}, moved, keys, "stale"},
-		"the webhook's Pod without the key":                     {[]func(*corev1.Pod){chain}, cat, nil, "unverified"},
-		"its sidecar's image changed":                           {[]func(*corev1.Pod){chain, pause}, cat, keys, "tampered"},
-		"its sidecar's image changed, without the key":          {[]func(*corev1.Pod){pause}, cat, nil, "tampered"},
-		"image changed, entry forged":                           {[]func(*corev1.Pod){chain, pause, forgedMAC}, cat, keys, "tampered"},
-		"image changed, entry unsigned":                         {[]func(*corev1.Pod){chain, pause, unsigned}, cat, keys, "tampered"},
-		"image changed, entry an earlier release's hash":        {[]func(*corev1.Pod){pause, plainHash}, cat, keys, "tampered"},
-		"an unsigned entry of today's rendering":                {[]func(*corev1.Pod){unsigned}, cat, keys, "current"},
-		"an unsigned entry over a look-alike of its own":        {[]func(*corev1.Pod){unsigned, command}, cat, keys, "tampered"},
-		"a signed entry, its sidecar's command changed":         {[]func(*corev1.Pod){command}, cat, keys, "tampered"},
-		"a signed entry, a field the template leaves unset set": {[]func(*corev1.Pod){workDir}, cat, keys, "current"},
-		"the policies' unsigned entry, no keys":                 {[]func(*corev1.Pod){unsigned, chain}, cat, nil, "current"},
-		"the policies' unsigned entry, no keys, catalog moved":  {[]func(*corev1.Pod){unsigned, chain}, moved, nil, "stale"},
+		"a pinned pull policy, AlwaysPullImages after it":       {pinnedPod, []func(*corev1.Pod){alwaysPull}, pinned, keys, "current"},
+		"a pinned pull policy changed otherwise":                {pinnedPod, []func(*corev1.Pod){ifNotPresent}, pinned, keys, "tampered"},
+		"the webhook's Pod":                                     {signed, nil, cat, keys, "current"},
+		"the webhook's Pod after the chain":                     {signed, []func(*corev1.Pod){chain}, cat, keys, "current"},
+		"the webhook's Pod after the chain, catalog moved":      {signed, []func(*corev1.Pod){chain}, moved, keys, "stale"},
+		"the webhook's Pod without the key":                     {signed, []func(*corev1.Pod){chain}, cat, nil, "unverified"},
+		"its sidecar's image changed":                           {signed, []func(*corev1.Pod){chain, pause}, cat, keys, "tampered"},
+		"its sidecar's image changed, without the key":          {signed, []func(*corev1.Pod){pause}, cat, nil, "tampered"},
+		"image changed, entry forged":                           {signed, []func(*corev1.Pod){chain, pause, forgedMAC}, cat, keys, "tampered"},
+		"image changed, entry unsigned":                         {signed, []func(*corev1.Pod){chain, pause, unsigned}, cat, keys, "tampered"},
+		"image changed, entry an earlier release's hash":        {signed, []func(*corev1.Pod){pause, plainHash}, cat, keys, "tampered"},
+		"an unsigned entry of today's rendering":                {signed, []func(*corev1.Pod){unsigned}, cat, keys, "current"},
+		"an unsigned entry over a look-alike of its own":        {signed, []func(*corev1.Pod){unsigned, command}, cat, keys, "tampered"},
+		"a signed entry, its sidecar's command changed":         {signed, []func(*corev1.Pod){command}, cat, keys, "tampered"},
+		"a signed entry, a field the template leaves unset set": {signed, []func(*corev1.Pod){workDir}, cat, keys, "current"},
+		"the policies' unsigned entry, no keys":                 {signed, []func(*corev1.Pod){unsigned, chain}, cat, nil, "current"},
+		"the policies' unsigned entry, no keys, catalog moved":  {signed, []func(*corev1.Pod){unsigned, chain}, moved, nil, "stale"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			pod := signed.DeepCopy()
+			pod := c.pod.DeepCopy()
 			for _, change := range c.changes {
 				change(pod)
 			}

@@ -16,12 +16,13 @@ import (
 )
 
 // Under an admission chain that changes the sidecars after the webhook
-// (an agent webhook adding an env var from the host's IP, a mount of its
-// volume and a label, called after ours; a LimitRange that defaults every
-// resource, ephemeral storage too), the content filler and the log
-// shipper run Ready on the node, their Pods classify current, and the
-// shipper still ships the app's lines. (AlwaysPullImages is left out
-// here: the node has no registry to pull from. The e2e suite runs it.)
+// (AlwaysPullImages, which the node's API server runs, so every image is
+// pulled from the node's registry; an agent webhook adding an env var
+// from the host's IP, a mount of its volume and a label, called after
+// ours; a LimitRange that defaults every resource, ephemeral storage
+// too), the content filler and the log shipper run Ready on the node,
+// their Pods classify current, and the shipper still ships the app's
+// lines.
 func TestSidecarsRunUnderTheAdmissionChain(t *testing.T) {
 	ns := namespace(t, "chain", "node")
 	ctx := context.Background()
@@ -72,8 +73,8 @@ func TestSidecarsRunUnderTheAdmissionChain(t *testing.T) {
 			t.Fatalf("%s has no %s", c.pod, c.sidecar)
 		}
 		_, storage := sidecar.Resources.Limits[corev1.ResourceEphemeralStorage]
-		if !storage || !hasEnv(sidecar.Env, cluster.AgentEnv) {
-			t.Errorf("%s: ephemeral-storage limit %v, agent env %v; want what the chain adds", c.sidecar, storage, hasEnv(sidecar.Env, cluster.AgentEnv))
+		if !storage || !hasEnv(sidecar.Env, cluster.AgentEnv) || sidecar.ImagePullPolicy != corev1.PullAlways {
+			t.Errorf("%s: ephemeral-storage limit %v, agent env %v, pull policy %s; want what the chain adds", c.sidecar, storage, hasEnv(sidecar.Env, cluster.AgentEnv), sidecar.ImagePullPolicy)
 		}
 		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled", "chain": "node"}, cat, suite.keys); got.State != conformance.Current {
 			t.Errorf("%s is %s: %+v", c.pod, got.State, got.Templates)

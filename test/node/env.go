@@ -78,7 +78,9 @@ func (e *Env) up(ctx context.Context, logs *os.File, catalogFiles map[string][]b
 		}
 	}
 	start := time.Now()
-	if e.Cluster, err = cluster.Start(logs, "kubelet-preferred-address-types=InternalIP"); err != nil {
+	// A hardened cluster's admission chain, as the e2e suite's: with
+	// AlwaysPullImages every image is pulled, from the node's registry.
+	if e.Cluster, err = cluster.Start(logs, "kubelet-preferred-address-types=InternalIP", "enable-admission-plugins=AlwaysPullImages,LimitRanger,ResourceQuota"); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,7 @@ type Node struct {
 	containerd *exec.Cmd
 	kubelet    *exec.Cmd
 	socket     string
+	registry   *httptest.Server // the images, for containerd to pull
 }
 
 // Options say where the node's binaries and its cluster are.
@@ -66,6 +68,10 @@ func Start(ctx context.Context, client kubernetes.Interface, o Options) (*Node, 
 }
 
 func (n *Node) start(ctx context.Context, client kubernetes.Interface, o Options) error {
+	var err error
+	if n.registry, err = startRegistry(o.Images); err != nil {
+		return err
+	}
 	if err := n.writeConfigs(o); err != nil {
 		return err
 	}
@@ -147,7 +153,7 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[5]q
-`, filepath.Join(n.Dir, "containerd"), filepath.Join(n.Dir, "containerd-state"), n.socket, SandboxImage, cni),
+%[6]s`, filepath.Join(n.Dir, "containerd"), filepath.Join(n.Dir, "containerd-state"), n.socket, SandboxImage, cni, mirrorConfig(n.registry.Listener.Addr().String())),
 		"cni/10-pods.conflist": fmt.Sprintf(`{"cniVersion": "0.4.0", "name": "pods", "plugins": [
   {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
@@ -193,6 +199,9 @@ syncFrequency: 5s
 func (n *Node) Stop() {
 	cluster.StopProcess(n.kubelet, 10*time.Second)
 	cluster.StopProcess(n.containerd, 10*time.Second)
+	if n.registry != nil {
+		n.registry.Close()
+	}
 	Cleanup(n.Dir)
 }
 
