@@ -237,8 +237,17 @@ func CanonicalVolume(v corev1.Volume) corev1.Volume {
 	return v
 }
 
+// maxHeldValues caps the JSON objects and arrays of a held JSON the
+// engine decodes: a template's holds tens, hundreds with many app
+// containers. The Pod's author writes the annotation, and `[{},{},...]`
+// would decode each `{}` into a whole container.
+const maxHeldValues = 4096
+
 // decodeHeld reads a status entry's held JSON.
 func decodeHeld(s string) (*held, error) {
+	if n := strings.Count(s, "{") + strings.Count(s, "["); n > maxHeldValues {
+		return nil, fmt.Errorf("it holds %d JSON objects and arrays, more than the %d a template's content holds", n, maxHeldValues)
+	}
 	h := &held{}
 	if err := json.Unmarshal([]byte(s), h); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -178,4 +179,40 @@ func mustParse(t *testing.T, data []byte) *catalog.Catalog {
 		t.Fatal(err)
 	}
 	return cat
+}
+
+// A status entry's held JSON is the Pod author's to write: a megabyte of
+// empty objects is refused before it is decoded (without keys, as the
+// policies' controller reads it) or never read (its MAC checked first),
+// and costs next to nothing either way.
+func TestAHugeHeldIsNotDecoded(t *testing.T) {
+	keys, err := NewKeys([]byte("the status key of this test, 32 bytes or more"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := mustParse(t, catalog.DefaultYAML())
+	held := `{"containers":[` + strings.Repeat("{},", 330_000) + `{}]}`
+	for name, c := range map[string]struct {
+		keys  *Keys
+		entry Injected
+		want  string
+	}{
+		"unsigned, without keys": {nil, Injected{Name: "content-filler", Held: held}, "more than the 4096 a template's content holds"},
+		"forged, with keys":      {keys, Injected{Name: "content-filler", Held: held, Signed: "2026-01-01T00:00:00Z", MAC: strings.Repeat("ab", 32)}, "signature does not verify"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := injected(t, cat, keys)
+			pod.Annotations[StatusAnnotation] = Status{Templates: []Injected{c.entry}}.String()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			claims, err := VerifyStatus(pod, cat, c.keys)
+			runtime.ReadMemStats(&after)
+			if err != nil || len(claims) != 1 || !strings.Contains(claims[0].Reason, c.want) {
+				t.Fatalf("%+v, %v; want a reason holding %q", claims, err, c.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+				t.Errorf("checking it allocated %d MiB", alloc>>20)
+			}
+		})
+	}
 }

@@ -151,7 +151,11 @@ func fit(t *catalog.Template, name corev1.ResourceName, limit bool, value resour
 		}
 		return fmt.Sprintf("set the annotation %s: %q on the Pod (the template allows %s)", ParameterAnnotation(t.Name, o.key), value.String(), describeBounds(b))
 	}
-	return fmt.Sprintf("template %q opens no override of its %s %s that fits (it opens %s); ask the cluster admin to change the template or the LimitRange", t.Name, name, map[bool]string{true: "limit", false: "request"}[limit], opens(t))
+	field := "request"
+	if limit {
+		field = "limit"
+	}
+	return fmt.Sprintf("template %q opens no override of its %s %s that fits (it opens %s); ask the cluster admin to change the template or the LimitRange", t.Name, name, field, opens(t))
 }
 
 // quotaKeys are the quota resources a Pod's containers count against,

@@ -84,6 +84,10 @@ func (b *builder) check(in Injected, t *catalog.Template, keys *Keys) Claim {
 	signed := in.MAC != ""
 	switch {
 	case in.Held != "" && (signed || keys == nil):
+		if signed && keys != nil && !keys.verify(in) { // before anything the entry holds is read
+			c.Reason = "its status entry's signature does not verify: the injector did not write it"
+			return c
+		}
 		h, err := decodeHeld(in.Held)
 		if err != nil {
 			c.Reason = "its status entry does not hold a Pod's content: " + err.Error()
@@ -100,9 +104,6 @@ func (b *builder) check(in Injected, t *catalog.Template, keys *Keys) Claim {
 			if !c.Rendered {
 				c.Reason += "; the catalog now renders it differently (" + today + ")"
 			}
-			return c
-		case signed && !keys.verify(in):
-			c.Reason = "its status entry's signature does not verify: the injector did not write it"
 			return c
 		}
 		c.Reason, c.Kept = today, signed || keys == nil

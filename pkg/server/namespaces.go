@@ -37,9 +37,9 @@ func newNamespaceCache(ctx context.Context, cfg *rest.Config) (*namespaceCache, 
 	core := factory.Core().V1()
 	ns, lr, rq := core.Namespaces(), core.LimitRanges(), core.ResourceQuotas()
 	nc := &namespaceCache{client: client, lister: ns.Lister(), limitRanges: lr.Lister(), quotas: rq.Lister()}
-	informers := []cache.SharedIndexInformer{ns.Informer(), lr.Informer(), rq.Informer()}
+	watches := []cache.SharedIndexInformer{ns.Informer(), lr.Informer(), rq.Informer()}
 	nc.synced = func() bool {
-		for _, inf := range informers {
+		for _, inf := range watches {
 			if !inf.HasSynced() {
 				return false
 			}
