@@ -158,7 +158,7 @@ func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*Po
 		return nil, err
 	}
 	s := &PolicySyncer{Client: c, Catalog: store.Current, Recorder: mgr.GetEventRecorderFor("sidecar-injector"), Log: o.Log.WithName("policies"),
-		Metrics: metrics, Sync: make(chan struct{}, 1), Interval: o.AuditInterval}
+		Metrics: metrics, Sync: make(chan struct{}, 1), Interval: o.AuditInterval, Owner: o.LeaderElectionNamespace}
 	return s, mgr.Add(leaderRunnable(s.Start))
 }
 

@@ -26,18 +26,26 @@ import (
 // policy edited or deleted by hand comes back). A catalog the watcher
 // refuses leaves the policies of the last good one in place (an Event and
 // a count say so); what it applied before and the catalog no longer
-// compiles to is deleted.
+// compiles to is deleted. What it applies carries OwnerAnnotation with
+// Owner, and it deletes nothing else: another team's policy with the
+// same managed-by label, or another install's, stays.
 type PolicySyncer struct {
 	Client   client.Client
 	Catalog  func() *catalog.Catalog
 	Recorder record.EventRecorder
 	Log      logr.Logger
 	Metrics  *PolicyMetrics
+	// Owner names this install: the namespace it runs in.
+	Owner string
 	// Sync is signalled to apply the current catalog again.
 	Sync chan struct{}
 	// Interval between applications with no signal.
 	Interval time.Duration
 }
+
+// OwnerAnnotation marks an admission policy object with the install
+// whose syncer applied it.
+const OwnerAnnotation = "sidecars.podpatterns.io/owner"
 
 // PolicyMetrics count the syncer's work.
 type PolicyMetrics struct {
@@ -111,6 +119,7 @@ func (s *PolicySyncer) apply(ctx context.Context) error {
 	changed := false
 	for _, o := range compiled.Objects() {
 		obj := o.(client.Object)
+		obj.SetAnnotations(map[string]string{OwnerAnnotation: s.Owner})
 		c, err := s.createOrUpdate(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
@@ -154,7 +163,7 @@ func (s *PolicySyncer) createOrUpdate(ctx context.Context, obj client.Object) (b
 	}
 	obj.SetResourceVersion(existing.GetResourceVersion())
 	obj.SetUID(existing.GetUID())
-	if equality.Semantic.DeepEqual(spec(existing), spec(obj)) && equality.Semantic.DeepEqual(existing.GetLabels(), obj.GetLabels()) {
+	if equality.Semantic.DeepEqual(spec(existing), spec(obj)) && equality.Semantic.DeepEqual(existing.GetLabels(), obj.GetLabels()) && existing.GetAnnotations()[OwnerAnnotation] == s.Owner {
 		return false, nil
 	}
 	return true, s.Client.Update(ctx, obj)
@@ -175,7 +184,8 @@ func spec(obj client.Object) any {
 }
 
 // prune deletes what the syncer applied before and did not apply now,
-// and reports whether it deleted anything.
+// and reports whether it deleted anything: only objects named as the
+// compiler names them and marked with this install as their owner.
 func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) (bool, error) {
 	lists := []client.ObjectList{&admissionv1.MutatingAdmissionPolicyBindingList{}, &admissionv1.ValidatingAdmissionPolicyBindingList{},
 		&admissionv1.MutatingAdmissionPolicyList{}, &admissionv1.ValidatingAdmissionPolicyList{}}
@@ -197,7 +207,7 @@ func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) (bool
 			items = pointers(l.Items)
 		}
 		for _, obj := range items {
-			if emitted[fmt.Sprintf("%T/%s", obj, obj.GetName())] {
+			if emitted[fmt.Sprintf("%T/%s", obj, obj.GetName())] || !strings.HasPrefix(obj.GetName(), policy.Name) || obj.GetAnnotations()[OwnerAnnotation] != s.Owner {
 				continue
 			}
 			s.Log.Info("Deleting an admission policy object the catalog no longer compiles to", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/policy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
@@ -44,16 +46,34 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(probe); _ = os.Remove(broken) })
-	// What an earlier catalog compiled to under another name: the syncer
-	// deletes what it no longer applies.
+	// What this install's syncer applied from an earlier catalog under
+	// another name: the syncer deletes what it no longer applies. Another
+	// team's policy and binding with the same managed-by label, and
+	// another install's, are not its own: they stay.
 	cat, err := catalog.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
+	api := suite.cluster.Client.AdmissionregistrationV1()
 	stale := policy.Compile(cat, policy.Options{Name: "sidecar-injector-stale"}).ValidatingBinding
-	if _, err := suite.cluster.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, stale, metav1.CreateOptions{}); err != nil {
+	stale.Annotations = map[string]string{controller.OwnerAnnotation: "sidecar-injector"}
+	theirs := policy.Compile(cat, policy.Options{Name: "other-team"})
+	otherInstall := policy.Compile(cat, policy.Options{Name: "sidecar-injector-canary"}).ValidatingBinding
+	otherInstall.Annotations = map[string]string{controller.OwnerAnnotation: "sidecar-injector-canary"}
+	for _, b := range []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{stale, theirs.ValidatingBinding, otherInstall} {
+		if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, theirs.Validating, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = api.ValidatingAdmissionPolicies().Delete(context.Background(), theirs.Validating.Name, metav1.DeleteOptions{})
+		for _, name := range []string{theirs.ValidatingBinding.Name, otherInstall.Name} {
+			_ = api.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		}
+	})
 	metrics, stop := startController(t, "--admission-policies", "--leader-elect=false", "--kubeconfig", asPolicyController(t))
 	t.Cleanup(func() { stop(); deletePolicies(t) })
 	ns := namespace(t, "policy-sync", map[string]string{inject.InjectionLabel: "enabled"})
@@ -67,9 +87,17 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 	}
 	eventually(t, "the controller's policies to inject the probe template", func() bool { ok, _ := injected(); return ok })
 	eventually(t, "the binding the catalog no longer compiles to to be deleted", func() bool {
-		_, err := suite.cluster.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, stale.Name, metav1.GetOptions{})
+		_, err := api.ValidatingAdmissionPolicyBindings().Get(ctx, stale.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
+	if _, err := api.ValidatingAdmissionPolicies().Get(ctx, theirs.Validating.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("another team's policy with the managed-by label: %v; want it left alone", err)
+	}
+	for _, name := range []string{theirs.ValidatingBinding.Name, otherInstall.Name} {
+		if _, err := api.ValidatingAdmissionPolicyBindings().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("binding %s, not this install's: %v; want it left alone", name, err)
+		}
+	}
 	// A policy deleted by hand comes back at the next interval (1s here).
 	if err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
