@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -117,7 +118,19 @@ func (g *gen) problems(cat *catalog.Catalog) {
 	// validating policy knows a status it sees as the mutating policy's.
 	g.v("ours", fmt.Sprintf("size(variables.names) > 0 && %s in variables.ann && variables.ann[%[1]s] != %s", lit(inject.StatusAnnotation), lit(unverified)))
 	g.v("status", g.status())
+	// Fail-safe: what the Pod gets, without its containers, was not
+	// injected: the mutating policy did not run (deleted, not loaded yet,
+	// off on this API server).
+	var pairs []string
+	for _, c := range g.templates {
+		pairs = append(pairs, fmt.Sprintf("%s: %s", lit(c.t.Name), lits(c.t.ContainerNames())))
+	}
+	g.v("lacking", fmt.Sprintf("variables.names.filter(n, n in {%s} && !{%[1]s}[n].all(c, c in variables.podNames))", strings.Join(pairs, ", ")))
 }
+
+// notInjectedDenial is the fail-safe's message: a template the Pod gets,
+// whose containers it lacks.
+const notInjectedDenial = `'template "' + variables.lacking[0] + '" is required or asked for here, and the Pod lacks its containers: the MutatingAdmissionPolicy that injects it did not run (deleted, not loaded yet, or off on this API server); create the Pod again once it is applied, or see the runbook, "SidecarInjectorAdmissionPoliciesNotApplied"'`
 
 // unverified is the status the mutating policy writes on a Pod that
 // arrives carrying templates, which the validating policy then denies.
@@ -191,6 +204,12 @@ func (g *gen) validating(name string) *admissionv1.ValidatingAdmissionPolicy {
 				// checks before it was added.
 				Expression:        "variables.ours || size(variables.problems) == 0",
 				MessageExpression: "variables.problems[0]",
+				Reason:            new(metav1.StatusReasonForbidden),
+			}, {
+				// A Pod denied above is not also a Pod the mutating
+				// policy failed.
+				Expression:        "size(variables.problems) > 0 || size(variables.lacking) == 0",
+				MessageExpression: notInjectedDenial,
 				Reason:            new(metav1.StatusReasonForbidden),
 			}},
 		},

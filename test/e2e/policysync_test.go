@@ -9,6 +9,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -184,4 +185,60 @@ func deletePolicies(t *testing.T) {
 	_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{})
 	_ = api.MutatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
 	_ = api.ValidatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+}
+
+// Without the mutating policy (deleted, not loaded yet, or off on one API
+// server of several), the validating policy alone refuses a Pod that
+// should get a template and lacks its containers, naming why; a Pod that
+// gets nothing is admitted. Once the mutating policy is there, the same
+// Pod is injected and admitted: the order of install does not matter.
+func TestTheValidatingPolicyFailsSafe(t *testing.T) {
+	ctx := ctxFor(t)
+	cat, err := catalog.Load(suite.catalogDir) // prod requires log-shipper
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mode = "fail-safe"
+	compiled := policy.Compile(cat, policy.Options{Name: "sidecar-injector-" + mode, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: mode}}})
+	api := suite.cluster.Client.AdmissionregistrationV1()
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, compiled.Validating, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, compiled.ValidatingBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		bg := context.Background()
+		_ = api.ValidatingAdmissionPolicyBindings().Delete(bg, compiled.ValidatingBinding.Name, metav1.DeleteOptions{})
+		_ = api.ValidatingAdmissionPolicies().Delete(bg, compiled.Validating.Name, metav1.DeleteOptions{})
+		_ = api.MutatingAdmissionPolicyBindings().Delete(bg, compiled.MutatingBinding.Name, metav1.DeleteOptions{})
+		_ = api.MutatingAdmissionPolicies().Delete(bg, compiled.Mutating.Name, metav1.DeleteOptions{})
+	})
+	ns := namespace(t, "fail-safe", map[string]string{modeLabel: mode, "env": "prod"})
+	create := func(pod *corev1.Pod) (*corev1.Pod, error) {
+		return suite.cluster.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	}
+	var err2 error
+	eventually(t, "the validating policy to refuse a Pod without its required template", func() bool {
+		_, err2 = create(nginxPod("bare", ""))
+		return err2 != nil
+	})
+	if want := `template "log-shipper" is required or asked for here, and the Pod lacks its containers: the MutatingAdmissionPolicy that injects it did not run`; !strings.Contains(err2.Error(), want) {
+		t.Errorf("a bare Pod where log-shipper is required: %v; want %q", err2, want)
+	}
+	plain := namespace(t, "fail-safe-plain", map[string]string{modeLabel: mode})
+	if _, err := suite.cluster.Client.CoreV1().Pods(plain).Create(ctx, nginxPod("nothing", ""), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Errorf("a Pod that gets nothing: %v", err)
+	}
+
+	if _, err := api.MutatingAdmissionPolicies().Create(ctx, compiled.Mutating, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.MutatingAdmissionPolicyBindings().Create(ctx, compiled.MutatingBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the mutating policy to inject what is required", func() bool {
+		got, err := create(nginxPod("bare", ""))
+		return err == nil && len(got.Spec.InitContainers) == 1 && got.Spec.InitContainers[0].Name == "log-shipper"
+	})
 }
