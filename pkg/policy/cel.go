@@ -76,6 +76,11 @@ func splice(s string, value func(j int) string) string {
 	if last < len(s) || len(parts) == 0 {
 		parts = append(parts, lit(s[last:]))
 	}
+	if m := sentinelRE.FindStringIndex(s); len(parts) == 1 && m != nil && m[0] == 0 && m[1] == len(s) {
+		// A value alone: typed string, so that a list or map holding it
+		// and string literals type-checks (dyn beside string does not).
+		return "string(" + parts[0] + ")"
+	}
 	return strings.Join(parts, " + ")
 }
 

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
@@ -241,4 +244,52 @@ func TestTheValidatingPolicyFailsSafe(t *testing.T) {
 		got, err := create(nginxPod("bare", ""))
 		return err == nil && len(got.Spec.InitContainers) == 1 && got.Spec.InitContainers[0].Name == "log-shipper"
 	})
+}
+
+// kube-apiserver accepts everything `catalog compile` emits: the compiled
+// policies and bindings of every catalog in the repository (each on its
+// own, and beside the default catalog, as a catalog directory of
+// policies is read), of the node tests' catalog, and of one that puts
+// parameters in every kind of string field beside literals, are created
+// with a server-side dry run.
+func TestEveryCompileOutputIsAccepted(t *testing.T) {
+	ctx := ctxFor(t)
+	var paths []string
+	err := filepath.WalkDir(suite.root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".yaml" || strings.Contains(path, "/.git/") {
+			return err
+		}
+		if data, err := os.ReadFile(path); err == nil && strings.Contains(string(data), "kind: Catalog") {
+			paths = append(paths, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(suite.cluster.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled := 0
+	for i, path := range paths {
+		data, _ := os.ReadFile(path)
+		cat, err := catalog.Parse(catalog.Source{Name: "default.yaml", Data: catalog.DefaultYAML()}, catalog.Source{Name: filepath.Base(path), Data: data})
+		if err != nil {
+			if cat, err = catalog.Parse(catalog.Source{Name: filepath.Base(path), Data: data}); err != nil {
+				continue // a broken catalog of the CLI's tests: never compiled
+			}
+		}
+		out := policy.Compile(cat, policy.Options{Name: fmt.Sprintf("accepted-%d", i)})
+		for _, o := range out.Objects() {
+			obj := o.(client.Object)
+			if err := c.Create(ctx, obj, client.DryRunAll); err != nil {
+				t.Errorf("%s: %T refused by kube-apiserver: %v", strings.TrimPrefix(path, suite.root+"/"), obj, err)
+			}
+		}
+		compiled++
+	}
+	if compiled < 7 || !slices.ContainsFunc(paths, func(p string) bool { return strings.HasSuffix(p, "params-everywhere.yaml") }) {
+		t.Errorf("compiled %d catalogs of %v; want every one in the repository", compiled, paths)
+	}
 }
