@@ -8,7 +8,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 )
 
 func newCompileCommand() *cobra.Command {
@@ -32,7 +32,7 @@ saying so, rather than inject it approximately.
 			if err != nil {
 				return withCode(ExitBadInput, err)
 			}
-			compiled := policy.Compile(c, policy.Options{})
+			compiled := admissionpolicy.Compile(c, admissionpolicy.Options{})
 			for _, r := range compiled.Refused {
 				fmt.Fprintf(cmd.ErrOrStderr(), "refused: template %q: %s\n", r.Template, r.Reason)
 			}
@@ -43,7 +43,7 @@ saying so, rather than inject it approximately.
 	return cmd
 }
 
-func writeCompiled(w io.Writer, compiled *policy.Compiled) error {
+func writeCompiled(w io.Writer, compiled *admissionpolicy.Compiled) error {
 	for _, r := range compiled.Refused {
 		fmt.Fprintf(w, "# refused: template %q: %s\n", r.Template, r.Reason)
 	}

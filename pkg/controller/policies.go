@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 )
 
 // PolicySyncer keeps the catalog's compiled admission policies applied:
@@ -107,14 +107,14 @@ func (s *PolicySyncer) signal() {
 func (s *PolicySyncer) CatalogRefused(ctx context.Context, err error) {
 	s.Metrics.syncs.WithLabelValues("catalog-refused").Inc()
 	mutating := &admissionv1.MutatingAdmissionPolicy{}
-	if s.Client.Get(ctx, client.ObjectKey{Name: policy.Name}, mutating) == nil {
+	if s.Client.Get(ctx, client.ObjectKey{Name: admissionpolicy.Name}, mutating) == nil {
 		s.Recorder.Eventf(mutating, corev1.EventTypeWarning, "CatalogRefused", "the catalog was refused, so the admission policies of the last good one stay: %v", err)
 	}
 }
 
 func (s *PolicySyncer) apply(ctx context.Context) error {
 	cat := s.Catalog()
-	compiled := policy.Compile(cat, policy.Options{})
+	compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{})
 	emitted := map[string]bool{}
 	changed := false
 	for _, o := range compiled.Objects() {
@@ -192,7 +192,7 @@ func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) (bool
 	var errs []error
 	deleted := false
 	for _, list := range lists {
-		if err := s.Client.List(ctx, list, client.MatchingLabels(policy.ManagedLabels)); err != nil {
+		if err := s.Client.List(ctx, list, client.MatchingLabels(admissionpolicy.ManagedLabels)); err != nil {
 			return deleted, err
 		}
 		var items []client.Object
@@ -207,7 +207,7 @@ func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) (bool
 			items = pointers(l.Items)
 		}
 		for _, obj := range items {
-			if emitted[fmt.Sprintf("%T/%s", obj, obj.GetName())] || !strings.HasPrefix(obj.GetName(), policy.Name) || obj.GetAnnotations()[OwnerAnnotation] != s.Owner {
+			if emitted[fmt.Sprintf("%T/%s", obj, obj.GetName())] || !strings.HasPrefix(obj.GetName(), admissionpolicy.Name) || obj.GetAnnotations()[OwnerAnnotation] != s.Owner {
 				continue
 			}
 			s.Log.Info("Deleting an admission policy object the catalog no longer compiles to", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName())

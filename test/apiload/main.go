@@ -56,7 +56,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/certs"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -107,7 +107,7 @@ func installPolicies(ctx context.Context, c kubernetes.Interface) error {
 	if err != nil {
 		return err
 	}
-	p := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "policy"}}})
+	p := admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "policy"}}})
 	_, err = cluster.InstallPolicies(ctx, c, p)
 	return err
 }
@@ -545,7 +545,7 @@ func webhookCalls(ctx context.Context, c kubernetes.Interface) (map[string]calls
 	for _, kind := range []string{"mutating", "validating"} {
 		for _, m := range families["apiserver_"+kind+"_admission_policy_check_duration_seconds"].GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "policy" && l.GetValue() == policy.Name {
+				if l.GetName() == "policy" && l.GetValue() == admissionpolicy.Name {
 					c := out["policy:"+kind]
 					c.n += m.GetHistogram().GetSampleCount()
 					c.sum += m.GetHistogram().GetSampleSum()

@@ -6,13 +6,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 )
 
 // InstallPolicies creates the compiled admission policies and their
 // bindings, the mutating binding before the validating one, and returns
 // what deletes them.
-func InstallPolicies(ctx context.Context, c kubernetes.Interface, compiled *policy.Compiled) (remove func(), err error) {
+func InstallPolicies(ctx context.Context, c kubernetes.Interface, compiled *admissionpolicy.Compiled) (remove func(), err error) {
 	api := c.AdmissionregistrationV1()
 	if _, err := api.MutatingAdmissionPolicies().Create(ctx, compiled.Mutating, metav1.CreateOptions{}); err != nil {
 		return nil, err

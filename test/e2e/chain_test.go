@@ -14,7 +14,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -286,7 +286,7 @@ func TestCompiledPoliciesUnderTheAdmissionChain(t *testing.T) {
 	}
 	const mode = "chain-policies"
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: mode}}
-	compiled := policy.Compile(cat, policy.Options{Name: "sidecar-injector-" + mode, NamespaceSelector: selector})
+	compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-" + mode, NamespaceSelector: selector})
 	installPolicies(t, ctx, suite.cluster.Client, compiled, mode)
 	agent, err := cluster.StartAgent(t.TempDir())
 	if err != nil {

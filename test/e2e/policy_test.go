@@ -26,7 +26,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/manifest"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/pkg/workload"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
@@ -54,12 +54,12 @@ func TestCompiledPoliciesStoreWhatTheWebhookStores(t *testing.T) {
 	groups := goldenInputs(t)
 	counts := map[string]int{}
 	total := 0
-	var refused []policy.Refusal
+	var refused []admissionpolicy.Refusal
 	for g, dir := range slices.Sorted(maps.Keys(groups)) {
 		cat, served := catalogFor(t, dir)
 		webhook, policies := fmt.Sprintf("webhook-%d", g), fmt.Sprintf("policy-%d", g)
 		startDiffWebhook(t, ctx, served, webhook)
-		compiled := policy.Compile(cat, policy.Options{Name: "sidecar-injector-" + policies, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: policies}}})
+		compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-" + policies, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: policies}}})
 		installPolicies(t, ctx, c, compiled, policies)
 		refused = append(refused, compiled.Refused...)
 		namespaces := map[string]string{}
@@ -515,7 +515,7 @@ func startDiffWebhook(t *testing.T, ctx context.Context, dir, mode string) {
 // installPolicies creates the compiled objects and waits until a Pod in
 // a namespace labelled with mode is injected through them: the API server
 // loads policies asynchronously.
-func installPolicies(t *testing.T, ctx context.Context, cs kubernetes.Interface, compiled *policy.Compiled, mode string) {
+func installPolicies(t *testing.T, ctx context.Context, cs kubernetes.Interface, compiled *admissionpolicy.Compiled, mode string) {
 	remove, err := cluster.InstallPolicies(ctx, cs, compiled)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -59,10 +59,10 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := suite.cluster.Client.AdmissionregistrationV1()
-	stale := policy.Compile(cat, policy.Options{Name: "sidecar-injector-stale"}).ValidatingBinding
+	stale := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-stale"}).ValidatingBinding
 	stale.Annotations = map[string]string{controller.OwnerAnnotation: "sidecar-injector"}
-	theirs := policy.Compile(cat, policy.Options{Name: "other-team"})
-	otherInstall := policy.Compile(cat, policy.Options{Name: "sidecar-injector-canary"}).ValidatingBinding
+	theirs := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "other-team"})
+	otherInstall := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-canary"}).ValidatingBinding
 	otherInstall.Annotations = map[string]string{controller.OwnerAnnotation: "sidecar-injector-canary"}
 	for _, b := range []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{stale, theirs.ValidatingBinding, otherInstall} {
 		if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
@@ -103,11 +103,11 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		}
 	}
 	// A policy deleted by hand comes back at the next interval (1s here).
-	if err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{}); err != nil {
+	if err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, admissionpolicy.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the binding deleted by hand to be back", func() bool {
-		_, err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Get(ctx, policy.Name, metav1.GetOptions{})
+		_, err := suite.cluster.Client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Get(ctx, admissionpolicy.Name, metav1.GetOptions{})
 		return err == nil
 	})
 	eventually(t, "the policies to inject again", func() bool { ok, _ := injected(); return ok })
@@ -122,7 +122,7 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 		t.Fatalf("after a broken catalog the last good policies should still inject: %s", err)
 	}
 	eventually(t, "an Event on the policy saying the catalog was refused", func() bool {
-		events, err := suite.cluster.Client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + policy.Name + ",reason=CatalogRefused"})
+		events, err := suite.cluster.Client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + admissionpolicy.Name + ",reason=CatalogRefused"})
 		return err == nil && len(events.Items) > 0
 	})
 
@@ -184,10 +184,10 @@ func withoutWebhook(t *testing.T, ctx context.Context) {
 func deletePolicies(t *testing.T) {
 	ctx := context.Background()
 	api := suite.cluster.Client.AdmissionregistrationV1()
-	_ = api.MutatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{})
-	_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, policy.Name, metav1.DeleteOptions{})
-	_ = api.MutatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
-	_ = api.ValidatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+	_ = api.MutatingAdmissionPolicyBindings().Delete(ctx, admissionpolicy.Name, metav1.DeleteOptions{})
+	_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, admissionpolicy.Name, metav1.DeleteOptions{})
+	_ = api.MutatingAdmissionPolicies().Delete(ctx, admissionpolicy.Name, metav1.DeleteOptions{})
+	_ = api.ValidatingAdmissionPolicies().Delete(ctx, admissionpolicy.Name, metav1.DeleteOptions{})
 }
 
 // Without the mutating policy (deleted, not loaded yet, or off on one API
@@ -202,7 +202,7 @@ func TestTheValidatingPolicyFailsSafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	const mode = "fail-safe"
-	compiled := policy.Compile(cat, policy.Options{Name: "sidecar-injector-" + mode, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: mode}}})
+	compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-" + mode, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{modeLabel: mode}}})
 	api := suite.cluster.Client.AdmissionregistrationV1()
 	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, compiled.Validating, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -280,7 +280,7 @@ func TestEveryCompileOutputIsAccepted(t *testing.T) {
 				continue // a broken catalog of the CLI's tests: never compiled
 			}
 		}
-		out := policy.Compile(cat, policy.Options{Name: fmt.Sprintf("accepted-%d", i)})
+		out := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: fmt.Sprintf("accepted-%d", i)})
 		for _, o := range out.Objects() {
 			obj := o.(client.Object)
 			if err := c.Create(ctx, obj, client.DryRunAll); err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -29,7 +29,7 @@ func TestPodsThePoliciesInjectRun(t *testing.T) {
 	}
 	// Not the opt-in label: the node's webhook leaves this namespace alone.
 	label := map[string]string{"node.podpatterns.io/injection": "policy"}
-	compiled := policy.Compile(cat, policy.Options{Name: "node-policies", NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
+	compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "node-policies", NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
 	remove, err := cluster.InstallPolicies(ctx, suite.cluster.Client, compiled)
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/policy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 	"github.com/podpatterns/sidecar-injector/test/node"
 )
@@ -183,7 +183,7 @@ func withoutWebhook(ctx context.Context, c kubernetes.Interface) error {
 		return err
 	}
 	label := map[string]string{"demo.podpatterns.io/injection": "policy"}
-	compiled := policy.Compile(cat, policy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
+	compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{MatchLabels: label}})
 	if _, err := cluster.InstallPolicies(ctx, c, compiled); err != nil {
 		return err
 	}
