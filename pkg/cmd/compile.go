@@ -7,8 +7,8 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 )
 
 func newCompileCommand() *cobra.Command {

@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 )
 
 // PolicySyncer keeps the catalog's compiled admission policies applied:
