@@ -536,4 +536,17 @@ func installPolicies(t *testing.T, ctx context.Context, cs kubernetes.Interface,
 	if err != nil {
 		t.Fatalf("%v (last: %v)", err, last)
 	}
+	// The validating policy is loaded apart from the mutating one: it is
+	// in force once it denies an unknown template.
+	err = cluster.WaitFor(ctx, "the compiled validating policy to take effect", func() bool {
+		i++
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, nginxPod(fmt.Sprintf("warmup-%d", i), "no-such-template"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return err != nil && strings.Contains(err.Error(), "not found in the catalog")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
