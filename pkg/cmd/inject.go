@@ -33,8 +33,8 @@ func newInjectCommand() *cobra.Command {
 		Long: `Inject templates into manifests offline, as the webhook would.
 
 Reads multi-document YAML or JSON: Pods, the pod templates of Deployments,
-StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs, and v1 Lists of
-them. Other kinds pass through unchanged and in order.
+StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs and
+CronJobs, and v1 Lists of them. Other kinds pass through unchanged and in order.
 
 ` + exitCodes("a document was denied"),
 		Example: `  sidecar-injector inject -f app.yaml

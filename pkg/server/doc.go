@@ -1,5 +1,6 @@
 // Package server runs `sidecar-injector serve`: the HTTPS admission
-// webhook (controller-runtime's webhook server, with certificates reloaded
-// from disk), the health and metrics endpoints, the catalog watcher and the
-// namespace label cache, with a graceful shutdown.
+// webhook (a net/http server of its own, with certificates reloaded from
+// disk by controller-runtime's certwatcher), the health and metrics
+// endpoints, the catalog watcher and the namespace cache (labels,
+// LimitRanges, ResourceQuotas), with a graceful shutdown.
 package server

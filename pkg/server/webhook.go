@@ -20,12 +20,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/admission"
 )
 
-// webhookServer serves the admission handler over TLS with certificates
-// from controller-runtime's certwatcher. It is not controller-runtime's
-// webhook.Server because that one derives every connection's context from
-// its run context: cancelling it at SIGTERM fails TLS handshakes still in
-// progress. Here connections live on a background context and
-// http.Server.Shutdown drains them.
 // maxHeaderBytes sizes request headers to what the API server sends
 // with a review (a few hundred bytes), with room to spare: Go's default
 // of 1 MiB lets 200 unfinished headers hold 200 MiB.
@@ -37,6 +31,12 @@ const maxHeaderBytes = 32 << 10
 // idle connections cannot take the memory and descriptors.
 const maxWebhookConns = 1024
 
+// webhookServer serves the admission handler over TLS with certificates
+// from controller-runtime's certwatcher. It is not controller-runtime's
+// webhook.Server because that one derives every connection's context from
+// its run context: cancelling it at SIGTERM fails TLS handshakes still in
+// progress. Here connections live on a background context and
+// http.Server.Shutdown drains them.
 type webhookServer struct {
 	srv     *http.Server
 	ln      net.Listener
