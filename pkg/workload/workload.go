@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -72,7 +73,10 @@ func Inject(doc []byte, nsLabels map[string]string, cat *catalog.Catalog) (*Resu
 	}
 	res := &Result{Name: t.name, Out: doc}
 	if t.pod == nil {
-		if holdsPods(doc) != "" {
+		switch known := versionsOf(head.Kind); {
+		case len(known) > 0:
+			res.Notice = fmt.Sprintf("apiVersion %s of %s is not one this tool reads (it reads %s; Kubernetes no longer serves the older ones): change the apiVersion", head.APIVersion, head.Kind, strings.Join(known, ", "))
+		case holdsPods(doc) != "":
 			res.Notice = "not a workload kind this tool knows; its Pods will be injected by the webhook when created"
 		}
 		return res, nil
@@ -295,4 +299,16 @@ func pointer(doc []byte, path string) (json.RawMessage, error) {
 func IsDenial(err error) bool {
 	var d *inject.Denial
 	return errors.As(err, &d)
+}
+
+// versionsOf lists the apiVersions this tool reads kind in.
+func versionsOf(kind string) []string {
+	var out []string
+	for key := range templatePaths {
+		if at := strings.LastIndex(key, "/"); key[at+1:] == kind {
+			out = append(out, key[:at])
+		}
+	}
+	sort.Strings(out)
+	return out
 }

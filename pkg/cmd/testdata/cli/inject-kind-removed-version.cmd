@@ -1,0 +1,1 @@
+inject -f testdata/cli/in/deployment-extensions.yaml
