@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -93,6 +94,9 @@ func Run(ctx context.Context, o ManagerOptions) error {
 		if o.Keys, err = statuskey.Read(o.StatusKeyDir); err != nil {
 			return err
 		}
+	}
+	if err := leaseNamespaceExists(ctx, o); err != nil {
+		return err
 	}
 	mgr, err := newManager(o)
 	if err != nil {
@@ -204,6 +208,24 @@ func newPodInformer(cfg *rest.Config, s *shapes) (toolscache.SharedIndexInformer
 		return nil, err
 	}
 	return inf, nil
+}
+
+// leaseNamespaceExists fails, saying what to do, when leader election's
+// namespace does not exist: the manager would otherwise retry creating
+// its Lease every few seconds with a stack trace each time.
+func leaseNamespaceExists(ctx context.Context, o ManagerOptions) error {
+	if !o.LeaderElection {
+		return nil
+	}
+	cs, err := kubernetes.NewForConfig(o.RestConfig)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Get(ctx, o.LeaderElectionNamespace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("namespace %q, where replicas take turns through a Lease, does not exist: create it, set --leader-election-namespace to the namespace the controller runs in, or run one replica with --leader-elect=false", o.LeaderElectionNamespace)
+	}
+	return nil // anything else (no right to read namespaces, a moment offline) is the manager's to retry
 }
 
 // newManager is a manager with health checks; its cache holds

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -191,5 +192,21 @@ func TestControllerRepairsMissingAndStalePods(t *testing.T) {
 	slices.Sort(restarts)
 	if restarts[1] != 4 || restarts[0] != 0 {
 		t.Errorf("restarts by the two controllers %v; want 4 (two workloads, missing then stale) by the leader, none by the other", restarts)
+	}
+}
+
+// Against a cluster without the namespace of its Lease, the controller
+// says so once and exits, rather than logging a stack trace every few
+// seconds.
+func TestControllerWithoutItsLeaseNamespaceSaysSo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, suite.binary, "controller", "--kubeconfig", suite.cluster.Kubeconfig, "--catalog", suite.catalogDir,
+		"--metrics-addr", "0", "--health-addr", "0", "--leader-election-namespace", "no-such-namespace").CombinedOutput()
+	if ctx.Err() != nil || err == nil {
+		t.Fatalf("the controller kept running or succeeded: %v\n%s", err, out)
+	}
+	if want := `namespace "no-such-namespace", where replicas take turns through a Lease, does not exist`; !strings.Contains(string(out), want) || strings.Count(string(out), "goroutine") > 0 {
+		t.Errorf("output %s; want one line holding %q", out, want)
 	}
 }
