@@ -95,6 +95,11 @@ func TestInjectionSurvivesTheAdmissionChain(t *testing.T) {
 		if err := suite.cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// The next order is tested only once this one is gone.
+		eventually(t, "the agent webhook to be gone", func() bool {
+			got, err := suite.client.CoreV1().Pods(ns).Create(ctx, nginxPod("probe", ""), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err == nil && got.Labels[cluster.AgentLabel] == ""
+		})
 	}
 	if admitted == nil {
 		t.Fatal("no content-filler Pod admitted")
