@@ -154,3 +154,39 @@ func IgnoresSIGTERM(c corev1.Container) bool {
 	script := strings.TrimSpace(argv[2])
 	return !strings.HasPrefix(script, "exec ") && !(strings.Contains(script, "trap") && strings.Contains(script, "TERM"))
 }
+
+// DelaysStop says how c's preStop hook holds it up when its Pod is
+// deleted (it sleeps, or runs or calls something named as a drain), or
+// "" when it has none such. For a native sidecar that is a trap: the
+// kubelet runs a native sidecar's preStop hook as soon as the Pod is
+// deleted, beside the app's, not after the app has ended, so a drain
+// there cuts the app off from what the sidecar serves while the app
+// still runs.
+func DelaysStop(c corev1.Container) string {
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+		return ""
+	}
+	h := c.Lifecycle.PreStop
+	switch {
+	case h.Sleep != nil:
+		return fmt.Sprintf("a preStop hook that sleeps %ds", h.Sleep.Seconds)
+	case h.Exec != nil:
+		cmd := strings.Join(h.Exec.Command, " ")
+		for _, word := range []string{"sleep", "drain", "wait"} {
+			if strings.Contains(strings.ToLower(cmd), word) {
+				return fmt.Sprintf("a preStop hook that runs %q", brief(cmd))
+			}
+		}
+	case h.HTTPGet != nil && strings.Contains(strings.ToLower(h.HTTPGet.Path), "drain"):
+		return fmt.Sprintf("a preStop hook that calls %s", h.HTTPGet.Path)
+	}
+	return ""
+}
+
+// brief cuts s to what a warning quotes.
+func brief(s string) string {
+	if len(s) > 80 {
+		return strings.ToValidUTF8(s[:80], "") + "..."
+	}
+	return s
+}

@@ -40,9 +40,13 @@ warned about.
 				}
 			}
 			for _, name := range c.Names() {
-				for _, ctr := range c.Template(name).Containers {
+				t := c.Template(name)
+				for _, ctr := range t.Containers {
 					if catalog.IgnoresSIGTERM(ctr) {
 						fmt.Fprintf(cmd.ErrOrStderr(), "warning: templates[%s] container %q runs a shell as PID 1 that ignores SIGTERM: every Pod waits out its grace period to stop, and a Job's sidecar ends only then; trap TERM (trap 'exit 0' TERM, and sleep N & wait $!) or exec the program\n", name, ctr.Name)
+					}
+					if delay := catalog.DelaysStop(ctr); delay != "" && t.NativeSidecar {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: templates[%s] container %q is a native sidecar with %s: the kubelet runs it as soon as the Pod is deleted, beside the app's, not after the app has ended, so the app loses the sidecar while it still runs; drop the hook and stop on SIGTERM\n", name, ctr.Name, delay)
 					}
 				}
 			}

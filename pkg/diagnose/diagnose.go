@@ -42,7 +42,7 @@ func Pod(pod *corev1.Pod, cat *catalog.Catalog) []Finding {
 	d := &diagnosis{pod: pod, cat: cat, findings: []Finding{}}
 	d.index()
 	for _, check := range []func(){
-		d.status, d.hostNetwork, d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.statuses,
+		d.status, d.hostNetwork, d.sharedVolumes, d.templateDrift, d.users, d.resources, d.ports, d.completion, d.startOrder, d.sidecarStop, d.statuses,
 	} {
 		check()
 	}
@@ -371,6 +371,21 @@ func (d *diagnosis) startOrder() {
 		if t.NativeSidecar || t.Pattern == catalog.Ambassador {
 			d.add(Warning, "start-order", c.Name, fmt.Sprintf("template %s (%s) should start before the app, but %s is a regular container, started alongside it", t.Name, t.Pattern, c.Name),
 				"run it as a native sidecar (init container with restartPolicy: Always) so the app starts after it")
+		}
+	}
+}
+
+// sidecarStop: a native sidecar whose preStop hook holds it up. The
+// kubelet runs it when the Pod is deleted, beside the app's, so the app
+// loses the sidecar while it still runs.
+func (d *diagnosis) sidecarStop() {
+	for _, c := range d.pod.Spec.InitContainers {
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			continue
+		}
+		if delay := catalog.DelaysStop(c); delay != "" {
+			d.add(Warning, "sidecar-prestop", c.Name, fmt.Sprintf("native sidecar %s has %s: when the Pod is deleted the kubelet runs it at once, beside the app's, not after the app has ended, so the app loses the sidecar while it still runs", c.Name, delay),
+				"drop the hook and have the sidecar stop on SIGTERM, which the kubelet sends native sidecars only after the app has ended")
 		}
 	}
 }

@@ -57,6 +57,15 @@ func TestPod(t *testing.T) {
 	}{
 		"a writer and a reader sized and sharing a volume have no findings": {pair(), nil},
 		"a Pod as the webhook injects it has no findings":                   {injected(t, cat, "content-filler"), nil},
+		"a native sidecar that drains in preStop cuts the app off": {with(pair(), func(p *corev1.Pod) {
+			proxy := p.Spec.Containers[1]
+			proxy.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
+			proxy.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "curl -X POST localhost:15000/drain_listeners; sleep 20"}}}}
+			p.Spec.Containers, p.Spec.InitContainers = p.Spec.Containers[:1], []corev1.Container{proxy}
+		}), []string{"warning sidecar-prestop reader"}},
+		"a classic sidecar's preStop is not a native one's": {with(pair(), func(p *corev1.Pod) {
+			p.Spec.Containers[1].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}}
+		}), nil},
 		"two containers declaring one port conflict": {with(pair(), func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
 			p.Spec.Containers[1].Ports = []corev1.ContainerPort{{ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}

@@ -1,0 +1,1 @@
+catalog validate testdata/cli/in/prestop-catalog.yaml
