@@ -47,15 +47,7 @@ running server picks up the new pair without failing a request.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s, the key status entries are signed with (the Secret %s)\n", keyFile, statuskey.SecretName)
 			}
 			if webhookConfig != "" {
-				in, err := os.ReadFile(webhookConfig)
-				if err != nil {
-					return withCode(ExitBadInput, err)
-				}
-				out, err := certs.SetCABundle(in, res.CAPEM)
-				if err != nil {
-					return withCode(ExitBadInput, fmt.Errorf("%s: %w", webhookConfig, err))
-				}
-				if err := os.WriteFile(webhookConfig, out, 0o644); err != nil {
+				if err := setCABundle(webhookConfig, res.CAPEM); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "set caBundle in %s\n", webhookConfig)
@@ -75,4 +67,17 @@ running server picks up the new pair without failing a request.`,
 	fs.StringVar(&webhookConfig, "webhook-config", "", "MutatingWebhookConfiguration YAML file to write the caBundle into")
 	fs.BoolVar(&printCA, "print-ca-bundle", false, "print the base64 caBundle on stdout")
 	return cmd
+}
+
+// setCABundle writes caPEM into the MutatingWebhookConfiguration file.
+func setCABundle(file string, caPEM []byte) error {
+	in, err := os.ReadFile(file)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	out, err := certs.SetCABundle(in, caPEM)
+	if err != nil {
+		return withCode(ExitBadInput, fmt.Errorf("%s: %w", file, err))
+	}
+	return os.WriteFile(file, out, 0o644)
 }

@@ -64,21 +64,11 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 		if err != nil {
 			return nil, err
 		}
-		for name, image := range images {
-			im, c := find(upgraded, name)
-			if c == nil || c.Image == image {
-				continue
-			}
-			if im.Init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
-				return nil, fmt.Errorf("init container %q has run already; a new image takes a new Pod", name)
-			}
-			if p := c.ImagePullPolicy; p != "" && p == inject.DefaultPullPolicy(c.Image) && p != inject.DefaultPullPolicy(image) {
-				return nil, fmt.Errorf("container %q pulls %s, the default for %s; %s defaults to %s, and a pull policy cannot change in place", name, p, c.Image, image, inject.DefaultPullPolicy(image))
-			}
-			im.From, im.To = c.Image, image
-			c.Image = image
-			up.Images = append(up.Images, im)
+		ims, err := moveImages(upgraded, images)
+		if err != nil {
+			return nil, err
 		}
+		up.Images = append(up.Images, ims...)
 		moved[t.Name] = images
 	}
 	if len(up.Images) == 0 {
@@ -115,6 +105,28 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 		up.Status = p.Status.String()
 	}
 	return up, nil
+}
+
+// moveImages gives the Pod's containers their new images (by container
+// name), or says why one cannot change in place.
+func moveImages(pod *corev1.Pod, images map[string]string) ([]Image, error) {
+	var out []Image
+	for name, image := range images {
+		im, c := find(pod, name)
+		if c == nil || c.Image == image {
+			continue
+		}
+		if im.Init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
+			return nil, fmt.Errorf("init container %q has run already; a new image takes a new Pod", name)
+		}
+		if p := c.ImagePullPolicy; p != "" && p == inject.DefaultPullPolicy(c.Image) && p != inject.DefaultPullPolicy(image) {
+			return nil, fmt.Errorf("container %q pulls %s, the default for %s; %s defaults to %s, and a pull policy cannot change in place", name, p, c.Image, image, inject.DefaultPullPolicy(image))
+		}
+		im.From, im.To = c.Image, image
+		c.Image = image
+		out = append(out, im)
+	}
+	return out, nil
 }
 
 // withImages rewrites the status entries of the templates whose

@@ -90,12 +90,7 @@ func Run(ctx context.Context, o ManagerOptions) error {
 		return err
 	}
 	store := catalog.NewStore(cat)
-	if o.StatusKeyDir != "" {
-		if o.Keys, err = statuskey.Read(o.StatusKeyDir); err != nil {
-			return err
-		}
-	}
-	if err := leaseNamespaceExists(ctx, o); err != nil {
+	if err := o.ready(ctx); err != nil {
 		return err
 	}
 	mgr, err := newManager(o)
@@ -208,6 +203,17 @@ func newPodInformer(cfg *rest.Config, s *shapes) (toolscache.SharedIndexInformer
 		return nil, err
 	}
 	return inf, nil
+}
+
+// ready reads the status keys, and checks the namespace of the Lease.
+func (o *ManagerOptions) ready(ctx context.Context) error {
+	if o.StatusKeyDir != "" {
+		var err error
+		if o.Keys, err = statuskey.Read(o.StatusKeyDir); err != nil {
+			return err
+		}
+	}
+	return leaseNamespaceExists(ctx, *o)
 }
 
 // leaseNamespaceExists fails, saying what to do, when leader election's

@@ -53,22 +53,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.CatalogPath != "" {
 		go watchCatalog(bg, o, store, m)
 	}
-	namespaces, rules, nsSynced, err := namespaceInfo(bg, o)
+	handler, nsSynced, err := newHandler(bg, o, store, m)
 	if err != nil {
 		return err
-	}
-	keys, err := statusKeys(o)
-	if err != nil {
-		return err
-	}
-	handler := &admission.Handler{
-		Catalog:         store.Current,
-		Keys:            keys,
-		Namespaces:      namespaces,
-		Rules:           rules,
-		Metrics:         m.admission,
-		Log:             log.WithName("admission"),
-		MaxRequestBytes: o.MaxRequestBytes,
 	}
 	webhook, err := newWebhookServer(bg, o, handler)
 	if err != nil {
@@ -288,6 +275,28 @@ func newMetrics(reg ctrlmetrics.RegistererGatherer) *serverMetrics {
 		_ = reg.Register(c)
 	}
 	return m
+}
+
+// newHandler is the admission handler over the catalog store, with the
+// status keys and the namespace caches, and whether the caches synced.
+func newHandler(ctx context.Context, o Options, store *catalog.Store, m *serverMetrics) (*admission.Handler, func() bool, error) {
+	namespaces, rules, synced, err := namespaceInfo(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := statusKeys(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &admission.Handler{
+		Catalog:         store.Current,
+		Keys:            keys,
+		Namespaces:      namespaces,
+		Rules:           rules,
+		Metrics:         m.admission,
+		Log:             o.Log.WithName("admission"),
+		MaxRequestBytes: o.MaxRequestBytes,
+	}, synced, nil
 }
 
 // statusKeys reads the keys of StatusKeyDir, or makes one for this
