@@ -182,8 +182,10 @@ func quotaWarnings(pod *corev1.Pod, plan *Plan, quotas []corev1.ResourceQuota) [
 	after := pod.DeepCopy()
 	after.Spec.InitContainers = append(after.Spec.InitContainers, plan.InitContainers...)
 	after.Spec.Containers = append(after.Spec.Containers, plan.Containers...)
-	if plan.PodResources != nil {
-		after.Spec.Resources = plan.PodResources // only the raised values matter here
+	if r := plan.PodResources; r != nil { // the raised values over those the Pod sets
+		for _, list := range []struct{ from, to *corev1.ResourceList }{{&r.Requests, &after.Spec.Resources.Requests}, {&r.Limits, &after.Spec.Resources.Limits}} {
+			maps.Copy(*list.to, *list.from)
+		}
 	}
 	usage := func(p *corev1.Pod, limits bool) corev1.ResourceList {
 		if limits {
