@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy/policytest"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
@@ -107,7 +108,7 @@ func TestInjectionSurvivesTheAdmissionChain(t *testing.T) {
 
 	t.Run("a look-alike with the chain's additions under a status the app team signed", func(t *testing.T) {
 		lookAlike := resubmitted(admitted)
-		status := readStatus(lookAlike)
+		status := policytest.ReadStatus(lookAlike)
 		for i := range status.Templates {
 			status.Templates[i].MAC = strings.Repeat("0", 64)
 		}
@@ -136,7 +137,7 @@ func TestInjectionSurvivesTheAdmissionChain(t *testing.T) {
 					updated.Spec.Containers[i].Image = "registry.k8s.io/pause:3.10"
 				}
 			}
-			status := readStatus(updated)
+			status := policytest.ReadStatus(updated)
 			for i := range status.Templates {
 				status.Templates[i].Held = strings.ReplaceAll(status.Templates[i].Held, "docker.io/library/busybox:1.37.0", "registry.k8s.io/pause:3.10")
 				status.Templates[i] = forge(status.Templates[i])

@@ -1,0 +1,113 @@
+package eval_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy/eval"
+	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy/policytest"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
+	"github.com/podpatterns/sidecar-injector/pkg/patch"
+)
+
+const root = "../../.."
+
+// TestCompiledPoliciesMakeWhatTheEngineMakes is the differential proof
+// in process: every golden input of the engine, every Pod of the CLI's
+// inject goldens, the hostile parameter values and the biggest Pods go
+// through the engine and through the policies compiled from the same
+// catalog, run by kube-apiserver's admission-policy code. The Pods must
+// be equal, or both denied for the same cause, or the policies decline a
+// template the compiler refused or a Pod they cannot write the status
+// of, with the reason. test/e2e repeats it through a real kube-apiserver.
+func TestCompiledPoliciesMakeWhatTheEngineMakes(t *testing.T) {
+	ctx := t.Context()
+	groups := policytest.Inputs(t, root)
+	counts := map[string]int{}
+	for _, dir := range slices.Sorted(maps.Keys(groups)) {
+		cat, _ := policytest.CatalogFor(t, root, dir)
+		policies := compile(t, ctx, cat)
+		for i, in := range groups[dir] {
+			wpod, werr := engine(t, in, cat)
+			ppod, perr := policies.Create(ctx, pod(t, in), namespace(i, in.Labels))
+			outcome := policytest.Outcome(t, in.Name, in.Raw, wpod, werr, ppod, errText(perr), cat)
+			if testing.Verbose() {
+				t.Logf("%s: %s", in.Name, outcome)
+			}
+			counts[outcome]++
+		}
+	}
+	var lines []string
+	for k, n := range counts {
+		lines = append(lines, fmt.Sprintf("%s: %d", k, n))
+	}
+	sort.Strings(lines)
+	t.Logf("outcomes:\n  %s", strings.Join(lines, "\n  "))
+	if counts["same Pod stored"] < 80 || counts["both denied, same cause"]+counts["both denied, same cause (same message)"] < 80 || counts["mismatch"] > 0 {
+		t.Errorf("the proof covers too little: %v", counts)
+	}
+}
+
+func compile(t *testing.T, ctx context.Context, cat *catalog.Catalog) *eval.Policies {
+	t.Helper()
+	p, err := eval.New(ctx, admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// engine is what the webhook makes of in: the engine's plan applied as
+// the API server applies the webhook's patch.
+func engine(t *testing.T, in policytest.Input, cat *catalog.Catalog) (*corev1.Pod, string) {
+	t.Helper()
+	p := pod(t, in)
+	res, err := inject.Pod(p, in.Labels, cat, injecttest.Keys)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if res.Plan == nil {
+		return p, ""
+	}
+	out, err := patch.Apply(in.Raw, patch.ForPod(p, res.Plan))
+	if err != nil {
+		t.Fatalf("%s: %v", in.Name, err)
+	}
+	after := &corev1.Pod{}
+	if err := json.Unmarshal(out, after); err != nil {
+		t.Fatalf("%s: %v", in.Name, err)
+	}
+	return after, ""
+}
+
+func pod(t *testing.T, in policytest.Input) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{}
+	if err := json.Unmarshal(in.Raw, p); err != nil {
+		t.Fatalf("%s: %v", in.Name, err)
+	}
+	return p
+}
+
+func namespace(i int, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ns-%d", i), Labels: labels}}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
