@@ -14,7 +14,7 @@ import (
 func newCatalogCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "catalog",
-		Short: "Validate, list, pin and compile catalogs",
+		Short: "Validate, list, pin, compile and test catalogs",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [PATH]",
@@ -68,7 +68,7 @@ warned about.
 		},
 	}
 	list.Flags().StringVar(&path, "catalog", path, "catalog file or directory; the embedded default if empty")
-	cmd.AddCommand(list, newPinCommand(), newCompileCommand())
+	cmd.AddCommand(list, newPinCommand(), newCompileCommand(), newCatalogTestCommand())
 	return cmd
 }
 

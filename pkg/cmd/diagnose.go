@@ -3,7 +3,6 @@ package cmd
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -178,10 +177,8 @@ func (f *diagnoseFlags) containerLogs(ctx context.Context, client kubernetes.Int
 
 func (f *diagnoseFlags) print(w io.Writer, reports []*report) error {
 	if f.output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
 		// One shape whatever the count, for scripts.
-		return enc.Encode(struct {
+		return writeJSON(w, struct {
 			Pods []*report `json:"pods"`
 		}{reports})
 	}

@@ -1,0 +1,1 @@
+catalog test --path webhook ../../deploy/catalog-tests

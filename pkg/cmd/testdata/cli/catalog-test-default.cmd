@@ -1,0 +1,1 @@
+catalog test ../../deploy/catalog-tests

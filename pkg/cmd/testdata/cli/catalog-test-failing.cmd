@@ -1,0 +1,1 @@
+catalog test testdata/catalog-tests/failing.yaml

@@ -1,0 +1,1 @@
+catalog test -o json --path policies ../../deploy/catalog-tests/ambassador.yaml
