@@ -38,7 +38,7 @@ const smallBody = 64 << 10
 // container. Before a body is decoded its values are counted, and what
 // they may cost, valueCost each, is charged to the in-flight budget past
 // the first freeValues, which every ordinary review stays within. A body
-// with more than maxValues never fits and is refused.
+// with more than MaxValues never fits and is refused.
 //
 // The fieldsV1 of the managedFields kube-apiserver sends with the object
 // are not counted: they hold about five values per env var of the Pod,
@@ -48,7 +48,10 @@ const smallBody = 64 << 10
 const (
 	valueCost  = 1 << 10
 	freeValues = 512
-	maxValues  = 16 << 10
+	// MaxValues is the most objects and arrays a review may hold. The
+	// compiled admission policies deny a Pod over it too (see
+	// TooManyValues), for the same cause.
+	MaxValues = 16 << 10
 )
 
 // tooLargeError is a body over MaxRequestBytes.
@@ -91,7 +94,7 @@ func (h *Handler) read(r *http.Request, body *budgetReader) error {
 	switch {
 	case err != nil:
 		return nil // decode says what is wrong
-	case values > maxValues:
+	case values > MaxValues:
 		return &tooManyValuesError{values}
 	case values > freeValues && !body.charge(int64(values-freeValues)*valueCost):
 		return errBusy
@@ -99,7 +102,7 @@ func (h *Handler) read(r *http.Request, body *budgetReader) error {
 	return nil
 }
 
-// tooManyValuesError is a body with more than maxValues.
+// tooManyValuesError is a body with more than MaxValues.
 type tooManyValuesError struct{ values int }
 
 func (e *tooManyValuesError) Error() string {
@@ -107,12 +110,25 @@ func (e *tooManyValuesError) Error() string {
 	if e.values > countLimit {
 		size = fmt.Sprintf("more than %d", countLimit)
 	}
-	return fmt.Sprintf("the Pod is too large for the sidecar injector: it holds %s JSON objects and arrays (the fieldsV1 of its managedFields not counted), over the limit of %d; a Pod of 50 containers with 200 env vars each holds about 10,500", size, maxValues)
+	return fmt.Sprintf(TooManyValues, size+" JSON objects and arrays (the fieldsV1 of its managedFields not counted)")
+}
+
+// TooManyValues is the denial of a Pod over MaxValues, for fmt.Sprintf
+// with how many it holds.
+var TooManyValues = "the Pod is too large for the sidecar injector: it holds %s, over the limit of " + fmt.Sprint(MaxValues) + "; a Pod of 50 containers with 200 env vars each holds about 10,500"
+
+// CheckValues returns the webhook's denial of a review body that holds
+// more than MaxValues objects and arrays, or nil.
+func CheckValues(body []byte) error {
+	if n, err := countValues(body); err == nil && n > MaxValues {
+		return &tooManyValuesError{n}
+	}
+	return nil
 }
 
 // countLimit stops countValues on a hostile body: the count is exact up
 // to it, which is far past any limit a denial names.
-const countLimit = 16 * maxValues
+const countLimit = 16 * MaxValues
 
 // countValues counts the objects and arrays of a JSON text, leaving out
 // the fieldsV1 of the object's managedFields, up to one past countLimit.

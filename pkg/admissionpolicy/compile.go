@@ -66,6 +66,7 @@ func (g *gen) v(name, expr string) string {
 // Compile compiles cat into admission policies.
 func Compile(cat *catalog.Catalog, opts Options) *Compiled {
 	g := &gen{cat: cat}
+	g.sizeGuards()
 	g.selectTemplates(cat)
 	g.podFacts()
 	for i, name := range cat.Names() {
@@ -110,13 +111,13 @@ func (g *gen) problems(cat *catalog.Catalog) {
 		perTemplate = fmt.Sprintf("n == %s ? %s : %s", lit(c.t.Name), c.errs, perTemplate)
 	}
 	g.v("carries", fmt.Sprintf("%s in variables.ann && variables.podNames.exists(c, c in %s)", lit(inject.StatusAnnotation), lits(templateContainers(cat))))
-	g.v("problems", fmt.Sprintf("variables.early + (size(variables.names) == 0 ? [] : variables.targetsErr + variables.names.map(n, %s).flatten())", perTemplate))
+	g.v("problems", guarded(fmt.Sprintf("variables.early + (size(variables.names) == 0 ? [] : variables.targetsErr + variables.names.map(n, %s).flatten())", perTemplate)))
 	g.v("inject", "size(variables.names) > 0 && !variables.carries && size(variables.problems) == 0")
 	// The mutating policy rewrites every status annotation of a Pod that
 	// gets templates: its own when it injects, unverified when the Pod
 	// arrives carrying templates, none when the Pod is denied. So the
 	// validating policy knows a status it sees as the mutating policy's.
-	g.v("ours", fmt.Sprintf("size(variables.names) > 0 && %s in variables.ann && variables.ann[%[1]s] != %s", lit(inject.StatusAnnotation), lit(unverified)))
+	g.v("ours", fmt.Sprintf("size(variables.names) > 0 && !variables.tooLarge && !variables.tooCostly && %s in variables.ann && variables.ann[%[1]s] != %s", lit(inject.StatusAnnotation), lit(unverified)))
 	g.v("status", g.status())
 	// Fail-safe: what the Pod gets, without its containers, was not
 	// injected: the mutating policy did not run (deleted, not loaded yet,

@@ -67,7 +67,7 @@ func (g *gen) patch() string {
 	}
 	key := lit("/metadata/annotations/" + escapeKey(inject.StatusAnnotation))
 	status := lit(inject.StatusAnnotation) + " in variables.ann"
-	return fmt.Sprintf("size(variables.names) == 0 ? [] : variables.carries ? [JSONPatch{op: 'add', path: %s, value: %s}] : !variables.inject ? (%s ? [JSONPatch{op: 'remove', path: %[1]s}] : []) : ", key, lit(unverified), status) + strings.Join(ops, " + ")
+	return fmt.Sprintf("size(variables.names) == 0 || variables.tooLarge || variables.tooCostly ? [] : variables.carries ? [JSONPatch{op: 'add', path: %s, value: %s}] : !variables.inject ? (%s ? [JSONPatch{op: 'remove', path: %[1]s}] : []) : ", key, lit(unverified), status) + strings.Join(ops, " + ")
 }
 
 // perTemplate is the CEL list of what each requested template adds, in

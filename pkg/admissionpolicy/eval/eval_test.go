@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podpatterns/sidecar-injector/pkg/admission"
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy/eval"
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy/policytest"
@@ -71,9 +72,13 @@ func compile(t *testing.T, ctx context.Context, cat *catalog.Catalog) *eval.Poli
 
 // engine is what the webhook makes of in: the engine's plan applied as
 // the API server applies the webhook's patch.
-func engine(t *testing.T, in policytest.Input, cat *catalog.Catalog) (*corev1.Pod, string) {
+func engine(t testing.TB, in policytest.Input, cat *catalog.Catalog) (*corev1.Pod, string) {
 	t.Helper()
 	p := pod(t, in)
+	// The webhook's budget, on the review kube-apiserver would send.
+	if err := admission.CheckValues([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"resource":{},"requestKind":{},"requestResource":{},"userInfo":{},"options":{},"object":` + string(in.Raw) + `}}`)); err != nil {
+		return nil, err.Error()
+	}
 	res, err := inject.Pod(p, in.Labels, cat, injecttest.Keys)
 	if err != nil {
 		return nil, err.Error()
@@ -92,7 +97,7 @@ func engine(t *testing.T, in policytest.Input, cat *catalog.Catalog) (*corev1.Po
 	return after, ""
 }
 
-func pod(t *testing.T, in policytest.Input) *corev1.Pod {
+func pod(t testing.TB, in policytest.Input) *corev1.Pod {
 	t.Helper()
 	p := &corev1.Pod{}
 	if err := json.Unmarshal(in.Raw, p); err != nil {
@@ -110,4 +115,70 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestLargePodsGetAOneLineAnswer: a Pod over the webhook's budget is
+// denied for the webhook's cause, and one too costly for CEL declined,
+// each in one line that quotes no expression, with the guards evaluated
+// before anything that iterates over the Pod.
+func TestLargePodsGetAOneLineAnswer(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies := compile(t, t.Context(), cat)
+	want := map[string]string{"env-20000": "is too large for the sidecar injector: it holds at least 20", "widest": "the compiled admission policies decline this Pod"}
+	for _, in := range policytest.BigPods(t) {
+		if want[in.Name] == "" {
+			continue
+		}
+		_, err := policies.Create(t.Context(), pod(t, in), namespace(0, map[string]string{inject.InjectionLabel: "enabled"}))
+		msg := policytest.Denial(errText(err))
+		if !strings.Contains(msg, want[in.Name]) || len(msg) > 400 || strings.ContainsAny(msg, "\n{") {
+			t.Errorf("%s: %q; want one line with %q", in.Name, msg, want[in.Name])
+		}
+		delete(want, in.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("not among policytest.BigPods: %v", want)
+	}
+}
+
+// BenchmarkPolicies is what the compiled policies cost in process against
+// the engine and patch (the webhook's work) on the same Pods: the ratio
+// policies/engine, in one run. The policies' guards bound the large ones.
+func BenchmarkPolicies(b *testing.B) {
+	cat, err := catalog.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	policies, err := eval.New(b.Context(), admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{}}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	labels := map[string]string{inject.InjectionLabel: "enabled"}
+	huge := policytest.Input{Name: "huge", Raw: injecttest.HugePod(), Labels: labels}
+	typical := policytest.Input{Name: "typical", Raw: []byte(`{"metadata":{"name":"t","annotations":{"sidecars.podpatterns.io/inject":"log-shipper"}},"spec":{"containers":[{"name":"app","image":"registry.example.com/app:1.0.0"}]}}`), Labels: labels}
+	inputs := []policytest.Input{typical, huge}
+	for _, in := range policytest.BigPods(b) {
+		if in.Name == "env-20000" || in.Name == "widest" {
+			inputs = append(inputs, in)
+		}
+	}
+	for _, in := range inputs {
+		p := &corev1.Pod{}
+		if err := json.Unmarshal(in.Raw, p); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(in.Name+"/engine", func(b *testing.B) {
+			for b.Loop() {
+				engine(b, in, cat)
+			}
+		})
+		b.Run(in.Name+"/policies", func(b *testing.B) {
+			for b.Loop() {
+				_, _ = policies.Create(b.Context(), p, namespace(0, labels))
+			}
+		})
+	}
 }

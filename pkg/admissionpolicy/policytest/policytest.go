@@ -40,7 +40,7 @@ func Outcome(t testing.TB, name string, raw []byte, wpod *corev1.Pod, werr strin
 	case strings.Contains(perr, "resulted in error") || strings.Contains(perr, "failed to evaluate"):
 		t.Errorf("%s: a policy failed to evaluate: %s", name, perr)
 		return "mismatch"
-	case perr != "" && (strings.Contains(Denial(perr), "cannot be injected by the compiled admission policies") || strings.HasPrefix(Denial(perr), "the compiled admission policies cannot verify")):
+	case perr != "" && (strings.Contains(Denial(perr), "cannot be injected by the compiled admission policies") || strings.HasPrefix(Denial(perr), "the compiled admission policies cannot verify") || strings.HasPrefix(Denial(perr), "the compiled admission policies decline")):
 		t.Logf("%s: declined by the policies: %s (webhook: %s)", name, Denial(perr), OrStored(werr))
 		if strings.Contains(perr, "the compiler refused it") {
 			return "declined: template refused by the compiler"
@@ -123,7 +123,7 @@ var causes = []struct{ cause, words string }{
 	{"missing parameter", "needs parameter"}, {"override", "does not let Pods set"}, {"override", "is not a quantity"}, {"override", "is outside"}, {"override", "request of"},
 	{"host network", "on the host's network"}, {"container name", "has the name of the template's container"},
 	{"container name", "is already used by container"}, {"port", "share one network namespace"}, {"volume", "with a different definition"},
-	{"mount", "already mounts volume"}, {"the API server's validation", " is invalid: "},
+	{"mount", "already mounts volume"}, {"the API server's validation", " is invalid: "}, {"too large", "is too large for the sidecar injector"},
 }
 
 func Cause(msg string) string {
@@ -312,7 +312,18 @@ func BigPods(t testing.TB) []Input {
 	}
 	long := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "long", Annotations: map[string]string{inject.InjectAnnotation: strings.Join(names, ",")}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}}}}
-	pods := []*corev1.Pod{heavy, wide, long}
+	// Over the webhook's budget of JSON values: both deny it. Over what
+	// the policies evaluate in bounded time: they decline it.
+	env := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "env-20000", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}}}}
+	for i := range 20000 {
+		env.Spec.Containers[0].Env = append(env.Spec.Containers[0].Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", i), Value: "x"})
+	}
+	widest := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "widest", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, ambassador, metrics-adapter, content-filler", "ambassador.sidecars.podpatterns.io/upstream": "redis:6379"}}}
+	for i := range 706 {
+		widest.Spec.Containers = append(widest.Spec.Containers, corev1.Container{Name: fmt.Sprintf("app-%d", i), Image: "registry.example.com/app:1.0.0"})
+	}
+	pods := []*corev1.Pod{heavy, wide, long, env, widest}
 	// An app that sets a template's env name itself keeps its value, which
 	// the status then holds a copy of.
 	for i, env := range [][]corev1.EnvVar{
