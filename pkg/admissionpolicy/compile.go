@@ -3,6 +3,7 @@ package admissionpolicy
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -169,19 +170,20 @@ var podsCreate = &admissionv1.MatchResources{
 
 func (g *gen) mutating(name string) *admissionv1.MutatingAdmissionPolicy {
 	fail := admissionv1.Fail
+	patch := g.patch()
 	return &admissionv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ManagedLabels},
 		Spec: admissionv1.MutatingAdmissionPolicySpec{
 			MatchConstraints: podsCreate.DeepCopy(),
-			Variables:        g.vars,
+			Variables:        used(g.vars, patch),
 			FailurePolicy:    &fail,
 			// Never: run once, on the Pod as it arrives, so that a status
 			// it sees is the Pod's own, never its own from a first run.
 			ReinvocationPolicy: admissionv1.NeverReinvocationPolicy,
 			Mutations: []admissionv1.Mutation{{
 				PatchType: admissionv1.PatchTypeJSONPatch,
-				JSONPatch: &admissionv1.JSONPatch{Expression: g.patch()},
+				JSONPatch: &admissionv1.JSONPatch{Expression: patch},
 			}},
 		},
 	}
@@ -189,33 +191,68 @@ func (g *gen) mutating(name string) *admissionv1.MutatingAdmissionPolicy {
 
 func (g *gen) validating(name string) *admissionv1.ValidatingAdmissionPolicy {
 	fail := admissionv1.Fail
+	validations := []admissionv1.Validation{{
+		Expression: fmt.Sprintf("!(%s in variables.ann && variables.ann[%[1]s] == %s)", lit(inject.StatusAnnotation), lit(unverified)),
+		Message:    carriesDenial,
+		Reason:     new(metav1.StatusReasonForbidden),
+	}, {
+		// The mutating policy injected: what it added passed these
+		// checks before it was added.
+		Expression:        "variables.ours || size(variables.problems) == 0",
+		MessageExpression: "variables.problems[0]",
+		Reason:            new(metav1.StatusReasonForbidden),
+	}, {
+		// A Pod denied above is not also a Pod the mutating
+		// policy failed.
+		Expression:        "size(variables.problems) > 0 || size(variables.lacking) == 0",
+		MessageExpression: notInjectedDenial,
+		Reason:            new(metav1.StatusReasonForbidden),
+	}}
+	var exprs []string
+	for _, v := range validations {
+		exprs = append(exprs, v.Expression, v.MessageExpression)
+	}
 	return &admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ManagedLabels},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: podsCreate.DeepCopy(),
-			Variables:        g.vars,
+			Variables:        used(g.vars, exprs...),
 			FailurePolicy:    &fail,
-			Validations: []admissionv1.Validation{{
-				Expression: fmt.Sprintf("!(%s in variables.ann && variables.ann[%[1]s] == %s)", lit(inject.StatusAnnotation), lit(unverified)),
-				Message:    carriesDenial,
-				Reason:     new(metav1.StatusReasonForbidden),
-			}, {
-				// The mutating policy injected: what it added passed these
-				// checks before it was added.
-				Expression:        "variables.ours || size(variables.problems) == 0",
-				MessageExpression: "variables.problems[0]",
-				Reason:            new(metav1.StatusReasonForbidden),
-			}, {
-				// A Pod denied above is not also a Pod the mutating
-				// policy failed.
-				Expression:        "size(variables.problems) > 0 || size(variables.lacking) == 0",
-				MessageExpression: notInjectedDenial,
-				Reason:            new(metav1.StatusReasonForbidden),
-			}},
+			Validations:      validations,
 		},
 	}
 }
+
+// used is vars without those the expressions do not read, directly or
+// through another variable, in their order: each policy carries only
+// what it evaluates.
+func used(vars []admissionv1.Variable, exprs ...string) []admissionv1.Variable {
+	need := map[string]bool{}
+	mark := func(expr string) {
+		for _, m := range variableRef.FindAllStringSubmatch(expr, -1) {
+			need[m[1]] = true
+		}
+	}
+	for _, e := range exprs {
+		mark(e)
+	}
+	// A variable reads only those declared before it: one pass backwards.
+	for i := len(vars) - 1; i >= 0; i-- {
+		if need[vars[i].Name] {
+			mark(vars[i].Expression)
+		}
+	}
+	var out []admissionv1.Variable
+	for _, v := range vars {
+		if need[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+var variableRef = regexp.MustCompile(`variables\.([A-Za-z_][A-Za-z0-9_]*)`)
 
 // ManagedLabels mark what the compiler emits, so a syncer finds it.
 var ManagedLabels = map[string]string{"app.kubernetes.io/managed-by": "sidecar-injector"}

@@ -64,3 +64,20 @@ templates:
 		t.Error("the validating policy does not deny a Pod that gets a refused template")
 	}
 }
+
+// TestIdentKeepsNamesApart: variables are named after templates and
+// parameters; two names must never make one identifier.
+func TestIdentKeepsNamesApart(t *testing.T) {
+	names := []string{"log-shipper", "logshipper", "log--shipper", "log-1", "log1", "log-", "2fa", "2-fa", "a-b-c", "a-bc", "ab-c"}
+	seen := map[string]string{}
+	for _, n := range names {
+		id := ident(n)
+		if prev, ok := seen[id]; ok {
+			t.Errorf("%q and %q are both %q", prev, n, id)
+		}
+		seen[id] = n
+	}
+	if got := ident("log-shipper"); got != "logShipper" {
+		t.Errorf("ident(log-shipper) = %q", got)
+	}
+}

@@ -84,7 +84,7 @@ func (c *compiled) quantity(k int, limit bool, r corev1.ResourceName) string {
 	static := lit(q.String())
 	for n, o := range overrideKeys {
 		if _, opened := c.bounds(n); opened && o.limit == limit && o.resource == r {
-			return fmt.Sprintf("(variables.%so%ds ? variables.%[1]so%[2]dv : %s)", c.prefix, n, static)
+			return fmt.Sprintf("(variables.%s ? variables.%s : %s)", c.ov(n, "_set"), c.ov(n, ""), static)
 		}
 	}
 	return static
@@ -139,6 +139,13 @@ func (c *compiled) resourcesJSON(k int) string {
 	return fmt.Sprintf(`('{"limits":{' + %s + '}' + %s + '}')`, strings.Join(ls, " + ',' + "), requestsJSON)
 }
 
+// ov names a variable of resource override n: the template's prefix,
+// "override_", the override's name in camel case (cpuLimit), then what it
+// holds ("" its value, "_set").
+func (c *compiled) ov(n int, what string) string {
+	return c.prefix + "override_" + ident(overrideKeys[n].key) + what
+}
+
 // canonicalQuantity matches the quantities whose canonical form is the
 // text itself: an integer without leading zeros and a suffix, which the
 // API server would not rewrite to a bigger suffix.
@@ -151,8 +158,8 @@ func (c *compiled) overrideErrors(g *gen) string {
 	out := "[]"
 	for n, o := range overrideKeys {
 		key := inject.ParameterAnnotation(c.t.Name, o.key)
-		v := g.v(fmt.Sprintf("%so%dv", c.prefix, n), fmt.Sprintf("%s in variables.ann ? variables.ann[%[1]s] : ''", lit(key)))
-		set := g.v(fmt.Sprintf("%so%ds", c.prefix, n), lit(key)+" in variables.ann")
+		v := g.v(c.ov(n, ""), fmt.Sprintf("%s in variables.ann ? variables.ann[%[1]s] : ''", lit(key)))
+		set := g.v(c.ov(n, "_set"), lit(key)+" in variables.ann")
 		field := "requests." + string(o.resource)
 		if o.limit {
 			field = "limits." + string(o.resource)

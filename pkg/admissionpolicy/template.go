@@ -16,7 +16,7 @@ import (
 // compiled is one template the compiler expresses exactly.
 type compiled struct {
 	t       *catalog.Template
-	prefix  string           // of its variables, "t<index>"
+	prefix  string           // of its variables: its name in camel case and "_"
 	content *catalog.Content // rendered with a sentinel for each parameter
 	// own is what the template adds running as its own user, app (nil
 	// unless runAsAppUser) running as the app's: content with the
@@ -27,7 +27,7 @@ type compiled struct {
 }
 
 func newCompiled(t *catalog.Template, i int) *compiled {
-	c := &compiled{t: t, prefix: fmt.Sprintf("t%d", i), content: t.Render(sentinels(t))}
+	c := &compiled{t: t, prefix: ident(t.Name) + "_", content: t.Render(sentinels(t))}
 	c.own = c.withResourceSentinels()
 	if t.RunAsAppUser {
 		c.app = c.asAppUser(c.own)
@@ -42,6 +42,37 @@ func (c *compiled) pick(f func(*catalog.Content) string) string {
 		return f(c.own)
 	}
 	return fmt.Sprintf("(variables.%sapp ? %s : %s)", c.prefix, f(c.app), f(c.own))
+}
+
+// pv names a variable of parameter j: the template's prefix, "param_",
+// the parameter's name in camel case, then what it holds ("" its value,
+// "_set", "_raw", "_ok", "_json" and so on).
+func (c *compiled) pv(j int, what string) string {
+	return c.prefix + "param_" + ident(c.t.Parameters[j].Name) + what
+}
+
+// ident is a catalog name (a DNS label: lower case letters, digits and
+// dashes) as a CEL identifier, in camel case: a dash before a letter
+// makes it upper case ("log-shipper" is logShipper), any other dash is
+// "_", as is a leading digit's prefix ("2fa" is _2fa). Different names
+// stay different: a name holds neither upper case nor "_".
+func ident(name string) string {
+	var b strings.Builder
+	if name != "" && name[0] >= '0' && name[0] <= '9' {
+		b.WriteByte('_')
+	}
+	for i := 0; i < len(name); i++ {
+		switch {
+		case name[i] != '-':
+			b.WriteByte(name[i])
+		case i+1 < len(name) && name[i+1] >= 'a' && name[i+1] <= 'z':
+			b.WriteByte(name[i+1] - 'a' + 'A')
+			i++
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
 }
 
 func sentinels(t *catalog.Template) catalog.Values {
@@ -61,7 +92,7 @@ func (c *compiled) param(j int) string {
 	case j >= numIndex:
 		return fmt.Sprintf("string(variables.%snum%d)", c.prefix, j-numIndex)
 	}
-	return fmt.Sprintf("variables.%sp%d", c.prefix, j)
+	return "variables." + c.pv(j, "")
 }
 
 // json is param as it appears inside the held JSON: a parameter's value
@@ -70,7 +101,7 @@ func (c *compiled) json(j int) string {
 	if j >= numIndex {
 		return c.param(j)
 	}
-	return fmt.Sprintf("variables.%sp%dj", c.prefix, j)
+	return "variables." + c.pv(j, "_json")
 }
 
 // before is true when template name is requested before this one.
@@ -116,10 +147,10 @@ var shellMetaClass = func() string {
 // JSON form, as Parameter.Check decides and normalises.
 func (c *compiled) declareParam(g *gen, j int) {
 	p := c.t.Parameters[j]
-	v := fmt.Sprintf("%sp%d", c.prefix, j)
+	v := c.pv(j, "")
 	key := lit(inject.ParameterAnnotation(c.t.Name, p.Name))
-	set := g.v(v+"s", key+" in variables.ann")
-	raw := g.v(v+"r", fmt.Sprintf("%s ? variables.ann[%s] : ''", set, key))
+	set := g.v(v+"_set", key+" in variables.ann")
+	raw := g.v(v+"_raw", fmt.Sprintf("%s ? variables.ann[%s] : ''", set, key))
 	checks := []string{fmt.Sprintf("size(bytes(%s)) <= %d", raw, catalog.MaxValueBytes), fmt.Sprintf("%s.matches(%s)", raw, lit(printable))}
 	if p.Validation == "" && (p.Type == "" || p.Type == catalog.String || p.Type == catalog.Path) {
 		checks = append(checks, fmt.Sprintf("!%s.matches(%s)", raw, lit(shellMetaClass)))
@@ -133,9 +164,9 @@ func (c *compiled) declareParam(g *gen, j int) {
 		checks = append(checks, portOK(raw))
 		norm = fmt.Sprintf("string(int(%s))", raw)
 	case catalog.HostPort:
-		form := g.v(v+"f", fmt.Sprintf(`%s.matches('^\\[[^\\[\\]]*\\]:[^\\[\\]:]*$') ? 'bracket' : %[1]s.matches('^[^\\[\\]:]*:[^\\[\\]:]*$') ? 'plain' : ''`, raw))
-		host := g.v(v+"h", fmt.Sprintf("%s == 'bracket' ? %s.substring(1, %[2]s.lastIndexOf(']')) : %[1]s == 'plain' ? %[2]s.substring(0, %[2]s.lastIndexOf(':')) : ''", form, raw))
-		port := g.v(v+"q", fmt.Sprintf("%s != '' ? %s.substring(%[2]s.lastIndexOf(':') + 1) : ''", form, raw))
+		form := g.v(v+"_form", fmt.Sprintf(`%s.matches('^\\[[^\\[\\]]*\\]:[^\\[\\]:]*$') ? 'bracket' : %[1]s.matches('^[^\\[\\]:]*:[^\\[\\]:]*$') ? 'plain' : ''`, raw))
+		host := g.v(v+"_host", fmt.Sprintf("%s == 'bracket' ? %s.substring(1, %[2]s.lastIndexOf(']')) : %[1]s == 'plain' ? %[2]s.substring(0, %[2]s.lastIndexOf(':')) : ''", form, raw))
+		port := g.v(v+"_port", fmt.Sprintf("%s != '' ? %s.substring(%[2]s.lastIndexOf(':') + 1) : ''", form, raw))
 		// net.ParseIP takes IPv4-mapped IPv6 addresses (::ffff:a.b.c.d),
 		// CEL's isIP refuses them: with the ffff hextet made fffe the
 		// same text is valid for both or neither.
@@ -144,15 +175,15 @@ func (c *compiled) declareParam(g *gen, j int) {
 	}
 	// The normal form only of a value that passes the type's checks: a
 	// normal form of anything else may fail to evaluate (int of "9 001").
-	typeOK := g.v(v+"c", strings.Join(checks, " && "))
-	value := g.v(v+"n", fmt.Sprintf("%s ? %s : %s", typeOK, norm, raw))
+	typeOK := g.v(v+"_checked", strings.Join(checks, " && "))
+	value := g.v(v+"_normal", fmt.Sprintf("%s ? %s : %s", typeOK, norm, raw))
 	ok := typeOK
 	if p.Validation != "" {
 		ok = fmt.Sprintf("(%s && %s.matches(%s))", typeOK, value, lit("^(?:"+p.Validation+")$"))
 	}
-	g.v(v+"ok", fmt.Sprintf("!%s || %s", set, ok))
+	g.v(v+"_ok", fmt.Sprintf("!%s || %s", set, ok))
 	g.v(v, fmt.Sprintf("%s ? %s : %s", set, value, lit(p.Default)))
-	g.v(v+"j", jsonEscape(c.param(j)))
+	g.v(v+"_json", jsonEscape(c.param(j)))
 }
 
 // portOK is the engine's port check of the CEL string x: strconv.Atoi
@@ -179,8 +210,8 @@ func (c *compiled) parameterErrors(g *gen) string {
 	msg := fmt.Sprintf("'annotation ' + %s + %s + %s + %s", k, lit(fmt.Sprintf(": template %q has no parameter ", c.t.Name)), brief(k+".substring("+strconv.Itoa(len(prefix))+")"), lit(fmt.Sprintf("; have %v", c.t.ParameterNames())))
 	for j, p := range c.t.Parameters {
 		key := lit(prefix + p.Name)
-		bad = append(bad, fmt.Sprintf("(k == %s && !variables.%sp%dok)", key, c.prefix, j))
-		msg = fmt.Sprintf("%[1]s == %[2]s ? 'annotation ' + %[1]s + ': value ' + %[3]s + %[4]s : %[5]s", k, key, brief(fmt.Sprintf("variables.%sp%dr", c.prefix, j)),
+		bad = append(bad, fmt.Sprintf("(k == %s && !variables.%s)", key, c.pv(j, "_ok")))
+		msg = fmt.Sprintf("%[1]s == %[2]s ? 'annotation ' + %[1]s + ': value ' + %[3]s + %[4]s : %[5]s", k, key, brief("variables."+c.pv(j, "_raw")),
 			lit(fmt.Sprintf(" is not valid for parameter %q of template %q (%s); want %s", p.Name, c.t.Name, p.Description, p.Expects())), msg)
 	}
 	keys := fmt.Sprintf("variables.ann.filter(k, k.startsWith(%s) && (!(k.substring(%d) in %s)%s))", lit(prefix), len(prefix), lits(known), strings.Join(prepend(" || ", bad), ""))
@@ -189,7 +220,7 @@ func (c *compiled) parameterErrors(g *gen) string {
 	out := fmt.Sprintf("(%s == '' ? [] : [%s])", k, msg)
 	for j, p := range c.t.Parameters {
 		if p.Required {
-			out += fmt.Sprintf(" + (!variables.%sp%ds ? [%s] : [])", c.prefix, j, lit(fmt.Sprintf("template %q needs parameter %q (%s); set the annotation %s", c.t.Name, p.Name, p.Description, inject.ParameterAnnotation(c.t.Name, p.Name))))
+			out += fmt.Sprintf(" + (!variables.%s ? [%s] : [])", c.pv(j, "_set"), lit(fmt.Sprintf("template %q needs parameter %q (%s); set the annotation %s", c.t.Name, p.Name, p.Description, inject.ParameterAnnotation(c.t.Name, p.Name))))
 		}
 	}
 	return "(" + out + ")"

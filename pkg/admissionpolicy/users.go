@@ -42,18 +42,18 @@ func (c *compiled) asAppUser(content *catalog.Content) *catalog.Content {
 func (c *compiled) declareUser(g *gen) {
 	p := c.prefix
 	sc := "object.spec.securityContext"
-	g.v(p+"pu", fmt.Sprintf("has(%s) && has(%[1]s.runAsUser) ? %[1]s.runAsUser : -1", sc))
-	g.v(p+"pg", fmt.Sprintf("has(%s) && has(%[1]s.runAsGroup) ? %[1]s.runAsGroup : -1", sc))
+	g.v(p+"podUser", fmt.Sprintf("has(%s) && has(%[1]s.runAsUser) ? %[1]s.runAsUser : -1", sc))
+	g.v(p+"podGroup", fmt.Sprintf("has(%s) && has(%[1]s.runAsGroup) ? %[1]s.runAsGroup : -1", sc))
 	field := func(f string) string {
 		return fmt.Sprintf("variables.targets.map(i, has(object.spec.containers[i].securityContext) && has(object.spec.containers[i].securityContext.%[1]s) ? object.spec.containers[i].securityContext.%[1]s : -1)", f)
 	}
-	g.v(p+"tu", field("runAsUser"))
-	g.v(p+"tg", field("runAsGroup"))
+	g.v(p+"targetUsers", field("runAsUser"))
+	g.v(p+"targetGroups", field("runAsGroup"))
 	shared := func(list string) string {
 		return fmt.Sprintf("size(%s) > 0 && %[1]s.all(x, x != -1 && x == %[1]s[0])", list)
 	}
-	uid := g.v(p+"uid", fmt.Sprintf("variables.%spu != -1 ? variables.%[1]spu : (%s ? variables.%[1]stu[0] : -1)", p, shared("variables."+p+"tu")))
-	gid := g.v(p+"gid", fmt.Sprintf("variables.%spg != -1 ? variables.%[1]spg : (variables.%[1]spu == -1 && %s != -1 && %s ? variables.%[1]stg[0] : -1)", p, uid, shared("variables."+p+"tg")))
+	uid := g.v(p+"uid", fmt.Sprintf("variables.%spodUser != -1 ? variables.%[1]spodUser : (%s ? variables.%[1]stargetUsers[0] : -1)", p, shared("variables."+p+"targetUsers")))
+	gid := g.v(p+"gid", fmt.Sprintf("variables.%spodGroup != -1 ? variables.%[1]spodGroup : (variables.%[1]spodUser == -1 && %s != -1 && %s ? variables.%[1]stargetGroups[0] : -1)", p, uid, shared("variables."+p+"targetGroups")))
 	g.v(p+"app", uid+" > 0")
 	g.v(p+"num0", uid)
 	k := 0
