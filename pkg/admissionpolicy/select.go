@@ -12,9 +12,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
-// maxListEntries is the engine's cap on a list annotation's entries.
-const maxListEntries = 128
-
 // selectTemplates declares the variables that say which templates the Pod
 // gets, as inject.Wanted decides them: names (in order) and early (the
 // denials of the request itself, the engine's first one first).
@@ -55,12 +52,12 @@ func (g *gen) selectTemplates(cat *catalog.Catalog) {
 func (g *gen) list(name, on, value, annotation string) {
 	g.v(name+"Raw", fmt.Sprintf("%s ? %s : ''", on, value))
 	g.v(name+"Count", fmt.Sprintf("size(variables.%sRaw.split(','))", name))
-	g.v(name, fmt.Sprintf("(%s) && variables.%sRaw.trim() != '' && variables.%sCount <= %d ? variables.%[2]sRaw.split(',').map(s, s.trim()) : []", on, name, name, maxListEntries))
+	g.v(name, fmt.Sprintf("(%s) && variables.%sRaw.trim() != '' && variables.%sCount <= %d ? variables.%[2]sRaw.split(',').map(s, s.trim()) : []", on, name, name, inject.MaxListEntries))
 	g.v(name+"Bad", fmt.Sprintf("lists.range(size(variables.%s)).filter(i, variables.%[1]s[i] == '' || variables.%[1]s[i] in variables.%[1]s.slice(0, i))", name))
 	a := "annotation " + annotation
 	g.v(name+"Err", fmt.Sprintf(`!(%[1]s) ? [] : variables.%[2]sRaw.trim() == '' ? [%[3]s] : variables.%[2]sCount > %[4]d ? [%[5]s + string(variables.%[2]sCount) + %[6]s] : size(variables.%[2]sBad) == 0 ? [] : variables.%[2]s[variables.%[2]sBad[0]] == '' ? [%[7]s + string(variables.%[2]sBad[0] + 1) + ' of ' + %[8]s + %[9]s] : [%[10]s + %[11]s + ' is listed twice']`,
-		on, name, lit(a+" is empty; list names separated by commas"), maxListEntries,
-		lit(a+" lists "), lit(fmt.Sprintf(" entries; at most %d are allowed", maxListEntries)),
+		on, name, lit(a+" is empty; list names separated by commas"), inject.MaxListEntries,
+		lit(a+" lists "), lit(fmt.Sprintf(" entries; at most %d are allowed", inject.MaxListEntries)),
 		lit(a+": entry "), brief("variables."+name+"Raw"), lit(" is empty; list names separated by single commas"),
 		lit(a+": "), brief("variables."+name+"[variables."+name+"Bad[0]]")))
 }
@@ -153,10 +150,10 @@ func selector(s *metav1.LabelSelector, m string) string {
 }
 
 // brief is the engine's brief quoting of the CEL string x: quoted, and
-// cut after 64 bytes with its length said. Go's quoting escapes what
+// cut after inject.BriefLen bytes with its length said. Go's quoting escapes what
 // CEL's concatenation does not; the words are the same.
 func brief(x string) string {
-	return fmt.Sprintf(`(size(bytes(%s)) <= 64 ? '"' + %[1]s + '"' : '"' + %[1]s.substring(0, 64) + '"... (' + string(size(bytes(%[1]s))) + ' bytes)')`, x)
+	return fmt.Sprintf(`(size(bytes(%s)) <= %[2]d ? '"' + %[1]s + '"' : '"' + %[1]s.substring(0, %[2]d) + '"... (' + string(size(bytes(%[1]s))) + ' bytes)')`, x, inject.BriefLen)
 }
 
 // firstNames is the engine's list of up to n quoted names.

@@ -137,7 +137,7 @@ const dns1123Subdomain = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 // shellMetaClass matches any of catalog's shell metacharacters.
 var shellMetaClass = func() string {
 	var b strings.Builder
-	for _, r := range `;|&$` + "`" + `\<>{}#'"()*?[]~!` {
+	for _, r := range catalog.ShellMeta {
 		b.WriteString(regexp.QuoteMeta(string(r)))
 	}
 	return "[" + b.String() + "]"

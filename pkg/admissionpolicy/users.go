@@ -7,10 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
-// nogroup is the engine's group in place of group 0.
-const nogroup = 65534
 
 // asAppUser is content running as the app's user: each container's
 // runAsUser is number 0, its runAsGroup number 1+k (see declareUser).
@@ -38,7 +37,7 @@ func (c *compiled) asAppUser(content *catalog.Content) *catalog.Content {
 // Pod's runAsGroup, else (for a user from the containers) the one every
 // target sets. app is set when it is neither unset nor root; number 0 is
 // the user, number 1+k container k's group: the app's unless unset or 0,
-// then the template's own unless unset or 0, then nogroup.
+// then the template's own unless unset or 0, then inject.NoGroup.
 func (c *compiled) declareUser(g *gen) {
 	p := c.prefix
 	sc := "object.spec.securityContext"
@@ -72,5 +71,5 @@ func ownGroup(gid int64) int64 {
 	if gid > 0 {
 		return gid
 	}
-	return nogroup
+	return inject.NoGroup
 }

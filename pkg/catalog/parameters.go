@@ -41,13 +41,13 @@ const (
 // ParameterTypes lists the valid types, for error messages.
 var ParameterTypes = []ParameterType{String, Path, Port, HostPort, Duration, Quantity}
 
-// shellMeta are the characters a string or path value never holds
+// ShellMeta are the characters a string or path value never holds
 // unless the parameter's own validation regex admits them, so a template
 // that hands a value to a shell cannot be turned into a command, a
 // comment or an end of quoting. The other types parse to a closed form
 // (a number, host:port, a duration, a quantity) that holds none but an
 // IPv6 address's brackets.
-const shellMeta = ";|&$`\\<>{}#'\"()*?[]~!"
+const ShellMeta = ";|&$`\\<>{}#'\"()*?[]~!"
 
 // MaxValueBytes caps a parameter's value: longer than any path, address
 // or setting a sidecar takes, short enough that the rendered variants the
@@ -72,7 +72,7 @@ func (p *Parameter) Check(value string) (string, error) {
 		}
 	}
 	if p.Validation == "" && (p.Type == "" || p.Type == String || p.Type == Path) {
-		if i := strings.IndexAny(value, shellMeta); i >= 0 {
+		if i := strings.IndexAny(value, ShellMeta); i >= 0 {
 			return "", fmt.Errorf("character %q not allowed", value[i])
 		}
 	}
@@ -123,7 +123,7 @@ func (p *Parameter) Expects() string {
 		s = "a quantity such as 100m or 64Mi"
 	default:
 		if p.Validation == "" {
-			return "printable text without any of " + shellMeta
+			return "printable text without any of " + ShellMeta
 		}
 		return "text matching ^" + p.Validation + "$"
 	}
@@ -131,7 +131,7 @@ func (p *Parameter) Expects() string {
 	case p.Validation != "":
 		s += ", matching ^" + p.Validation + "$"
 	case p.Type == Path:
-		s += ", without white space or any of " + shellMeta
+		s += ", without white space or any of " + ShellMeta
 	}
 	return s
 }

@@ -83,18 +83,18 @@ func checkAllowed(name string, policy catalog.Applied, cat *catalog.Catalog) err
 	return nil
 }
 
-// maxListEntries caps the names one list annotation may hold: far more
+// MaxListEntries caps the names one list annotation may hold: far more
 // than any Pod needs, few enough that a list costs nothing to check.
-const maxListEntries = 128
+const MaxListEntries = 128
 
 // splitList splits a comma list, keeping order and refusing empty and
-// duplicate entries, and lists of more than maxListEntries.
+// duplicate entries, and lists of more than MaxListEntries.
 func splitList(value, annotation string) ([]string, error) {
 	if strings.TrimSpace(value) == "" {
 		return nil, deny("annotation %s is empty; list names separated by commas", annotation)
 	}
-	if n := strings.Count(value, ",") + 1; n > maxListEntries {
-		return nil, deny("annotation %s lists %d entries; at most %d are allowed", annotation, n, maxListEntries)
+	if n := strings.Count(value, ",") + 1; n > MaxListEntries {
+		return nil, deny("annotation %s lists %d entries; at most %d are allowed", annotation, n, MaxListEntries)
 	}
 	var names []string
 	seen := map[string]bool{}
@@ -112,17 +112,17 @@ func splitList(value, annotation string) ([]string, error) {
 	return names, nil
 }
 
-// briefLen is how much of a value a denial or warning quotes.
-const briefLen = 64
+// BriefLen is how much of a value a denial or warning quotes.
+const BriefLen = 64
 
-// brief quotes s, or its first briefLen bytes and how long it is: the
+// brief quotes s, or its first BriefLen bytes and how long it is: the
 // Pod's author controls the value, and a denial that echoes it whole
 // turns a megabyte of annotation into a megabyte of answer and of logs.
 func brief(s string) string {
-	if len(s) <= briefLen {
+	if len(s) <= BriefLen {
 		return strconv.Quote(s)
 	}
-	cut := briefLen
+	cut := BriefLen
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

@@ -13,14 +13,14 @@ import (
 type user struct {
 	uid, gid *int64
 	// notRootGroup is set when the app runs as group 0: the containers
-	// keep the template's group, or nogroup, never inheriting group 0
+	// keep the template's group, or NoGroup, never inheriting group 0
 	// from the Pod.
 	notRootGroup bool
 }
 
-// nogroup is the group given in place of group 0 when the template
+// NoGroup is the group given in place of group 0 when the template
 // names none.
-const nogroup = 65534
+const NoGroup = 65534
 
 // appUser returns the user the template's containers run as when it asks
 // to run as the app's user; ok is false when they keep the template's.
@@ -81,7 +81,7 @@ func (b *builder) appUser(t *catalog.Template) (u user, ok bool, remarks []strin
 		// which is never taken from the app.
 		u.notRootGroup = true
 	case *u.gid == 0:
-		remark("template %q runs as the app's user %d but not as group 0, which the app uses; it keeps the template's group (or %d), so set fsGroup on the Pod if it must read files only group 0 can", t.Name, *u.uid, nogroup)
+		remark("template %q runs as the app's user %d but not as group 0, which the app uses; it keeps the template's group (or %d), so set fsGroup on the Pod if it must read files only group 0 can", t.Name, *u.uid, NoGroup)
 		u.gid, u.notRootGroup = nil, true
 	}
 	return u, true, remarks
@@ -142,7 +142,7 @@ func runAs(c corev1.Container, u *user) corev1.Container {
 	case u.gid != nil:
 		sc.RunAsGroup = u.gid
 	case u.notRootGroup && (sc.RunAsGroup == nil || *sc.RunAsGroup == 0):
-		sc.RunAsGroup = new(int64(nogroup))
+		sc.RunAsGroup = new(int64(NoGroup))
 	}
 	c.SecurityContext = sc
 	return c
