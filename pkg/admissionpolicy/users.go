@@ -10,7 +10,6 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
-
 // asAppUser is content running as the app's user: each container's
 // runAsUser is number 0, its runAsGroup number 1+k (see declareUser).
 func (c *compiled) asAppUser(content *catalog.Content) *catalog.Content {
