@@ -180,3 +180,53 @@ func jsonField(t reflect.Type, key string) reflect.Type {
 	}
 	return nil
 }
+
+// expr is a CEL string expression, as an argument of celf.
+type expr string
+
+// celf is the CEL string expression of fmt.Sprintf(format, args...), for
+// the engine's denial formats: an argument of type expr is evaluated at
+// admission (as text, %d of a CEL int made string() first), any other is
+// formatted now with its verb. format holds only plain verbs (%s, %d,
+// %q, %v) and %%.
+func celf(format string, args ...any) string {
+	var parts []string
+	var text strings.Builder
+	flush := func() {
+		if text.Len() > 0 {
+			parts = append(parts, lit(text.String()))
+			text.Reset()
+		}
+	}
+	n := 0
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' || i+1 == len(format) {
+			text.WriteByte(format[i])
+			continue
+		}
+		i++
+		verb := format[i]
+		if verb == '%' {
+			text.WriteByte('%')
+			continue
+		}
+		if n == len(args) {
+			panic(fmt.Sprintf("celf %q: too few arguments", format))
+		}
+		if e, ok := args[n].(expr); ok {
+			flush()
+			parts = append(parts, string(e))
+		} else {
+			text.WriteString(fmt.Sprintf("%"+string(verb), args[n]))
+		}
+		n++
+	}
+	if n != len(args) {
+		panic(fmt.Sprintf("celf %q: %d arguments, %d verbs", format, len(args), n))
+	}
+	flush()
+	if len(parts) == 0 {
+		return "''"
+	}
+	return strings.Join(parts, " + ")
+}

@@ -164,10 +164,10 @@ func (c *compiled) overrideErrors(g *gen) string {
 		if o.limit {
 			field = "limits." + string(o.resource)
 		}
-		notQuantity := fmt.Sprintf("%s + %s + ' is not a quantity such as 100m or 64Mi'", lit("annotation "+key+": "), brief(v))
+		notQuantity := celf(inject.DenyNotQuantity, key, expr(brief(v)))
 		b, opened := c.bounds(n)
 		if !opened {
-			out += fmt.Sprintf(" + (%s ? [isQuantity(%s) ? %s : %s] : [])", set, v, lit(fmt.Sprintf("annotation %s: template %q does not let Pods set %s; it opens %s", key, c.t.Name, field, c.opens())), notQuantity)
+			out += fmt.Sprintf(" + (%s ? [isQuantity(%s) ? %s : %s] : [])", set, v, celf(inject.DenyOverrideNotOpen, key, c.t.Name, field, c.opens()), notQuantity)
 			continue
 		}
 		inBounds := []string{fmt.Sprintf("quantity(%s).compareTo(quantity('0')) >= 0", v)}

@@ -38,10 +38,8 @@ func (g *gen) selectTemplates(cat *catalog.Catalog) {
 	g.v("asked", "variables.optedOut ? [] : variables.annotated ? ('none' in variables.entries ? [] : variables.entries) : variables.defaults.filter(n, variables.allows[n])")
 	g.v("names", "variables.asked + variables.required.filter(n, !(n in variables.asked))")
 
-	noneErr := fmt.Sprintf("%q cannot be combined with template names; use %q alone to opt out", inject.None, inject.None)
-	unknown := fmt.Sprintf(" not found in the catalog; have %s", firstNames(cat.Names(), 20))
-	g.v("early", fmt.Sprintf(`variables.entriesErr + (size(variables.entriesErr) == 0 && 'none' in variables.entries && size(variables.entries) > 1 ? [%s] : []) + (size(variables.entriesErr) == 0 && !('none' in variables.entries) ? variables.entries.filter(n, !(n in variables.allows) || !variables.allows[n]).map(n, !(n in variables.allows) ? 'template ' + %s + %s : %s) : []) + variables.required.filter(n, !variables.allows[n]).map(n, %s)`,
-		lit("annotation "+inject.InjectAnnotation+": "+noneErr), brief("n"), lit(unknown),
+	g.v("early", fmt.Sprintf(`variables.entriesErr + (size(variables.entriesErr) == 0 && 'none' in variables.entries && size(variables.entries) > 1 ? [%s] : []) + (size(variables.entriesErr) == 0 && !('none' in variables.entries) ? variables.entries.filter(n, !(n in variables.allows) || !variables.allows[n]).map(n, !(n in variables.allows) ? %s : %s) : []) + variables.required.filter(n, !variables.allows[n]).map(n, %s)`,
+		celf(inject.DenyNoneCombined, inject.InjectAnnotation, inject.None, inject.None), celf(inject.DenyUnknownTemplate, expr(brief("n")), firstNames(cat.Names(), 20)),
 		g.byName(cat, func(name string) string { return g.notAllowed(policies, name) }),
 		g.byName(cat, func(name string) string { return g.requiredNotAllowed(policies, name) })))
 }
@@ -54,12 +52,11 @@ func (g *gen) list(name, on, value, annotation string) {
 	g.v(name+"Count", fmt.Sprintf("size(variables.%sRaw.split(','))", name))
 	g.v(name, fmt.Sprintf("(%s) && variables.%sRaw.trim() != '' && variables.%sCount <= %d ? variables.%[2]sRaw.split(',').map(s, s.trim()) : []", on, name, name, inject.MaxListEntries))
 	g.v(name+"Bad", fmt.Sprintf("lists.range(size(variables.%s)).filter(i, variables.%[1]s[i] == '' || variables.%[1]s[i] in variables.%[1]s.slice(0, i))", name))
-	a := "annotation " + annotation
-	g.v(name+"Err", fmt.Sprintf(`!(%[1]s) ? [] : variables.%[2]sRaw.trim() == '' ? [%[3]s] : variables.%[2]sCount > %[4]d ? [%[5]s + string(variables.%[2]sCount) + %[6]s] : size(variables.%[2]sBad) == 0 ? [] : variables.%[2]s[variables.%[2]sBad[0]] == '' ? [%[7]s + string(variables.%[2]sBad[0] + 1) + ' of ' + %[8]s + %[9]s] : [%[10]s + %[11]s + ' is listed twice']`,
-		on, name, lit(a+" is empty; list names separated by commas"), inject.MaxListEntries,
-		lit(a+" lists "), lit(fmt.Sprintf(" entries; at most %d are allowed", inject.MaxListEntries)),
-		lit(a+": entry "), brief("variables."+name+"Raw"), lit(" is empty; list names separated by single commas"),
-		lit(a+": "), brief("variables."+name+"[variables."+name+"Bad[0]]")))
+	g.v(name+"Err", fmt.Sprintf(`!(%[1]s) ? [] : variables.%[2]sRaw.trim() == '' ? [%[3]s] : variables.%[2]sCount > %[4]d ? [%[5]s] : size(variables.%[2]sBad) == 0 ? [] : variables.%[2]s[variables.%[2]sBad[0]] == '' ? [%[6]s] : [%[7]s]`,
+		on, name, celf(inject.DenyListEmpty, annotation), inject.MaxListEntries,
+		celf(inject.DenyListLong, annotation, expr("string(variables."+name+"Count)"), inject.MaxListEntries),
+		celf(inject.DenyListEntryEmpty, annotation, expr("string(variables."+name+"Bad[0] + 1)"), expr(brief("variables."+name+"Raw"))),
+		celf(inject.DenyListTwice, annotation, expr(brief("variables."+name+"[variables."+name+"Bad[0]]")))))
 }
 
 // byName is a CEL expression of n, a catalog template's name: each

@@ -207,7 +207,7 @@ func (c *compiled) parameterErrors(g *gen) string {
 	known := slices.Concat(c.t.ParameterNames(), catalog.ReservedParameters)
 	var bad []string
 	k := "variables." + c.prefix + "badKey"
-	msg := fmt.Sprintf("'annotation ' + %s + %s + %s + %s", k, lit(fmt.Sprintf(": template %q has no parameter ", c.t.Name)), brief(k+".substring("+strconv.Itoa(len(prefix))+")"), lit(fmt.Sprintf("; have %v", c.t.ParameterNames())))
+	msg := celf(inject.DenyNoParameter, expr(k), c.t.Name, expr(brief(k+".substring("+strconv.Itoa(len(prefix))+")")), c.t.ParameterNames())
 	for j, p := range c.t.Parameters {
 		key := lit(prefix + p.Name)
 		bad = append(bad, fmt.Sprintf("(k == %s && !variables.%s)", key, c.pv(j, "_ok")))
@@ -220,7 +220,7 @@ func (c *compiled) parameterErrors(g *gen) string {
 	out := fmt.Sprintf("(%s == '' ? [] : [%s])", k, msg)
 	for j, p := range c.t.Parameters {
 		if p.Required {
-			out += fmt.Sprintf(" + (!variables.%s ? [%s] : [])", c.pv(j, "_set"), lit(fmt.Sprintf("template %q needs parameter %q (%s); set the annotation %s", c.t.Name, p.Name, p.Description, inject.ParameterAnnotation(c.t.Name, p.Name))))
+			out += fmt.Sprintf(" + (!variables.%s ? [%s] : [])", c.pv(j, "_set"), celf(inject.DenyNeedsParameter, c.t.Name, p.Name, p.Description, inject.ParameterAnnotation(c.t.Name, p.Name)))
 		}
 	}
 	return "(" + out + ")"

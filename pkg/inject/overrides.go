@@ -48,11 +48,11 @@ func overrides(pod *corev1.Pod, t *catalog.Template) ([]override, error) {
 		}
 		q, err := resource.ParseQuantity(value)
 		if err != nil {
-			return nil, deny("annotation %s: %s is not a quantity such as 100m or 64Mi", key, brief(value))
+			return nil, deny(DenyNotQuantity, key, brief(value))
 		}
 		b, opened := bounds(t, o)
 		if !opened {
-			return nil, deny("annotation %s: template %q does not let Pods set %s; it opens %s", key, t.Name, o.field(), opens(t))
+			return nil, deny(DenyOverrideNotOpen, key, t.Name, o.field(), opens(t))
 		}
 		if q.Sign() < 0 || (b.Min != nil && q.Cmp(*b.Min) < 0) || (b.Max != nil && q.Cmp(*b.Max) > 0) {
 			return nil, deny("annotation %s: %s is outside %s, the bounds template %q sets for %s", key, q.String(), describeBounds(b), t.Name, o.field())

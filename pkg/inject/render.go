@@ -66,7 +66,7 @@ func parameters(pod *corev1.Pod, t *catalog.Template) (catalog.Values, error) {
 		}
 		p := t.Parameter(name)
 		if p == nil {
-			return nil, deny("annotation %s: template %q has no parameter %s; have %v", key, t.Name, brief(name), t.ParameterNames())
+			return nil, deny(DenyNoParameter, key, t.Name, brief(name), t.ParameterNames())
 		}
 		clean, err := p.Check(value)
 		if err != nil {
@@ -76,7 +76,7 @@ func parameters(pod *corev1.Pod, t *catalog.Template) (catalog.Values, error) {
 	}
 	for _, p := range t.Parameters {
 		if _, set := values[p.Name]; p.Required && !set {
-			return nil, deny("template %q needs parameter %q (%s); set the annotation %s", t.Name, p.Name, p.Description, ParameterAnnotation(t.Name, p.Name))
+			return nil, deny(DenyNeedsParameter, t.Name, p.Name, p.Description, ParameterAnnotation(t.Name, p.Name))
 		}
 	}
 	return values, nil

@@ -29,7 +29,7 @@ func requested(pod *corev1.Pod, policy catalog.Applied, cat *catalog.Catalog) (n
 		}
 		if slices.Contains(names, None) {
 			if len(names) > 1 {
-				return nil, nil, deny("annotation %s: %q cannot be combined with template names; use %q alone to opt out", InjectAnnotation, None, None)
+				return nil, nil, deny(DenyNoneCombined, InjectAnnotation, None, None)
 			}
 			names = nil
 		}
@@ -75,13 +75,28 @@ func requested(pod *corev1.Pod, policy catalog.Applied, cat *catalog.Catalog) (n
 // policies do not allow.
 func checkAllowed(name string, policy catalog.Applied, cat *catalog.Catalog) error {
 	if cat.Template(name) == nil {
-		return deny("template %s not found in the catalog; have %s", brief(name), firstNames(cat.Names(), 20))
+		return deny(DenyUnknownTemplate, brief(name), firstNames(cat.Names(), 20))
 	}
 	if !policy.Allows(name) {
 		return deny("template %q is not allowed in this namespace by policy %s; allowed here: %v", name, strings.Join(policy.Restricting(name), ", "), policy.Allowed)
 	}
 	return nil
 }
+
+// The denials the compiled admission policies make too, in the same
+// words: pkg/admissionpolicy builds each in CEL from its format.
+const (
+	DenyNoneCombined    = "annotation %s: %q cannot be combined with template names; use %q alone to opt out"
+	DenyUnknownTemplate = "template %s not found in the catalog; have %s"
+	DenyListEmpty       = "annotation %s is empty; list names separated by commas"
+	DenyListLong        = "annotation %s lists %d entries; at most %d are allowed"
+	DenyListEntryEmpty  = "annotation %s: entry %d of %s is empty; list names separated by single commas"
+	DenyListTwice       = "annotation %s: %s is listed twice"
+	DenyNoParameter     = "annotation %s: template %q has no parameter %s; have %v"
+	DenyNeedsParameter  = "template %q needs parameter %q (%s); set the annotation %s"
+	DenyNotQuantity     = "annotation %s: %s is not a quantity such as 100m or 64Mi"
+	DenyOverrideNotOpen = "annotation %s: template %q does not let Pods set %s; it opens %s"
+)
 
 // MaxListEntries caps the names one list annotation may hold: far more
 // than any Pod needs, few enough that a list costs nothing to check.
@@ -91,20 +106,20 @@ const MaxListEntries = 128
 // duplicate entries, and lists of more than MaxListEntries.
 func splitList(value, annotation string) ([]string, error) {
 	if strings.TrimSpace(value) == "" {
-		return nil, deny("annotation %s is empty; list names separated by commas", annotation)
+		return nil, deny(DenyListEmpty, annotation)
 	}
 	if n := strings.Count(value, ",") + 1; n > MaxListEntries {
-		return nil, deny("annotation %s lists %d entries; at most %d are allowed", annotation, n, MaxListEntries)
+		return nil, deny(DenyListLong, annotation, n, MaxListEntries)
 	}
 	var names []string
 	seen := map[string]bool{}
 	for p := range strings.SplitSeq(value, ",") {
 		name := strings.TrimSpace(p)
 		if name == "" { // every entry before it is in names
-			return nil, deny("annotation %s: entry %d of %s is empty; list names separated by single commas", annotation, len(names)+1, brief(value))
+			return nil, deny(DenyListEntryEmpty, annotation, len(names)+1, brief(value))
 		}
 		if seen[name] {
-			return nil, deny("annotation %s: %s is listed twice", annotation, brief(name))
+			return nil, deny(DenyListTwice, annotation, brief(name))
 		}
 		seen[name] = true
 		names = append(names, name)
