@@ -103,3 +103,31 @@ func run(t *testing.T, cases []catalogtest.Case) []catalogtest.Result {
 	}
 	return out
 }
+
+// TestTheREADMECasePasses: the case the README shows in full is a case
+// that passes, as written.
+func TestTheREADMECasePasses(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "### Testing a catalog: `catalog test`")
+	if !ok {
+		t.Fatal("README: no section on catalog test")
+	}
+	_, block, _ := strings.Cut(after, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	path := filepath.Join(t.TempDir(), "case.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases, err := catalogtest.Load(path)
+	if err != nil {
+		t.Fatalf("the README's case: %v", err)
+	}
+	for _, r := range run(t, cases) {
+		if !r.Passed {
+			t.Errorf("the README's case fails: %+v", r.Paths)
+		}
+	}
+}
