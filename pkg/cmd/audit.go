@@ -6,12 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
@@ -98,7 +94,7 @@ func (f *auditFlags) run(ctx context.Context, stdin io.Reader, stdout io.Writer)
 	if f.output == "json" {
 		err = writeJSON(stdout, rep)
 	} else {
-		err = printAudit(stdout, rep, f.all)
+		err = rep.WriteText(stdout, f.all)
 	}
 	if err != nil {
 		return err
@@ -122,9 +118,11 @@ func (f *auditFlags) offline(stdin io.Reader) (*conformance.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := f.keys(nil)
-	if err != nil {
-		return nil, err
+	var keys *inject.Keys
+	if f.keyDir != "" {
+		if keys, err = statuskey.Read(f.keyDir); err != nil {
+			return nil, err
+		}
 	}
 	rep := conformance.NewReport(catalog.Describe(f.catalogPath))
 	for _, doc := range docs {
@@ -144,166 +142,18 @@ func (f *auditFlags) live(ctx context.Context) (*conformance.Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no cluster to audit (use -f for files): %w", err)
 	}
-	cat, source, err := clusterCatalog(ctx, client, f.catalogPath)
+	cat, source, err := conformance.ClusterCatalog(ctx, client, f.catalogPath)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := f.keys(func() (map[string][]byte, error) {
-		s, err := client.CoreV1().Secrets(catalog.ConfigMapNamespace).Get(ctx, statuskey.SecretName, metav1.GetOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return s.Data, nil
-	})
+	var keys *inject.Keys
+	if f.keyDir != "" {
+		keys, err = statuskey.Read(f.keyDir)
+	} else {
+		keys, err = conformance.ClusterKeys(ctx, client)
+	}
 	if err != nil {
 		return nil, err
 	}
-	rep := conformance.NewReport(source)
-	namespaces, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	cronJobs := cronJobOf(ctx, client)
-	for _, ns := range namespaces.Items {
-		switch {
-		case f.namesp != "" && ns.Name != f.namesp:
-			continue
-		case f.namesp == "" && !f.allNamespaces && !conformance.InScope(ns.Labels, cat):
-			continue
-		}
-		if conformance.Unlabelled(ns.Labels, cat) {
-			rep.Unlabelled = append(rep.Unlabelled, ns.Name)
-		}
-		pods, err := client.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for i := range pods.Items {
-			pod := &pods.Items[i]
-			owner := conformance.OwnerOf(pod)
-			if cron := cronJobs(pod.Namespace, owner); cron != "" {
-				owner = conformance.Owner{Kind: "CronJob", Name: cron}
-			}
-			rep.Add(pod, ns.Labels, cat, keys, owner)
-		}
-	}
-	return rep, nil
-}
-
-// keys are the status keys of --status-key-dir, or else of the Secret
-// secret reads (nil offline); none if the Secret cannot be read, which
-// leaves signed entries unverified.
-func (f *auditFlags) keys(secret func() (map[string][]byte, error)) (*inject.Keys, error) {
-	switch {
-	case f.keyDir != "":
-		return statuskey.Read(f.keyDir)
-	case secret == nil:
-		return nil, nil
-	}
-	data, err := secret()
-	if err != nil {
-		return nil, nil // no right to read it, or no webhook: unverified entries say so
-	}
-	return statuskey.FromSecret(data)
-}
-
-// clusterCatalog is the catalog at path, or else the one the cluster's
-// injector serves, and a name for it.
-func clusterCatalog(ctx context.Context, client kubernetes.Interface, path string) (*catalog.Catalog, string, error) {
-	if path != "" {
-		cat, err := catalog.Load(path)
-		return cat, path, err
-	}
-	source := fmt.Sprintf("configmap %s/%s", catalog.ConfigMapNamespace, catalog.ConfigMapName)
-	cm, err := client.CoreV1().ConfigMaps(catalog.ConfigMapNamespace).Get(ctx, catalog.ConfigMapName, metav1.GetOptions{})
-	if err != nil {
-		return nil, "", fmt.Errorf("reading the cluster's catalog (or give --catalog): %w", err)
-	}
-	cat, err := catalog.ParseConfigMap(cm.Data)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", source, err)
-	}
-	return cat, source, nil
-}
-
-// cronJobOf names the CronJob that owns a Job owner, looked up once per
-// Job; "" for other owners, or when it cannot tell.
-func cronJobOf(ctx context.Context, client kubernetes.Interface) func(ns string, o conformance.Owner) string {
-	seen := map[string]string{}
-	return func(ns string, o conformance.Owner) string {
-		if o.Kind != "Job" {
-			return ""
-		}
-		key := ns + "/" + o.Name
-		if cron, ok := seen[key]; ok {
-			return cron
-		}
-		if j, err := client.BatchV1().Jobs(ns).Get(ctx, o.Name, metav1.GetOptions{}); err == nil {
-			if ref := metav1.GetControllerOf(j); ref != nil && ref.Kind == "CronJob" {
-				seen[key] = ref.Name
-			}
-		}
-		return seen[key]
-	}
-}
-
-func printAudit(w io.Writer, rep *conformance.Report, all bool) error {
-	fmt.Fprintf(w, "catalog: %s\n", rep.Catalog)
-	if len(rep.Unlabelled) > 0 {
-		fmt.Fprintln(w, "\nnamespaces where a policy requires templates but that did not opt in (the webhook never sees their Pods):")
-		for _, ns := range rep.Unlabelled {
-			fmt.Fprintf(w, "  %s: kubectl label namespace %s %s=enabled\n", ns, ns, inject.InjectionLabel)
-		}
-	}
-	if err := printWorkloads(w, rep.Workloads(), all); err != nil {
-		return err
-	}
-	for _, p := range rep.Pods {
-		if !all && !p.State.NeedsRepair() && p.State != conformance.NotWanted {
-			continue
-		}
-		for _, t := range p.Templates {
-			if t.State != conformance.Current {
-				fmt.Fprintf(w, "  %s/%s: %s %s: %s\n", p.Namespace, p.Name, t.Name, t.State, t.Reason)
-			}
-		}
-	}
-	if len(rep.Finished) > 0 {
-		fmt.Fprintf(w, "\n%d finished Pods (Succeeded or Failed) not counted\n", len(rep.Finished))
-	}
-	var summary []string
-	for _, s := range conformance.States {
-		summary = append(summary, fmt.Sprintf("%s %d", s, rep.Summary[s]))
-	}
-	_, err := fmt.Fprintf(w, "\nsummary: %s\n", strings.Join(summary, ", "))
-	return err
-}
-
-// printWorkloads prints a line per workload that needs attention, or per
-// workload with all, with its Pods' states and the command that repairs it.
-func printWorkloads(w io.Writer, workloads []conformance.Workload, all bool) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nNAMESPACE\tOWNER\tPODS\tREPAIR")
-	listed := 0
-	for _, wl := range workloads {
-		if !all && !wl.Attention() {
-			continue
-		}
-		listed++
-		var counts []string
-		for _, s := range conformance.States {
-			if n := wl.States[s]; n > 0 {
-				counts = append(counts, fmt.Sprintf("%s %d", s, n))
-			}
-		}
-		fix := "-"
-		if wl.Attention() {
-			fix = wl.Owner.Repair(wl.Namespace)
-		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", wl.Namespace, wl.Owner.Kind, wl.Owner.Name, strings.Join(counts, ", "), fix)
-	}
-	if listed == 0 {
-		fmt.Fprintln(tw, "(every workload is current or asks for nothing)\t\t\t")
-	}
-	return tw.Flush()
+	return conformance.Audit(ctx, client, cat, keys, source, conformance.Scope{Namespace: f.namesp, All: f.allNamespaces})
 }

@@ -6,15 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"sort"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/diagnose"
@@ -28,13 +21,6 @@ type diagnoseFlags struct {
 	namesp                    string
 	logs                      bool
 	tail                      int64
-}
-
-// report is one Pod's findings, as `-o json` prints them.
-type report struct {
-	Pod      string             `json:"pod"`
-	Findings []diagnose.Finding `json:"findings"`
-	Logs     map[string]string  `json:"logs,omitempty"`
 }
 
 func newDiagnoseCommand() *cobra.Command {
@@ -82,7 +68,7 @@ func (f *diagnoseFlags) run(ctx context.Context, args []string, stdin io.Reader,
 	if err != nil {
 		return withCode(ExitBadInput, err)
 	}
-	var reports []*report
+	var reports []*diagnose.Report
 	if f.file != "" {
 		reports, err = f.fromFile(stdin, cat)
 	} else {
@@ -106,7 +92,7 @@ func (f *diagnoseFlags) run(ctx context.Context, args []string, stdin io.Reader,
 	return nil
 }
 
-func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*report, error) {
+func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*diagnose.Report, error) {
 	input, err := readInput(f.file, stdin)
 	if err != nil {
 		return nil, err
@@ -115,21 +101,21 @@ func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*repo
 	if err != nil {
 		return nil, err
 	}
-	var reports []*report
+	var reports []*diagnose.Report
 	for _, doc := range docs {
 		pods, err := workload.PodsOf(doc.JSON)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
 		}
 		for _, p := range pods {
-			reports = append(reports, &report{Pod: p.Name, Findings: diagnose.Pod(p.Pod, cat)})
+			reports = append(reports, &diagnose.Report{Pod: p.Name, Findings: diagnose.Pod(p.Pod, cat)})
 		}
 	}
 
 	return reports, nil
 }
 
-func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Catalog) ([]*report, error) {
+func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Catalog) ([]*diagnose.Report, error) {
 	client, ns, err := f.cluster.client()
 	if err != nil {
 		return nil, fmt.Errorf("no cluster to read Pod %s from: %w", name, err)
@@ -137,91 +123,23 @@ func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Cata
 	if f.namesp != "" {
 		ns = f.namesp
 	}
-	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	tail := int64(0)
+	if f.logs {
+		tail = f.tail
+	}
+	r, err := diagnose.Live(ctx, client, ns, name, cat, tail)
 	if err != nil {
 		return nil, err
 	}
-	r := &report{Pod: "Pod " + ns + "/" + name, Findings: diagnose.Pod(pod, cat)}
-	if f.logs {
-		r.Logs = f.containerLogs(ctx, client, pod)
-		// What the logs say happened comes first: it is what happened.
-		r.Findings = append(diagnose.Logs(pod, r.Logs), r.Findings...)
-	}
-	return []*report{r}, nil
+	return []*diagnose.Report{r}, nil
 }
 
-// containerLogs reads the last lines of each container's log, and of its
-// previous run when it restarted (a crashed container's reason is there).
-func (f *diagnoseFlags) containerLogs(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) map[string]string {
-	restarted := map[string]bool{}
-	for _, s := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
-		restarted[s.Name] = s.RestartCount > 0
-	}
-	logs := map[string]string{}
-	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
-		var text string
-		for _, previous := range []bool{true, false} {
-			if previous && !restarted[c.Name] {
-				continue
-			}
-			data, err := client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: &f.tail, Previous: previous}).DoRaw(ctx)
-			if err != nil {
-				data = []byte("(no logs: " + err.Error() + ")\n")
-			}
-			text += string(data)
-		}
-		logs[c.Name] = text
-	}
-	return logs
-}
-
-func (f *diagnoseFlags) print(w io.Writer, reports []*report) error {
+func (f *diagnoseFlags) print(w io.Writer, reports []*diagnose.Report) error {
 	if f.output == "json" {
 		// One shape whatever the count, for scripts.
 		return writeJSON(w, struct {
-			Pods []*report `json:"pods"`
+			Pods []*diagnose.Report `json:"pods"`
 		}{reports})
 	}
-	if len(reports) == 0 {
-		_, err := fmt.Fprintln(w, "no Pod or pod template in the input: nothing to check")
-		return err
-	}
-	for i, r := range reports {
-		if i > 0 {
-			fmt.Fprintln(w)
-		}
-		switch len(r.Findings) {
-		case 0:
-			fmt.Fprintf(w, "%s: no findings\n", r.Pod)
-		case 1:
-			fmt.Fprintf(w, "%s: 1 finding\n", r.Pod)
-		default:
-			fmt.Fprintf(w, "%s: %d findings\n", r.Pod, len(r.Findings))
-		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, fd := range r.Findings {
-			container := fd.Container
-			if container == "" {
-				container = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", strings.ToUpper(string(fd.Severity)), container, fd.Check, fd.Problem)
-			fmt.Fprintf(tw, "  \t\t\tfix: %s\n", fd.Fix)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		for _, name := range sortedKeys(r.Logs) {
-			fmt.Fprintf(w, "--- logs of %s (last %d lines)\n%s", name, f.tail, r.Logs[name])
-		}
-	}
-	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return diagnose.WriteText(w, reports, f.tail)
 }
