@@ -406,3 +406,17 @@ func checkLoads(t *testing.T, err error, want string) {
 		t.Errorf("error %v, want one holding %q", err, want)
 	}
 }
+
+func TestRequireDigestsRefusesTags(t *testing.T) {
+	doc := `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+requireDigests: true
+templates:
+- {name: a, pattern: sidecar, description: a, containers: [{name: a, image: "registry.example.com/a:1.0"}]}
+- {name: b, pattern: sidecar, description: b, containers: [{name: b, image: "registry.example.com/b:1.0@sha256:0000000000000000000000000000000000000000000000000000000000000001"}]}
+`
+	_, err := Parse(Source{Name: "c.yaml", Data: []byte(doc)})
+	if err == nil || !strings.Contains(err.Error(), `templates[a].containers[0].image: Invalid value: "registry.example.com/a:1.0": requireDigests is set`) || strings.Contains(err.Error(), "templates[b]") {
+		t.Errorf("error %v: want templates[a] refused and templates[b] accepted", err)
+	}
+}

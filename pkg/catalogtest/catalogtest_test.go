@@ -104,16 +104,16 @@ func run(t *testing.T, cases []catalogtest.Case) []catalogtest.Result {
 	return out
 }
 
-// TestTheREADMECasePasses: the case the README shows in full is a case
-// that passes, as written.
-func TestTheREADMECasePasses(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestTheDocumentedCasePasses: the case docs/admission-policies.md shows
+// in full is a case that passes, as written.
+func TestTheDocumentedCasePasses(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/admission-policies.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, after, ok := strings.Cut(string(readme), "### Testing a catalog: `catalog test`")
 	if !ok {
-		t.Fatal("README: no section on catalog test")
+		t.Fatal("docs/admission-policies.md: no section on catalog test")
 	}
 	_, block, _ := strings.Cut(after, "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
@@ -123,11 +123,11 @@ func TestTheREADMECasePasses(t *testing.T) {
 	}
 	cases, err := catalogtest.Load(path)
 	if err != nil {
-		t.Fatalf("the README's case: %v", err)
+		t.Fatalf("the documented case: %v", err)
 	}
 	for _, r := range run(t, cases) {
 		if !r.Passed {
-			t.Errorf("the README's case fails: %+v", r.Paths)
+			t.Errorf("the documented case fails: %+v", r.Paths)
 		}
 	}
 }

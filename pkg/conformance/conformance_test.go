@@ -11,6 +11,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
+	"github.com/podpatterns/sidecar-injector/pkg/patch/patchtest"
 )
 
 func parse(t testing.TB, extra string, replace ...string) *catalog.Catalog {
@@ -41,7 +42,7 @@ func pod(inject string) *corev1.Pod {
 
 // injected is p as the webhook admits it with cat.
 func injected(t testing.TB, p *corev1.Pod, labels map[string]string, cat *catalog.Catalog) *corev1.Pod {
-	return injecttest.Admitted(t, p, labels, cat)
+	return patchtest.Admitted(t, p, labels, cat)
 }
 
 func TestClassify(t *testing.T) {

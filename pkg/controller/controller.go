@@ -19,7 +19,6 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -96,8 +95,11 @@ type PodStore interface {
 }
 
 // Reconciler keeps the fleet's tally up to date from single Pod and
-// namespace events, reclassifies everything when the catalog changes or
-// the audit interval has passed, and repairs in a pass of its own.
+// namespace events (Reconcile), reclassifies everything when the catalog
+// changes or the audit interval has passed (Resync), and repairs in a
+// pass of its own (RepairPass). The three share the tally and its memos,
+// so each holds mu for its whole run: events, resyncs and repair passes
+// take turns. NewReconciler builds the state; nothing is built lazily.
 type Reconciler struct {
 	// Client reads namespaces and workloads from the cache, and writes.
 	Client client.Client
@@ -107,10 +109,11 @@ type Reconciler struct {
 	Pods     PodStore
 	Recorder record.EventRecorder
 	Metrics  *Metrics
-	// RepairNow, when set, is called to queue RepairRequest.
+	// RepairNow, when set, is called to ask for a repair pass.
 	RepairNow func()
 	Options
 
+	mu         sync.Mutex
 	cat        *catalog.Catalog
 	gen        uint64 // of the catalog and namespace labels the memos hold
 	namespaces map[string]map[string]string
@@ -118,6 +121,16 @@ type Reconciler struct {
 	last       map[key]conformance.State // owners reported, for one Event per change
 	restarting map[key]bool              // rollouts started and not yet complete
 	inPlace    *upgrades
+}
+
+// NewReconciler is a reconciler with an empty tally, under the catalog in
+// force now.
+func NewReconciler(c client.Client, reader client.Reader, pods PodStore, rec record.EventRecorder, m *Metrics, o Options) *Reconciler {
+	return &Reconciler{
+		Client: c, Reader: reader, Pods: pods, Recorder: rec, Metrics: m, Options: o,
+		cat: o.Catalog(), namespaces: map[string]map[string]string{}, fleet: newTally(),
+		last: map[key]conformance.State{}, restarting: map[key]bool{}, inPlace: newUpgrades(),
+	}
 }
 
 // claim is the controller reference the Pods of an owner that need
@@ -135,35 +148,14 @@ type key struct {
 	owner     conformance.Owner
 }
 
-// The requests that are not a Pod ({namespace, name}) or a namespace
-// ({name}): names no object can have.
-var (
-	// ResyncRequest reclassifies every Pod: the catalog changed, or the
-	// audit interval passed.
-	ResyncRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "/resync"}}
-	// RepairRequest starts and follows rollouts and upgrades.
-	RepairRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "/repair"}}
-)
-
 var _ reconcile.Reconciler = &Reconciler{}
 
-// Reconcile handles one request: a Pod, a namespace, a resync or a
-// repair pass.
+// Reconcile handles one event: a Pod ({namespace, name}) or a namespace
+// ({name}).
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
-	if r.fleet == nil {
-		r.fleet, r.namespaces = newTally(), map[string]map[string]string{}
-		r.last, r.restarting, r.inPlace = map[key]conformance.State{}, map[key]bool{}, newUpgrades()
-		r.cat = r.Catalog()
-	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var err error
-	switch req {
-	case ResyncRequest:
-		err = r.resync(ctx)
-		r.flush()
-		return ctrl.Result{RequeueAfter: r.AuditInterval}, err
-	case RepairRequest:
-		return r.repair(ctx)
-	}
 	if req.Namespace == "" {
 		err = r.namespace(ctx, req.Name)
 	} else {
@@ -171,6 +163,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	}
 	r.flush()
 	return ctrl.Result{}, err
+}
+
+// Resync reclassifies every Pod under the catalog in force.
+func (r *Reconciler) Resync(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.resync(ctx)
+	r.flush()
+	return err
+}
+
+// RepairPass starts and follows rollouts and upgrades, and says when to
+// come back (0: when asked).
+func (r *Reconciler) RepairPass(ctx context.Context) (time.Duration, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, err := r.repair(ctx)
+	return res.RequeueAfter, err
 }
 
 // pod classifies one Pod, or forgets it.

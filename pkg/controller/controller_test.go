@@ -22,6 +22,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
+	"github.com/podpatterns/sidecar-injector/pkg/patch/patchtest"
 )
 
 const ns = "shop"
@@ -51,7 +52,7 @@ func injectedPod(t *testing.T, cat *catalog.Catalog, name, kind, owner string) *
 	case "Job":
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: owner, UID: "u", Controller: new(true)}}
 	}
-	return injecttest.Admitted(t, p, nil, cat)
+	return patchtest.Admitted(t, p, nil, cat)
 }
 
 // replicaSet is the ReplicaSet of Deployment deploy that its Pods name.
@@ -107,18 +108,21 @@ func newFleet(t *testing.T, cat *catalog.Catalog, o Options, objs ...client.Obje
 	if o.UpgradeTimeout == 0 {
 		o.UpgradeTimeout = time.Minute
 	}
-	return &fleet{shapes: newShapes(o.Keys), r: &Reconciler{Client: c, Reader: c, Recorder: rec, Metrics: NewMetrics(prometheus.NewRegistry()), Options: o}, client: c, recorder: rec}
+	return &fleet{shapes: newShapes(o.Keys), r: NewReconciler(c, c, nil, rec, NewMetrics(prometheus.NewRegistry()), o), client: c, recorder: rec}
 }
 
 func with[T any](o T, change func(T)) T { change(o); return o }
 
 // pass gives the reconciler the client's Pods as the informer would, then
-// reconciles a resync and a repair pass.
+// runs a resync and a repair pass.
 func (f *fleet) pass(t *testing.T) {
 	t.Helper()
 	f.sync(t)
-	for _, req := range []reconcile.Request{ResyncRequest, RepairRequest} {
-		f.reconcile(t, req)
+	if err := f.r.Resync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.RepairPass(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -18,15 +18,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/policysync"
 	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
 )
 
@@ -51,7 +50,7 @@ type ManagerOptions struct {
 	// entries (see package statuskey); see Options.Keys without them.
 	StatusKeyDir string
 	// AdmissionPolicies keeps the catalog compiled to admission policies
-	// and applied (see PolicySyncer), for clusters that inject without
+	// and applied (see policysync.Syncer), for clusters that inject without
 	// the webhook.
 	AdmissionPolicies bool
 }
@@ -105,20 +104,13 @@ func Run(ctx context.Context, o ManagerOptions) error {
 		return err
 	}
 	o.Catalog = store.Current
-	// Resyncs and repair passes are queued through channels: the first
-	// resync at start, the next ones at a catalog reload.
-	resync, repair := make(chan event.GenericEvent, 1), make(chan event.GenericEvent, 1)
-	resync <- event.GenericEvent{Object: &corev1.Namespace{}}
-	r := &Reconciler{
-		Client:    mgr.GetClient(),
-		Reader:    mgr.GetAPIReader(),
-		Pods:      pods.GetIndexer(),
-		Recorder:  mgr.GetEventRecorderFor("sidecar-injector"),
-		Metrics:   NewMetrics(ctrlmetrics.Registry),
-		RepairNow: func() { queue(repair) },
-		Options:   o.Options,
+	r := NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), pods.GetIndexer(), mgr.GetEventRecorderFor("sidecar-injector"), NewMetrics(ctrlmetrics.Registry), o.Options)
+	p := &passes{r: r, synced: []toolscache.InformerSynced{pods.HasSynced}, cache: mgr.GetCache(), resync: make(chan struct{}, 1), repair: make(chan struct{}, 1), log: o.Log}
+	r.RepairNow = func() { signal(p.repair) }
+	if err := mgr.Add(leaderRunnable(p.Start)); err != nil {
+		return err
 	}
-	if err := watch(mgr, r, pods, resync, repair); err != nil {
+	if err := watch(mgr, r, pods); err != nil {
 		return err
 	}
 	syncer, err := policySyncer(mgr, o, store)
@@ -129,8 +121,8 @@ func Run(ctx context.Context, o ManagerOptions) error {
 		w := &catalog.Watcher{Path: o.CatalogPath, Store: store, Log: o.Log, OnReload: func(_ *catalog.Catalog, err error) {
 			switch {
 			case err == nil:
-				queue(resync)
-				syncer.signal()
+				signal(p.resync)
+				syncer.Signal()
 			case syncer != nil:
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -147,8 +139,8 @@ func Run(ctx context.Context, o ManagerOptions) error {
 
 // policySyncer is the syncer of the compiled admission policies, run by
 // the leader, or nil when they are not asked for.
-func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*PolicySyncer, error) {
-	metrics := NewPolicyMetrics(ctrlmetrics.Registry) // exported in either mode, so one alert serves both
+func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*policysync.Syncer, error) {
+	metrics := policysync.NewMetrics(ctrlmetrics.Registry) // exported in either mode, so one alert serves both
 	if !o.AdmissionPolicies {
 		return nil, nil
 	}
@@ -156,32 +148,86 @@ func policySyncer(mgr ctrl.Manager, o ManagerOptions, store *catalog.Store) (*Po
 	if err != nil {
 		return nil, err
 	}
-	s := &PolicySyncer{Client: c, Catalog: store.Current, Recorder: mgr.GetEventRecorderFor("sidecar-injector"), Log: o.Log.WithName("policies"),
+	s := &policysync.Syncer{Client: c, Catalog: store.Current, Recorder: mgr.GetEventRecorderFor("sidecar-injector"), Log: o.Log.WithName("policies"),
 		Metrics: metrics, Sync: make(chan struct{}, 1), Interval: o.AuditInterval, Owner: o.LeaderElectionNamespace}
 	return s, mgr.Add(leaderRunnable(s.Start))
 }
 
 // watch makes the controller: every Pod and namespace event is a request
-// of its own, resyncs and repair passes come through their channels.
-func watch(mgr ctrl.Manager, r *Reconciler, pods toolscache.SharedIndexInformer, resync, repair chan event.GenericEvent) error {
-	to := func(req reconcile.Request) handler.EventHandler {
-		return handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{req} })
-	}
+// of its own. One worker: the reconciler's state takes one writer at a
+// time (see Reconciler), so more workers would only queue on its lock.
+func watch(mgr ctrl.Manager, r *Reconciler, pods toolscache.SharedIndexInformer) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("conformance").
 		// Listing 150,000 Pods took 30 s on 2 cores (test/fleetload).
-		WithOptions(crcontroller.Options{CacheSyncTimeout: 10 * time.Minute}).
+		WithOptions(crcontroller.Options{CacheSyncTimeout: 10 * time.Minute, MaxConcurrentReconciles: 1}).
 		WatchesRawSource(syncedInformer{&source.Informer{Informer: pods, Handler: &handler.EnqueueRequestForObject{}}, pods}).
 		Watches(&corev1.Namespace{}, &handler.EnqueueRequestForObject{}).
-		WatchesRawSource(source.Channel(resync, to(ResyncRequest))).
-		WatchesRawSource(source.Channel(repair, to(RepairRequest))).
 		Complete(r)
 }
 
-// queue sends an event unless one is queued already.
-func queue(ch chan event.GenericEvent) {
+// passes runs the work that is not one object's event, on the leader:
+// a resync once the caches have synced, at each signal on resync (a
+// catalog reload) and AuditInterval after the last; a repair pass at each
+// signal on repair and when the last one said to come back. A pass that
+// fails is tried again after retryAfter.
+type passes struct {
+	r              *Reconciler
+	synced         []toolscache.InformerSynced
+	cache          interface{ WaitForCacheSync(context.Context) bool }
+	resync, repair chan struct{}
+	log            logr.Logger
+}
+
+const retryAfter = 5 * time.Second
+
+func (p *passes) Start(ctx context.Context) error {
+	if !p.cache.WaitForCacheSync(ctx) || !toolscache.WaitForCacheSync(ctx.Done(), p.synced...) {
+		return ctx.Err()
+	}
+	resync := time.NewTimer(0)
+	repair := time.NewTimer(0)
+	repair.Stop()
+	defer resync.Stop()
+	defer repair.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.resync:
+		case <-resync.C:
+		case <-p.repair:
+			p.repairPass(ctx, repair)
+			continue
+		case <-repair.C:
+			p.repairPass(ctx, repair)
+			continue
+		}
+		next := p.r.AuditInterval
+		if err := p.r.Resync(ctx); err != nil {
+			p.log.Error(err, "Resync failed; retrying", "after", retryAfter)
+			next = retryAfter
+		}
+		resync.Reset(next)
+	}
+}
+
+func (p *passes) repairPass(ctx context.Context, timer *time.Timer) {
+	next, err := p.r.RepairPass(ctx)
+	if err != nil {
+		p.log.Error(err, "Repair pass failed; retrying", "after", retryAfter)
+		next = retryAfter
+	}
+	timer.Stop()
+	if next > 0 {
+		timer.Reset(next)
+	}
+}
+
+// signal asks for a pass, unless one is asked for already.
+func signal(ch chan struct{}) {
 	select {
-	case ch <- event.GenericEvent{Object: &corev1.Namespace{}}:
+	case ch <- struct{}{}:
 	default:
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
+	"github.com/podpatterns/sidecar-injector/pkg/patch/patchtest"
 )
 
 // withIdentity is the Pod as one replica of a workload is stored: a
@@ -127,7 +128,7 @@ func TestReplicasSignedApartShareAShape(t *testing.T) {
 		p := &corev1.Pod{}
 		p.Annotations = map[string]string{inject.InjectAnnotation: "content-filler"}
 		p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27"}}
-		return withIdentity(injecttest.AdmittedWith(t, p, nil, cat, keys), suffix)
+		return withIdentity(patchtest.AdmittedWith(t, p, nil, cat, keys), suffix)
 	}
 	early := admitted(injecttest.KeysAt(injecttest.SignedAt), "early")
 	late := admitted(injecttest.KeysAt(injecttest.SignedAt.Add(time.Hour)), "later")

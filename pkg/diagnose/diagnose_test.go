@@ -11,7 +11,7 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
+	"github.com/podpatterns/sidecar-injector/pkg/patch/patchtest"
 )
 
 var sized = corev1.ResourceRequirements{
@@ -42,7 +42,7 @@ func injected(t *testing.T, cat *catalog.Catalog, template string) *corev1.Pod {
 	p.Annotations = map[string]string{inject.InjectAnnotation: template}
 	p.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.27", Resources: sized}}
 	p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: new(int64(101))}
-	return injecttest.Admitted(t, p, nil, cat)
+	return patchtest.Admitted(t, p, nil, cat)
 }
 
 func TestPod(t *testing.T) {

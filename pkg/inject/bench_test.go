@@ -9,6 +9,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch"
+	"github.com/podpatterns/sidecar-injector/pkg/patch/patchtest"
 )
 
 // benchmarkInject runs the engine and the patch. With decode, every
@@ -78,7 +79,7 @@ func BenchmarkReinvocation(b *testing.B) {
 		if err := json.Unmarshal(raw, pod); err != nil {
 			b.Fatal(err)
 		}
-		injected, err := json.Marshal(injecttest.Admitted(b, pod, nil, testCatalog(b)))
+		injected, err := json.Marshal(patchtest.Admitted(b, pod, nil, testCatalog(b)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
-	"github.com/podpatterns/sidecar-injector/pkg/controller"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/policysync"
 	"github.com/podpatterns/sidecar-injector/test/cluster"
 )
 
@@ -60,10 +60,10 @@ func TestControllerKeepsTheCompiledPoliciesApplied(t *testing.T) {
 	}
 	api := suite.cluster.Client.AdmissionregistrationV1()
 	stale := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-stale"}).ValidatingBinding
-	stale.Annotations = map[string]string{controller.OwnerAnnotation: "sidecar-injector"}
+	stale.Annotations = map[string]string{policysync.OwnerAnnotation: "sidecar-injector"}
 	theirs := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "other-team"})
 	otherInstall := admissionpolicy.Compile(cat, admissionpolicy.Options{Name: "sidecar-injector-canary"}).ValidatingBinding
-	otherInstall.Annotations = map[string]string{controller.OwnerAnnotation: "sidecar-injector-canary"}
+	otherInstall.Annotations = map[string]string{policysync.OwnerAnnotation: "sidecar-injector-canary"}
 	for _, b := range []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{stale, theirs.ValidatingBinding, otherInstall} {
 		if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,7 @@
-package controller
+// Package policysync keeps a catalog's compiled admission policies
+// applied in the cluster: the controller runs it with
+// --admission-policies, for clusters that inject without the webhook.
+package policysync
 
 import (
 	"context"
@@ -21,7 +24,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 )
 
-// PolicySyncer keeps the catalog's compiled admission policies applied:
+// Syncer keeps the catalog's compiled admission policies applied:
 // at start, at every catalog the watcher accepts and every Interval (a
 // policy edited or deleted by hand comes back). A catalog the watcher
 // refuses leaves the policies of the last good one in place (an Event and
@@ -29,12 +32,12 @@ import (
 // compiles to is deleted. What it applies carries OwnerAnnotation with
 // Owner, and it deletes nothing else: another team's policy with the
 // same managed-by label, or another install's, stays.
-type PolicySyncer struct {
+type Syncer struct {
 	Client   client.Client
 	Catalog  func() *catalog.Catalog
 	Recorder record.EventRecorder
 	Log      logr.Logger
-	Metrics  *PolicyMetrics
+	Metrics  *Metrics
 	// Owner names this install: the namespace it runs in.
 	Owner string
 	// Sync is signalled to apply the current catalog again.
@@ -47,15 +50,15 @@ type PolicySyncer struct {
 // whose syncer applied it.
 const OwnerAnnotation = "sidecars.podpatterns.io/owner"
 
-// PolicyMetrics count the syncer's work.
-type PolicyMetrics struct {
+// Metrics count the syncer's work.
+type Metrics struct {
 	syncs   *prometheus.CounterVec
 	refused prometheus.Gauge
 }
 
-// NewPolicyMetrics creates the metrics and registers them with reg.
-func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
-	m := &PolicyMetrics{
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_admission_policy_syncs_total",
 			Help: "Times the compiled admission policies were applied, by result: applied, failed (the API server refused or was unreachable; retried every --audit-interval and at a catalog change), catalog-refused (a broken catalog: the last good policies stay).",
@@ -74,7 +77,7 @@ func NewPolicyMetrics(reg prometheus.Registerer) *PolicyMetrics {
 
 // Start applies the policies now, at each signal and every Interval,
 // until ctx is done.
-func (s *PolicySyncer) Start(ctx context.Context) error {
+func (s *Syncer) Start(ctx context.Context) error {
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
 	for {
@@ -91,9 +94,9 @@ func (s *PolicySyncer) Start(ctx context.Context) error {
 	}
 }
 
-// signal asks for the policies to be applied again, unless that is asked
+// Signal asks for the policies to be applied again, unless that is asked
 // already; a nil syncer does nothing.
-func (s *PolicySyncer) signal() {
+func (s *Syncer) Signal() {
 	if s == nil {
 		return
 	}
@@ -104,7 +107,7 @@ func (s *PolicySyncer) signal() {
 }
 
 // CatalogRefused notes a broken catalog: the policies are left as they are.
-func (s *PolicySyncer) CatalogRefused(ctx context.Context, err error) {
+func (s *Syncer) CatalogRefused(ctx context.Context, err error) {
 	s.Metrics.syncs.WithLabelValues("catalog-refused").Inc()
 	mutating := &admissionv1.MutatingAdmissionPolicy{}
 	if s.Client.Get(ctx, client.ObjectKey{Name: admissionpolicy.Name}, mutating) == nil {
@@ -112,7 +115,7 @@ func (s *PolicySyncer) CatalogRefused(ctx context.Context, err error) {
 	}
 }
 
-func (s *PolicySyncer) apply(ctx context.Context) error {
+func (s *Syncer) apply(ctx context.Context) error {
 	cat := s.Catalog()
 	compiled := admissionpolicy.Compile(cat, admissionpolicy.Options{})
 	emitted := map[string]bool{}
@@ -152,7 +155,7 @@ func (s *PolicySyncer) apply(ctx context.Context) error {
 // createOrUpdate makes the cluster's object obj, as a client that owns
 // it: the compiler's output replaces what is there. It reports whether
 // it wrote.
-func (s *PolicySyncer) createOrUpdate(ctx context.Context, obj client.Object) (bool, error) {
+func (s *Syncer) createOrUpdate(ctx context.Context, obj client.Object) (bool, error) {
 	existing := obj.DeepCopyObject().(client.Object)
 	err := s.Client.Get(ctx, client.ObjectKeyFromObject(obj), existing)
 	switch {
@@ -186,7 +189,7 @@ func spec(obj client.Object) any {
 // prune deletes what the syncer applied before and did not apply now,
 // and reports whether it deleted anything: only objects named as the
 // compiler names them and marked with this install as their owner.
-func (s *PolicySyncer) prune(ctx context.Context, emitted map[string]bool) (bool, error) {
+func (s *Syncer) prune(ctx context.Context, emitted map[string]bool) (bool, error) {
 	lists := []client.ObjectList{&admissionv1.MutatingAdmissionPolicyBindingList{}, &admissionv1.ValidatingAdmissionPolicyBindingList{},
 		&admissionv1.MutatingAdmissionPolicyList{}, &admissionv1.ValidatingAdmissionPolicyList{}}
 	var errs []error

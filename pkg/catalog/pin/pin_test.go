@@ -1,0 +1,94 @@
+package pin_test
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	imagename "github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog/pin"
+)
+
+// push puts a new random image under ref and returns its digest.
+func push(t *testing.T, ref string) v1.Hash {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := imagename.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Without the internet: an in-process registry, a catalog resolved and
+// rewritten against it (comments and flow style kept), then a retag that
+// the pinned catalog's Problem names.
+func TestResolveRewriteAndARetag(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	defer srv.Close()
+	image := strings.TrimPrefix(srv.URL, "http://") + "/sidecars/shipper:1.0"
+	first := push(t, image)
+	text := `# Our catalog; comments stay.
+apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: shipper
+  pattern: sidecar
+  description: ships logs
+  containers:
+  - name: shipper
+    image: "` + image + `"   # the shipper
+- {name: flow, pattern: sidecar, description: flow style, containers: [{name: flow, image: ` + image + `}]}
+`
+	src := catalog.Source{Name: "catalog.yaml", Data: []byte(text)}
+	resolved := resolve(t, src)
+	if len(resolved) != 1 || resolved[0].Now != first.String() || !strings.Contains(resolved[0].Problem(), "is not pinned by digest") || len(resolved[0].Where) != 2 {
+		t.Fatalf("resolved %+v; want one image, in two places, unpinned, at %s", resolved, first)
+	}
+	pinned, err := pin.Rewrite(src, resolved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `    image: "` + image + "@" + first.String() + `"   # the shipper`
+	flow := `image: ` + image + "@" + first.String() + `}]}`
+	if !strings.Contains(string(pinned), want) || !strings.Contains(string(pinned), flow) || !strings.HasPrefix(string(pinned), "# Our catalog; comments stay.") {
+		t.Fatalf("pinned catalog:\n%s\nwant a line %q and the comments kept", pinned, want)
+	}
+	again := resolve(t, catalog.Source{Name: "catalog.yaml", Data: pinned})
+	if p := again[0].Problem(); p != "" {
+		t.Errorf("a freshly pinned catalog: %s", p)
+	}
+	moved := push(t, image) // the tag now names another image
+	if p := resolve(t, catalog.Source{Name: "catalog.yaml", Data: pinned})[0].Problem(); !strings.Contains(p, "now points to "+moved.String()) {
+		t.Errorf("after a retag: %q; want it named", p)
+	}
+}
+
+func resolve(t *testing.T, src catalog.Source) []pin.Image {
+	t.Helper()
+	cat, err := catalog.Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := pin.Resolve(cat, pin.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return images
+}
