@@ -2,52 +2,23 @@ package cmd
 
 import (
 	"bytes"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	imagename "github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/podpatterns/sidecar-injector/pkg/catalog/pin"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog/pin/pintest"
 )
-
-// push puts a new random image under ref and returns its digest.
-func push(t *testing.T, ref string) v1.Hash {
-	t.Helper()
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := imagename.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 // The command's wiring, against an in-process registry: --in-place
 // rewrites the file and says what changed, --check passes on it and fails
 // on an unpinned catalog. What pinning does, retags included, is tested
 // beside it, in pkg/catalog/pin.
 func TestPinCommand(t *testing.T) {
-	srv := httptest.NewServer(registry.New())
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := pintest.Registry(t)
 	image := host + "/sidecars/shipper:1.0"
-	first := push(t, image)
+	first := pintest.Push(t, image)
 
 	file := filepath.Join(t.TempDir(), "catalog.yaml")
 	text := `# Our catalog; comments stay.

@@ -1,49 +1,20 @@
 package pin_test
 
 import (
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	imagename "github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/catalog/pin"
+	"github.com/podpatterns/sidecar-injector/pkg/catalog/pin/pintest"
 )
-
-// push puts a new random image under ref and returns its digest.
-func push(t *testing.T, ref string) v1.Hash {
-	t.Helper()
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := imagename.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 // Without the internet: an in-process registry, a catalog resolved and
 // rewritten against it (comments and flow style kept), then a retag that
 // the pinned catalog's Problem names.
 func TestResolveRewriteAndARetag(t *testing.T) {
-	srv := httptest.NewServer(registry.New())
-	defer srv.Close()
-	image := strings.TrimPrefix(srv.URL, "http://") + "/sidecars/shipper:1.0"
-	first := push(t, image)
+	image := pintest.Registry(t) + "/sidecars/shipper:1.0"
+	first := pintest.Push(t, image)
 	text := `# Our catalog; comments stay.
 apiVersion: sidecars.podpatterns.io/v1alpha1
 kind: Catalog
@@ -74,7 +45,7 @@ templates:
 	if p := again[0].Problem(); p != "" {
 		t.Errorf("a freshly pinned catalog: %s", p)
 	}
-	moved := push(t, image) // the tag now names another image
+	moved := pintest.Push(t, image) // the tag now names another image
 	if p := resolve(t, catalog.Source{Name: "catalog.yaml", Data: pinned})[0].Problem(); !strings.Contains(p, "now points to "+moved.String()) {
 		t.Errorf("after a retag: %q; want it named", p)
 	}
