@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 	"github.com/podpatterns/sidecar-injector/pkg/inject/injecttest"
 	"github.com/podpatterns/sidecar-injector/pkg/patch/patchtest"
@@ -346,5 +347,21 @@ func TestEventsAreIncremental(t *testing.T) {
 	f.reconcile(t, reconcile.Request{NamespacedName: types.NamespacedName{Name: ns}})
 	if got := series(); got != 0 {
 		t.Errorf("the namespace opted out: %d series left, want none", got)
+	}
+}
+
+// A Pod that asks for nothing, and one whose state counts last in
+// conformance.States, are counted like any other: the owner's tally has a
+// place for every state.
+func TestEveryStateIsCounted(t *testing.T) {
+	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}}}
+	f := newFleet(t, cat, Options{}, plain)
+	f.pass(t)
+	if got := testutil.ToFloat64(f.r.Metrics.pods.WithLabelValues(ns, "", "none")); got != 1 {
+		t.Errorf("sidecar_injector_pods{state=none} = %v, want 1", got)
+	}
+	if numStates != len(conformance.States) {
+		t.Errorf("numStates is %d, conformance.States has %d", numStates, len(conformance.States))
 	}
 }

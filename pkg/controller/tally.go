@@ -33,8 +33,12 @@ type counted struct {
 
 // ownerTally is one owner's Pods by state, and the controllers its Pods
 // that need repair name, by UID.
+// numStates is len(conformance.States); TestEveryStateIsCounted holds
+// it to that.
+const numStates = 7
+
 type ownerTally struct {
-	states [6]int // by index in conformance.States
+	states [numStates]int // by index in conformance.States
 	refs   map[types.UID]refCount
 }
 
@@ -95,7 +99,7 @@ func (t *tally) add(c counted, n int) {
 			o.refs[c.ref.UID] = rc
 		}
 	}
-	if o.states == [6]int{} {
+	if o.states == [numStates]int{} {
 		delete(t.owners, c.owner)
 	}
 	t.changedOwners[c.owner] = true
