@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,4 +306,33 @@ func Summarize(results []Result) Summary {
 		}
 	}
 	return s
+}
+
+// WriteText prints results as `catalog test` does: a line per case that
+// passed, and for one that failed what each path made of it, with the
+// diff; then the counts.
+func WriteText(w io.Writer, results []Result, sum Summary) error {
+	for _, r := range results {
+		var paths []string
+		for _, p := range r.Paths {
+			paths = append(paths, string(p.Path))
+		}
+		if r.Passed {
+			fmt.Fprintf(w, "ok    %s (%s)\n", r.Case, strings.Join(paths, ", "))
+			continue
+		}
+		fmt.Fprintf(w, "FAIL  %s\n", r.Case)
+		for _, p := range r.Paths {
+			if p.Passed {
+				fmt.Fprintf(w, "      %s: ok\n", p.Path)
+				continue
+			}
+			fmt.Fprintf(w, "      %s: %s\n", p.Path, p.Problem)
+			if p.Diff != "" {
+				fmt.Fprintf(w, "        %s\n", strings.ReplaceAll(strings.TrimRight(p.Diff, "\n"), "\n", "\n        "))
+			}
+		}
+	}
+	_, err := fmt.Fprintf(w, "%d cases: %d passed, %d failed\n", sum.Cases, sum.Passed, sum.Failed)
+	return err
 }

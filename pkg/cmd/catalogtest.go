@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -72,7 +71,7 @@ Pod as admitted, to start an expectation from.
 					Results []catalogtest.Result `json:"results"`
 				}{catalog.Describe(path), sum, results})
 			} else {
-				err = writeResults(cmd.OutOrStdout(), results, sum)
+				err = catalogtest.WriteText(cmd.OutOrStdout(), results, sum)
 			}
 			if err != nil {
 				return err
@@ -87,32 +86,6 @@ Pod as admitted, to start an expectation from.
 	cmd.Flags().StringSliceVar(&paths, "path", paths, "the ways to admit each case: engine (the webhook's), policies (the compiled admission policies')")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
-}
-
-func writeResults(w io.Writer, results []catalogtest.Result, sum catalogtest.Summary) error {
-	for _, r := range results {
-		var paths []string
-		for _, p := range r.Paths {
-			paths = append(paths, string(p.Path))
-		}
-		if r.Passed {
-			fmt.Fprintf(w, "ok    %s (%s)\n", r.Case, strings.Join(paths, ", "))
-			continue
-		}
-		fmt.Fprintf(w, "FAIL  %s\n", r.Case)
-		for _, p := range r.Paths {
-			if p.Passed {
-				fmt.Fprintf(w, "      %s: ok\n", p.Path)
-				continue
-			}
-			fmt.Fprintf(w, "      %s: %s\n", p.Path, p.Problem)
-			if p.Diff != "" {
-				fmt.Fprintf(w, "        %s\n", strings.ReplaceAll(strings.TrimRight(p.Diff, "\n"), "\n", "\n        "))
-			}
-		}
-	}
-	_, err := fmt.Fprintf(w, "%d cases: %d passed, %d failed\n", sum.Cases, sum.Passed, sum.Failed)
-	return err
 }
 
 func writeJSON(w io.Writer, v any) error {
