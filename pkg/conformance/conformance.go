@@ -62,6 +62,17 @@ type Template struct {
 type Result struct {
 	State     State      `json:"state"`
 	Templates []Template `json:"templates"`
+	// Sidecars are what the containers of each template the Pod holds
+	// request and limit, whatever their state: what the sidecars cost.
+	Sidecars []Sidecar `json:"sidecars,omitempty"`
+}
+
+// Sidecar is what one template's containers in a Pod request and limit,
+// cpu and memory summed over them.
+type Sidecar struct {
+	Template string              `json:"template"`
+	Requests corev1.ResourceList `json:"requests,omitempty"`
+	Limits   corev1.ResourceList `json:"limits,omitempty"`
 }
 
 // Classify works out the Pod's state in a namespace with these labels;
@@ -111,7 +122,34 @@ func Classify(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog,
 	for _, t := range res.Templates {
 		res.State = Worst(res.State, t.State)
 	}
+	for _, c := range claims {
+		if t := cat.Template(c.Name); t != nil && c.Present {
+			res.Sidecars = append(res.Sidecars, sidecarOf(pod, t))
+		}
+	}
 	return res
+}
+
+// sidecarOf sums the cpu and memory the template's containers in the
+// Pod request and limit.
+func sidecarOf(pod *corev1.Pod, t *catalog.Template) Sidecar {
+	s := Sidecar{Template: t.Name, Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	names := t.ContainerNames()
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		if !slices.Contains(names, c.Name) {
+			continue
+		}
+		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			for _, pair := range [][2]corev1.ResourceList{{s.Requests, c.Resources.Requests}, {s.Limits, c.Resources.Limits}} {
+				if q, ok := pair[1][r]; ok {
+					sum := pair[0][r]
+					sum.Add(q)
+					pair[0][r] = sum
+				}
+			}
+		}
+	}
+	return s
 }
 
 // claimState is the state of a template the status annotation lists.

@@ -43,12 +43,23 @@ type Report struct {
 	// counted.
 	Finished []Pod         `json:"finished,omitempty"`
 	Summary  map[State]int `json:"summary"`
+	// Sidecars total what the running Pods' sidecars request and limit,
+	// by namespace and template, in that order.
+	Sidecars []SidecarTotal `json:"sidecars"`
+}
+
+// SidecarTotal is what one template's containers request and limit over
+// the running Pods of a namespace that hold them.
+type SidecarTotal struct {
+	Namespace string `json:"namespace"`
+	Pods      int    `json:"pods"`
+	Sidecar
 }
 
 // NewReport starts a report on the catalog named source, every state
 // counted from zero.
 func NewReport(source string) *Report {
-	r := &Report{Catalog: source, Pods: []Pod{}, Summary: map[State]int{}}
+	r := &Report{Catalog: source, Pods: []Pod{}, Summary: map[State]int{}, Sidecars: []SidecarTotal{}}
 	for _, s := range States {
 		r.Summary[s] = 0
 	}
@@ -66,6 +77,29 @@ func (r *Report) Add(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.C
 	}
 	r.Pods = append(r.Pods, p)
 	r.Summary[res.State]++
+	for _, sc := range res.Sidecars {
+		r.addSidecar(pod.Namespace, sc)
+	}
+}
+
+// addSidecar adds one Pod's sidecar to the namespace's total of its
+// template.
+func (r *Report) addSidecar(ns string, sc Sidecar) {
+	i, found := slices.BinarySearchFunc(r.Sidecars, [2]string{ns, sc.Template}, func(t SidecarTotal, k [2]string) int {
+		return cmp.Or(cmp.Compare(t.Namespace, k[0]), cmp.Compare(t.Template, k[1]))
+	})
+	if !found {
+		r.Sidecars = slices.Insert(r.Sidecars, i, SidecarTotal{Namespace: ns, Sidecar: Sidecar{Template: sc.Template, Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}})
+	}
+	t := &r.Sidecars[i]
+	t.Pods++
+	for _, pair := range [][2]corev1.ResourceList{{t.Requests, sc.Requests}, {t.Limits, sc.Limits}} {
+		for name, q := range pair[1] {
+			sum := pair[0][name]
+			sum.Add(q)
+			pair[0][name] = sum
+		}
+	}
 }
 
 // NeedRepair counts the Pods that need repair.

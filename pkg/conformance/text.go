@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
 )
 
@@ -32,6 +34,16 @@ func (r *Report) WriteText(w io.Writer, all bool) error {
 			if t.State != Current {
 				fmt.Fprintf(w, "  %s/%s: %s %s: %s\n", p.Namespace, p.Name, t.Name, t.State, t.Reason)
 			}
+		}
+	}
+	if len(r.Sidecars) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nSIDECARS\tNAMESPACE\tPODS\tREQUESTS\tLIMITS")
+		for _, t := range r.Sidecars {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", t.Template, t.Namespace, t.Pods, resources(t.Requests), resources(t.Limits))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
 		}
 	}
 	if len(r.Finished) > 0 {
@@ -72,4 +84,18 @@ func writeWorkloads(w io.Writer, workloads []Workload, all bool) error {
 		fmt.Fprintln(tw, "(every workload is current or asks for nothing)\t\t\t")
 	}
 	return tw.Flush()
+}
+
+// resources reads "cpu 200m, memory 96Mi", or "-" for none.
+func resources(l corev1.ResourceList) string {
+	var parts []string
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := l[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %s", name, q.String()))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }

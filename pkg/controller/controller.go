@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
@@ -339,6 +340,17 @@ func (r *Reconciler) flush() {
 		}
 	}
 	clear(r.fleet.changedSeries)
+	for held := range r.fleet.changedResources {
+		r.Metrics.resources.DeletePartialMatch(prometheus.Labels{"namespace": held[0], "template": held[1]})
+		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			for _, kind := range []string{"request", "limit"} {
+				if v, ok := r.fleet.resources[[4]string{held[0], held[1], string(res), kind}]; ok {
+					r.Metrics.resources.WithLabelValues(held[0], held[1], string(res), kind).Set(float64(v) / 1000)
+				}
+			}
+		}
+	}
+	clear(r.fleet.changedResources)
 	repair := false
 	for k := range r.fleet.changedOwners {
 		state, ok := r.fleet.worst(k)

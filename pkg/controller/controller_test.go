@@ -365,3 +365,32 @@ func TestEveryStateIsCounted(t *testing.T) {
 		t.Errorf("numStates is %d, conformance.States has %d", numStates, len(conformance.States))
 	}
 }
+
+// The sidecars' requests and limits are summed by namespace and template,
+// follow Pods as they come and go, and leave no series behind.
+func TestSidecarResources(t *testing.T) {
+	cat := parse(t, "docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.38.0")
+	f := newFleet(t, cat, Options{}, injectedPod(t, cat, "a-1", "", ""), injectedPod(t, cat, "a-2", "", ""))
+	f.pass(t)
+	value := func(resource, kind string) float64 {
+		return testutil.ToFloat64(f.r.Metrics.resources.WithLabelValues(ns, "content-filler", resource, kind))
+	}
+	// content-filler requests 5m and 8Mi, limits 50m and 32Mi.
+	for _, c := range []struct {
+		resource, kind string
+		want           float64
+	}{{"cpu", "request", 0.010}, {"cpu", "limit", 0.100}, {"memory", "request", 16 << 20}, {"memory", "limit", 64 << 20}} {
+		if got := value(c.resource, c.kind); got != c.want {
+			t.Errorf("sidecar_injector_sidecar_resources{%s,%s} = %v, want %v", c.resource, c.kind, got, c.want)
+		}
+	}
+	for _, name := range []string{"a-1", "a-2"} {
+		if err := f.client.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.pass(t)
+	if n := testutil.CollectAndCount(f.r.Metrics.resources); n != 0 {
+		t.Errorf("%d series left after the Pods went", n)
+	}
+}

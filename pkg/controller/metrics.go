@@ -8,13 +8,14 @@ import (
 
 // Metrics are the controller's Prometheus metrics.
 type Metrics struct {
-	pods     *prometheus.GaugeVec
-	catalog  *prometheus.GaugeVec
-	restarts *prometheus.CounterVec
-	upgrades *prometheus.CounterVec
-	halted   prometheus.Gauge
-	duration prometheus.Gauge
-	cached   *prometheus.GaugeVec
+	pods      *prometheus.GaugeVec
+	resources *prometheus.GaugeVec
+	catalog   *prometheus.GaugeVec
+	restarts  *prometheus.CounterVec
+	upgrades  *prometheus.CounterVec
+	halted    prometheus.Gauge
+	duration  prometheus.Gauge
+	cached    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -24,6 +25,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sidecar_injector_pods",
 			Help: "Pods of the namespaces in scope by namespace, template and state (current, stale, missing, tampered, not-wanted; none with no template).",
 		}, []string{"namespace", "template", "state"}),
+		resources: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sidecar_injector_sidecar_resources",
+			Help: "What the injected sidecars of the running Pods in scope request and limit, summed by namespace and template: resource cpu in cores, memory in bytes; kind request or limit.",
+		}, []string{"namespace", "template", "resource", "kind"}),
 		catalog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sidecar_injector_controller_catalog_info",
 			Help: "The catalog version the classification uses; always 1.",
@@ -55,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"started", "success", "halted", "failure", "dry-run", "unproven"} {
 		m.upgrades.WithLabelValues(r)
 	}
-	reg.MustRegister(m.pods, m.catalog, m.restarts, m.upgrades, m.halted, m.duration, m.cached)
+	reg.MustRegister(m.pods, m.resources, m.catalog, m.restarts, m.upgrades, m.halted, m.duration, m.cached)
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -19,9 +20,16 @@ type tally struct {
 	pods   map[string]counted // by store key
 	owners map[key]*ownerTally
 	counts map[[3]string]int
+	// resources are what the sidecars request and limit, by namespace,
+	// template, resource and kind (request or limit), in milli-units
+	// (millicores, millibytes) so sums and differences stay exact; and
+	// how many Pods hold each namespace's template.
+	resources map[[4]string]int64
+	holders   map[[2]string]int
 	// changed are the series and owners touched since the last flush.
-	changedSeries map[[3]string]bool
-	changedOwners map[key]bool
+	changedSeries    map[[3]string]bool
+	changedResources map[[2]string]bool
+	changedOwners    map[key]bool
 }
 
 // counted is one Pod's part in the tally.
@@ -49,7 +57,8 @@ type refCount struct {
 
 func newTally() *tally {
 	return &tally{pods: map[string]counted{}, owners: map[key]*ownerTally{}, counts: map[[3]string]int{},
-		changedSeries: map[[3]string]bool{}, changedOwners: map[key]bool{}}
+		resources: map[[4]string]int64{}, holders: map[[2]string]int{},
+		changedSeries: map[[3]string]bool{}, changedResources: map[[2]string]bool{}, changedOwners: map[key]bool{}}
 }
 
 // put records the Pod's result in place of what it counted before.
@@ -84,6 +93,9 @@ func (t *tally) add(c counted, n int) {
 	if len(c.res.Templates) == 0 {
 		t.count([3]string{ns, "", string(conformance.None)}, n)
 	}
+	for _, sc := range c.res.Sidecars {
+		t.addSidecar(ns, sc, n)
+	}
 	o := t.owners[c.owner]
 	if o == nil {
 		o = &ownerTally{refs: map[types.UID]refCount{}}
@@ -103,6 +115,28 @@ func (t *tally) add(c counted, n int) {
 		delete(t.owners, c.owner)
 	}
 	t.changedOwners[c.owner] = true
+}
+
+// addSidecar counts n Pods' sidecar of a template in namespace ns.
+func (t *tally) addSidecar(ns string, sc conformance.Sidecar, n int) {
+	held := [2]string{ns, sc.Template}
+	t.holders[held] += n
+	if t.holders[held] == 0 {
+		delete(t.holders, held)
+	}
+	for kind, list := range map[string]corev1.ResourceList{"request": sc.Requests, "limit": sc.Limits} {
+		for name, q := range list {
+			t.resources[[4]string{ns, sc.Template, string(name), kind}] += int64(n) * q.MilliValue()
+		}
+	}
+	if t.holders[held] == 0 {
+		for series := range t.resources {
+			if series[0] == ns && series[1] == sc.Template {
+				delete(t.resources, series)
+			}
+		}
+	}
+	t.changedResources[held] = true
 }
 
 func (t *tally) count(series [3]string, n int) {
