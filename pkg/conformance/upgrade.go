@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,13 +16,26 @@ import (
 
 // Upgrade is how a stale Pod comes to carry what the catalog renders for
 // it today without being re-created: new images for running template
-// containers, which a running Pod may change, and the status annotation
-// the webhook would write for the new rendering.
+// containers, which a running Pod may change; new cpu and memory for
+// them, which the Pod's resize subresource changes with no restart; and
+// the status annotation the webhook would write for the new rendering.
 type Upgrade struct {
-	Images []Image
+	Images  []Image
+	Resizes []Resize
 	// Status is the status annotation's new value.
 	Status string
 }
+
+// Resize is one container's move to new cpu and memory.
+type Resize struct {
+	Init     bool
+	Index    int
+	Name     string
+	From, To corev1.ResourceRequirements
+}
+
+// Path is the JSON pointer of the container in the Pod.
+func (rs Resize) Path() string { return Image{Init: rs.Init, Index: rs.Index}.Path() }
 
 // Image is one container's move to a new image.
 type Image struct {
@@ -43,9 +58,11 @@ func (im Image) Path() string {
 
 // InPlace works out the Upgrade of a stale Pod, or says why it must be
 // re-created instead: it is not stale, or today's rendering differs in
-// more than the images of containers that keep running (args, env,
-// mounts, resources, a volume, a pull policy the new image would default
-// otherwise, or an init container that already ran). The Upgrade applied
+// more than the images and the cpu and memory of containers that keep
+// running (args, env, mounts, other resources, a volume, a pull policy
+// the new image would default otherwise, or an init container that
+// already ran), or a resize Kubernetes would refuse or carry out with a
+// restart (see resizes). The Upgrade applied
 // to the Pod classifies current, and a reinvocation of the webhook
 // would keep it as it is.
 func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, keys *inject.Keys) (*Upgrade, error) {
@@ -55,26 +72,35 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 	}
 	up := &Upgrade{}
 	upgraded := pod.DeepCopy()
-	moved := map[string]map[string]string{} // template: container: image
+	moved := map[string]map[string]corev1.Container{} // template: container: as rendered
 	for _, t := range res.Templates {
 		if t.State != Stale {
 			continue
 		}
-		images, err := inject.Images(pod, cat, t.Name)
+		rendered, err := inject.Rendered(pod, cat, t.Name)
 		if err != nil {
 			return nil, err
 		}
-		ims, err := moveImages(upgraded, images)
+		ims, err := moveImages(upgraded, rendered)
 		if err != nil {
 			return nil, err
 		}
-		up.Images = append(up.Images, ims...)
-		moved[t.Name] = images
+		rss, err := resizes(upgraded, rendered)
+		if err != nil {
+			return nil, err
+		}
+		up.Images, up.Resizes = append(up.Images, ims...), append(up.Resizes, rss...)
+		moved[t.Name] = rendered
 	}
-	if len(up.Images) == 0 {
-		return nil, errors.New("no template container's image differs: " + staleReasons(res))
+	if len(up.Images)+len(up.Resizes) == 0 {
+		return nil, errors.New("no template container's image, cpu or memory differs: " + staleReasons(res))
 	}
-	if err := withImages(upgraded, moved, keys); err != nil {
+	if len(up.Resizes) > 0 {
+		if err := sameQoS(pod, upgraded); err != nil {
+			return nil, err
+		}
+	}
+	if err := withContent(upgraded, moved, keys); err != nil {
 		return nil, err
 	}
 	claims, err := inject.VerifyStatus(upgraded, cat, keys)
@@ -88,7 +114,7 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 		}
 	}
 	if len(differ) > 0 {
-		return nil, errors.New("more than images differ: " + strings.Join(differ, "; "))
+		return nil, errors.New("more than images, cpu and memory differ: " + strings.Join(differ, "; "))
 	}
 	if after := Classify(upgraded, nsLabels, cat, keys); after.State != Current {
 		return nil, errors.New("it would still not be current: " + staleReasons(after))
@@ -109,9 +135,10 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 
 // moveImages gives the Pod's containers their new images (by container
 // name), or says why one cannot change in place.
-func moveImages(pod *corev1.Pod, images map[string]string) ([]Image, error) {
+func moveImages(pod *corev1.Pod, rendered map[string]corev1.Container) ([]Image, error) {
 	var out []Image
-	for name, image := range images {
+	for _, name := range slices.Sorted(maps.Keys(rendered)) {
+		image := rendered[name].Image
 		im, c := find(pod, name)
 		if c == nil || c.Image == image {
 			continue
@@ -129,17 +156,18 @@ func moveImages(pod *corev1.Pod, images map[string]string) ([]Image, error) {
 	return out, nil
 }
 
-// withImages rewrites the status entries of the templates whose
-// containers moved to new images, as the content they hold now.
-func withImages(pod *corev1.Pod, moved map[string]map[string]string, keys *inject.Keys) error {
+// withContent rewrites the status entries of the templates whose
+// containers moved to new images or resources, as the content they hold
+// now.
+func withContent(pod *corev1.Pod, moved map[string]map[string]corev1.Container, keys *inject.Keys) error {
 	var status inject.Status
 	if err := json.Unmarshal([]byte(pod.Annotations[inject.StatusAnnotation]), &status); err != nil {
 		return fmt.Errorf("annotation %s: %w", inject.StatusAnnotation, err)
 	}
 	for i, in := range status.Templates {
-		if images, ok := moved[in.Name]; ok {
+		if rendered, ok := moved[in.Name]; ok {
 			var err error
-			if status.Templates[i], err = inject.WithImages(in, images, keys); err != nil {
+			if status.Templates[i], err = inject.WithContent(in, rendered, keys); err != nil {
 				return err
 			}
 		}

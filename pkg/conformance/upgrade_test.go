@@ -69,7 +69,7 @@ func TestInPlace(t *testing.T) {
 		cat    *catalog.Catalog
 		reason string
 	}{
-		"args as well as the image":                  {running, newArgs, `more than images differ: content-filler: containers "content-filler" differs at .args[0]`},
+		"args as well as the image":                  {running, newArgs, `more than images, cpu and memory differ: content-filler: containers "content-filler" differs at .args[0]`},
 		"an image whose default pull policy differs": {defaulted, latest, `container "content-filler" pulls IfNotPresent, the default for docker.io/library/busybox:1.37.0; docker.io/library/busybox:latest defaults to Always`},
 		"a current Pod":                              {running, cat, "it is current, not stale"},
 		"a tampered Pod":                             {tampered, moved, "it is tampered, not stale"},

@@ -51,11 +51,12 @@ func (u *upgrades) once(k key, what, reason string) bool {
 // each of those containers runs again, with a new container ID, and is
 // ready.
 type upgrading struct {
-	pod    types.NamespacedName
-	uid    types.UID
-	images []conformance.Image
-	before map[string]string // container name -> container ID before the patch
-	since  time.Time
+	pod     types.NamespacedName
+	uid     types.UID
+	images  []conformance.Image
+	resizes []conformance.Resize
+	before  map[string]string // container name -> container ID before the patch
+	since   time.Time
 }
 
 func newUpgrades() *upgrades {
@@ -162,10 +163,19 @@ func (r *Reconciler) startUpgrade(ctx context.Context, k key, pod *corev1.Pod, u
 	if r.DryRun {
 		if !r.inPlace.dryRuns[pod.UID] {
 			r.inPlace.dryRuns[pod.UID] = true
-			log.Info("Would upgrade in place", "images", describe(up.Images))
+			log.Info("Would upgrade in place", "images", describe(up.Images), "resources", describeResizes(up.Resizes))
 			r.Metrics.upgrades.WithLabelValues("dry-run").Inc()
 		}
 		return
+	}
+	// The resize first: pods/resize writes the containers' resources and
+	// nothing else, then the images and the status annotation follow.
+	if len(up.Resizes) > 0 {
+		if err := r.resize(ctx, pod, up.Resizes); err != nil {
+			r.Metrics.upgrades.WithLabelValues("failure").Inc()
+			log.Error(err, "In-place resize failed")
+			return
+		}
 	}
 	status := "/metadata/annotations/" + strings.ReplaceAll(inject.StatusAnnotation, "/", "~1")
 	ops := []map[string]any{
@@ -188,10 +198,26 @@ func (r *Reconciler) startUpgrade(ctx context.Context, k key, pod *corev1.Pod, u
 		return
 	}
 	r.Metrics.upgrades.WithLabelValues("started").Inc()
-	log.Info("Upgrading in place", "images", describe(up.Images))
+	log.Info("Upgrading in place", "images", describe(up.Images), "resources", describeResizes(up.Resizes))
 	r.inPlace.flying[k] = append(r.inPlace.flying[k], upgrading{
-		pod: types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, uid: pod.UID, images: up.Images, before: before, since: time.Now(),
+		pod: types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, uid: pod.UID, images: up.Images, resizes: up.Resizes, before: before, since: time.Now(),
 	})
+}
+
+// resize patches the containers' resources through pods/resize, each
+// checked against what was read.
+func (r *Reconciler) resize(ctx context.Context, pod *corev1.Pod, resizes []conformance.Resize) error {
+	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": pod.UID}}
+	for _, rs := range resizes {
+		ops = append(ops,
+			map[string]any{"op": "test", "path": rs.Path() + "/name", "value": rs.Name},
+			map[string]any{"op": "replace", "path": rs.Path() + "/resources", "value": rs.To})
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	return r.Client.SubResource("resize").Patch(ctx, pod, client.RawPatch(types.JSONPatchType, patch))
 }
 
 // followUpgrades finishes the upgrades whose containers run again and
@@ -212,8 +238,8 @@ func (r *Reconciler) followUpgrades(ctx context.Context) {
 				r.Log.Info("Upgraded in place", "namespace", pod.Namespace, "pod", pod.Name, "images", describe(u.images))
 				continue
 			}
-			if time.Since(u.since) > r.UpgradeTimeout {
-				r.halt(k, fmt.Sprintf("Pod %s: %s, %s after its images moved (%s)", pod.Name, waiting, r.UpgradeTimeout, describe(u.images)))
+			if time.Since(u.since) > r.UpgradeTimeout || infeasible(&pod) {
+				r.halt(k, fmt.Sprintf("Pod %s: %s, %s after its sidecars moved (%s)", pod.Name, waiting, time.Since(u.since).Round(time.Second), strings.Join(slices.DeleteFunc([]string{describe(u.images), describeResizes(u.resizes)}, func(s string) bool { return s == "" }), "; ")))
 				still = nil
 				break
 			}
@@ -247,8 +273,22 @@ func (r *Reconciler) needsRestart(k key, reason string) {
 		"Pods of %s %s cannot be upgraded in place: %s; %s repairs them", k.owner.Kind, k.owner.Name, reason, k.owner.Repair(k.namespace))
 }
 
-// waitingFor says what the upgrade still waits for, or "".
+// waitingFor says what the upgrade still waits for, or "": the
+// upgraded containers running again and ready, the resized ones running
+// with the new cpu and memory (the kubelet reports them in the
+// container's status) and no resize pending.
 func (u upgrading) waitingFor(pod *corev1.Pod) string {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodResizePending && c.Status == corev1.ConditionTrue && len(u.resizes) > 0 {
+			return fmt.Sprintf("the resize is pending: %s %s", c.Reason, c.Message)
+		}
+	}
+	for _, rs := range u.resizes {
+		cs := containerStatus(pod, rs.Name)
+		if cs.Resources == nil || !sameCPUMemory(*cs.Resources, rs.To) {
+			return fmt.Sprintf("container %s does not run with its new cpu and memory yet", rs.Name)
+		}
+	}
 	for _, im := range u.images {
 		cs := containerStatus(pod, im.Name)
 		switch {
@@ -291,4 +331,48 @@ func describe(images []conformance.Image) string {
 		parts = append(parts, im.Name+" "+im.From+" -> "+im.To)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// infeasible reports whether the kubelet will not carry out the Pod's
+// resize: waiting on does not help.
+func infeasible(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodResizePending && c.Status == corev1.ConditionTrue && c.Reason == corev1.PodReasonInfeasible {
+			return true
+		}
+	}
+	return false
+}
+
+func describeResizes(resizes []conformance.Resize) string {
+	var parts []string
+	for _, rs := range resizes {
+		parts = append(parts, fmt.Sprintf("%s %s -> %s", rs.Name, quantities(rs.From), quantities(rs.To)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// quantities reads "cpu 5m/50m memory 8Mi/32Mi": request/limit.
+func quantities(r corev1.ResourceRequirements) string {
+	var parts []string
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, lim := r.Requests[name], r.Limits[name]
+		parts = append(parts, fmt.Sprintf("%s %s/%s", name, req.String(), lim.String()))
+	}
+	return strings.Join(parts, " ")
+}
+
+// sameCPUMemory reports whether a and b request and limit the same cpu
+// and memory.
+func sameCPUMemory(a, b corev1.ResourceRequirements) bool {
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		for _, pair := range [][2]corev1.ResourceList{{a.Requests, b.Requests}, {a.Limits, b.Limits}} {
+			x, xok := pair[0][name]
+			y, yok := pair[1][name]
+			if xok != yok || xok && !x.Equal(y) {
+				return false
+			}
+		}
+	}
+	return true
 }

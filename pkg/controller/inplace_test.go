@@ -161,7 +161,7 @@ func TestInPlaceModes(t *testing.T) {
 		event     string
 	}{
 		"new args in in-place mode: an Event, no restart": {newArgs, Options{Repair: RepairInPlace}, injectedPod(t, old, "a-1", "Deployment", "a-web"),
-			oldImage, "", `SidecarsNeedRestart Pods of Deployment a-web cannot be upgraded in place: Pod a-1: no template container's image differs: content-filler: the catalog now renders it differently (containers "content-filler" differs at .args[0]); kubectl rollout restart deployment/a-web -n shop repairs them`},
+			oldImage, "", `SidecarsNeedRestart Pods of Deployment a-web cannot be upgraded in place: Pod a-1: no template container's image, cpu or memory differs: content-filler: the catalog now renders it differently (containers "content-filler" differs at .args[0]); kubectl rollout restart deployment/a-web -n shop repairs them`},
 		"new args in auto mode: a rollout":   {newArgs, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), oldImage, "a-web", ""},
 		"a new image in auto mode: in place": {cat, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "Deployment", "a-web"), newImage, "", ""},
 		"a bare Pod by default: left alone": {cat, Options{Repair: RepairAuto}, injectedPod(t, old, "a-1", "", ""), oldImage, "",
@@ -245,5 +245,100 @@ func TestInPlaceLeavesAPodThatChangedMeanwhile(t *testing.T) {
 	}
 	if f.r.inPlace.inFlight() != 0 {
 		t.Errorf("an upgrade is followed that never started")
+	}
+}
+
+// resizedBy is the kubelet carrying out the Pod's resize: each
+// container's status reports the resources its spec asks for now.
+func (f *fleet) resizedBy(t *testing.T, name string) {
+	t.Helper()
+	p := f.get(t, name)
+	for i := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[i]
+		for _, c := range p.Spec.Containers {
+			if c.Name == cs.Name {
+				cs.Resources = c.Resources.DeepCopy()
+			}
+		}
+	}
+	if err := f.client.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A catalog that moves only a sidecar's cpu and memory resizes the Pods
+// in place, one at a time as for images: the same Pods, the same
+// containers (no new container ID), the new values in the spec, the
+// status the webhook writes, current; the next Pod only once the kubelet
+// reports the first one's resize done.
+func TestResizeInPlace(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "requests: {cpu: 5m, memory: 8Mi}\n      limits: {cpu: 50m, memory: 32Mi}", "requests: {cpu: 10m, memory: 16Mi}\n      limits: {cpu: 100m, memory: 48Mi}")
+	f := newFleet(t, cat, Options{Repair: RepairInPlace}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"), running(injectedPod(t, old, "a-2", "Deployment", "a-web"), "1"))
+	limit := func(name string) string {
+		for _, c := range f.get(t, name).Spec.Containers {
+			if c.Name == "content-filler" {
+				return c.Resources.Limits.Memory().String()
+			}
+		}
+		return ""
+	}
+	f.pass(t)
+	if got := []string{limit("a-1"), limit("a-2")}; got[0] != "48Mi" || got[1] != "32Mi" {
+		t.Fatalf("after the first pass: memory limits %v, want a-1 resized alone", got)
+	}
+	f.pass(t)
+	if got := limit("a-2"); got != "32Mi" {
+		t.Fatalf("a-2 resized while a-1's resize is not reported done")
+	}
+	f.resizedBy(t, "a-1")
+	f.pass(t)
+	f.resizedBy(t, "a-2")
+	f.pass(t)
+	if got := limit("a-2"); got != "48Mi" {
+		t.Fatalf("a-2's memory limit %s once a-1's resize is done, want 48Mi", got)
+	}
+	fresh := injectedPod(t, cat, "new", "Deployment", "a-web")
+	for _, name := range []string{"a-1", "a-2"} {
+		p := f.get(t, name)
+		if p.Annotations[inject.StatusAnnotation] != fresh.Annotations[inject.StatusAnnotation] {
+			t.Errorf("%s status %s; a new Pod gets %s", name, p.Annotations[inject.StatusAnnotation], fresh.Annotations[inject.StatusAnnotation])
+		}
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
+			t.Errorf("%s is %s after the resize: %+v", name, got.State, got.Templates)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if !strings.HasSuffix(cs.ContainerID, "-1") {
+				t.Errorf("%s: container %s is %s; a resize starts no container", name, cs.Name, cs.ContainerID)
+			}
+		}
+	}
+	if got := upgraded(f, "success"); got != 2 {
+		t.Errorf("upgrades success %v, want 2", got)
+	}
+	if got := f.restarted(t); len(got) != 0 {
+		t.Errorf("restarted %v; a resize restarts nothing", got)
+	}
+}
+
+// A resize the kubelet reports infeasible stops the workload's upgrade at
+// once, naming the Pod and the kubelet's reason.
+func TestResizeInfeasibleHalts(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "limits: {cpu: 50m, memory: 32Mi}", "limits: {cpu: 50m, memory: 64Gi}")
+	f := newFleet(t, cat, Options{Repair: RepairInPlace}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"), running(injectedPod(t, old, "a-2", "Deployment", "a-web"), "1"))
+	f.pass(t)
+	f.events()
+	p := f.get(t, "a-1")
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodResizePending, Status: corev1.ConditionTrue, Reason: corev1.PodReasonInfeasible, Message: "Node didn't have enough capacity: memory"})
+	if err := f.client.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	f.pass(t)
+	events := f.events()
+	if len(events) != 1 || !strings.Contains(events[0], "SidecarUpgradeHalted In-place upgrade of Deployment a-web stopped: Pod a-1: the resize is pending: Infeasible Node didn't have enough capacity: memory") {
+		t.Errorf("events %q, want one SidecarUpgradeHalted with the kubelet's reason", events)
 	}
 }

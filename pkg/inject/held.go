@@ -332,11 +332,11 @@ func (b *builder) restored(h *held) *builder {
 	return &r
 }
 
-// WithImages is the status entry in of a Pod whose containers of the
-// entry moved to new images (by container name) in place: its held
-// content with the new images, signed anew. An entry without held
-// content is returned as it is.
-func WithImages(in Injected, images map[string]string, keys *Keys) (Injected, error) {
+// WithContent is the status entry in of a Pod whose containers of the
+// entry moved in place to the images and resources of rendered (by
+// container name): its held content with them, signed anew. An entry
+// without held content is returned as it is.
+func WithContent(in Injected, rendered map[string]corev1.Container, keys *Keys) (Injected, error) {
 	if in.Held == "" {
 		return in, nil
 	}
@@ -346,8 +346,8 @@ func WithImages(in Injected, images map[string]string, keys *Keys) (Injected, er
 	}
 	for _, list := range [][]corev1.Container{h.InitContainers, h.Containers} {
 		for i := range list {
-			if image, ok := images[list[i].Name]; ok {
-				list[i].Image = image
+			if c, ok := rendered[list[i].Name]; ok {
+				list[i].Image, list[i].Resources = c.Image, c.Resources
 			}
 		}
 	}

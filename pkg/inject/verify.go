@@ -278,9 +278,10 @@ func coversJSON(want, have any, at string) string {
 	return ""
 }
 
-// Images returns the image the catalog renders today, for this Pod, of
-// each container of the template called name, by container name.
-func Images(pod *corev1.Pod, cat *catalog.Catalog, name string) (map[string]string, error) {
+// Rendered returns each container of the template called name as the
+// catalog renders it today for this Pod (parameters, the app's user and
+// resource overrides applied), by container name.
+func Rendered(pod *corev1.Pod, cat *catalog.Catalog, name string) (map[string]corev1.Container, error) {
 	t := cat.Template(name)
 	if t == nil {
 		return nil, fmt.Errorf("template %q is not in the catalog", name)
@@ -295,9 +296,9 @@ func Images(pod *corev1.Pod, cat *catalog.Catalog, name string) (map[string]stri
 		return nil, fmt.Errorf("its parameters: %w", err)
 	}
 	init, regular := r.containers()
-	images := map[string]string{}
+	out := map[string]corev1.Container{}
 	for _, c := range slices.Concat(init, regular) {
-		images[c.Name] = c.Image
+		out[c.Name] = c
 	}
-	return images, nil
+	return out, nil
 }
