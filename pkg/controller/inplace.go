@@ -235,7 +235,7 @@ func (r *Reconciler) followUpgrades(ctx context.Context) {
 			waiting := u.waitingFor(&pod)
 			if waiting == "" {
 				r.Metrics.upgrades.WithLabelValues("success").Inc()
-				r.Log.Info("Upgraded in place", "namespace", pod.Namespace, "pod", pod.Name, "images", describe(u.images))
+				r.Log.Info("Upgraded in place", "namespace", pod.Namespace, "pod", pod.Name, "images", describe(u.images), "resources", describeResizes(u.resizes))
 				continue
 			}
 			if time.Since(u.since) > r.UpgradeTimeout || infeasible(&pod) {

@@ -289,7 +289,10 @@ func newManager(o ManagerOptions) (ctrl.Manager, error) {
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "sidecar-injector-controller",
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
-		Logger:                  o.Log,
+		// The process ends when the manager stops: giving the lease back
+		// lets the next leader start at once, not after it expires.
+		LeaderElectionReleaseOnCancel: true,
+		Logger:                        o.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller manager: %w", err)

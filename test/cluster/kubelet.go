@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -46,22 +47,26 @@ func markReady(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod
 	for _, c := range pod.Spec.Containers {
 		// A container per image: a new image, as a kubelet restarts the
 		// container, a new ID.
+		// The resources it runs with: those the spec asks for, as a
+		// kubelet reports them once a resize is done.
 		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
 			Name: c.Name, Image: c.Image, Ready: true, Started: new(true), ContainerID: "fake://" + c.Name + "/" + c.Image,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			State:     corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			Resources: c.Resources.DeepCopy(),
 		})
 	}
 	_, _ = client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 }
 
 // inStep reports whether the Pod's container statuses show the images
-// its spec names.
+// and resources its spec names.
 func inStep(pod *corev1.Pod) bool {
 	if len(pod.Status.ContainerStatuses) != len(pod.Spec.Containers) {
 		return false
 	}
 	for i, c := range pod.Spec.Containers {
-		if pod.Status.ContainerStatuses[i].Image != c.Image {
+		cs := pod.Status.ContainerStatuses[i]
+		if cs.Image != c.Image || cs.Resources == nil || !equality.Semantic.DeepEqual(*cs.Resources, c.Resources) {
 			return false
 		}
 	}

@@ -75,21 +75,56 @@ func asController(t *testing.T) string {
 }
 
 // Under the RBAC deploy/base gives it, `controller --repair=in-place`
-// upgrades a Deployment's stale sidecars in place when the catalog moves
-// their image: the same Pods carry the new image and classify current,
-// the Deployment is never rolled out.
+// moves a Deployment's stale sidecars in place when the catalog moves
+// their image (the container runs anew on it) or their cpu and memory
+// (resized through pods/resize, the container kept): the same Pods carry
+// what the catalog renders and classify current, the Deployment is never
+// rolled out.
 func TestInPlaceUpgradeUnderTheShippedRBAC(t *testing.T) {
-	helper := filepath.Join(suite.catalogDir, "inplace.yaml")
-	write := func(image string) {
+	withResources := func(cpuRequest, cpuLimit string) string {
+		return `apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: repair-helper
+  pattern: sidecar
+  description: the conformance controller's test template
+  containers:
+  - name: repair-helper
+    image: busybox:1.36.0
+    resources: {requests: {cpu: ` + cpuRequest + `, memory: 32Mi}, limits: {cpu: ` + cpuLimit + `, memory: 128Mi}}
+`
+	}
+	for _, c := range []struct {
+		name, before, after string
+		moved               func(corev1.Container) bool
+	}{
+		{"image", string(repairHelper("busybox:1.36.0")), string(repairHelper("busybox:1.37.0")), func(c corev1.Container) bool { return c.Image == "busybox:1.37.0" }},
+		{"resources", withResources("10m", "200m"), withResources("20m", "300m"),
+			func(c corev1.Container) bool {
+				return c.Resources.Requests.Cpu().String() == "20m" && c.Resources.Limits.Cpu().String() == "300m"
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) { inPlace(t, c.name, c.before, c.after, c.moved) })
+	}
+}
+
+// inPlace runs a Deployment of two Pods with the template of the catalog
+// before (its template named repair-helper, renamed for the test), moves
+// the catalog to after and waits until the controller has moved both
+// Pods in place, holding each sidecar to moved.
+func inPlace(t *testing.T, name, before, after string, moved func(corev1.Container) bool) {
+	helper := filepath.Join(suite.catalogDir, "inplace-"+name+".yaml")
+	template := "inplace-" + name
+	write := func(catalog string) {
 		t.Helper()
-		text := strings.ReplaceAll(string(repairHelper(image)), "repair-helper", "inplace-helper")
+		text := strings.ReplaceAll(catalog, "repair-helper", template)
 		if err := os.WriteFile(helper, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write("busybox:1.36.0")
+	write(before)
 	t.Cleanup(func() { _ = os.Remove(helper) })
-	ns := namespace(t, "e2e-inplace", map[string]string{"sidecars.podpatterns.io/injection": "enabled"})
+	ns := namespace(t, "e2e-inplace-"+name, map[string]string{"sidecars.podpatterns.io/injection": "enabled"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go cluster.PlayKubelet(ctx, suite.cluster.Client, ns)
@@ -98,41 +133,41 @@ func TestInPlaceUpgradeUnderTheShippedRBAC(t *testing.T) {
 		Replicas: new(int32(2)),
 		Selector: &metav1.LabelSelector{MatchLabels: labels},
 		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sidecars.podpatterns.io/inject": "inplace-helper"}},
+			ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sidecars.podpatterns.io/inject": template}},
 			Spec:       nginxPod("", "").Spec,
 		},
 	}}
 	if _, err := suite.client.AppsV1().Deployments(ns).Create(ctxFor(t), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	images := func() (map[types.UID]string, bool) {
+	sidecars := func() (map[types.UID]corev1.Container, bool) {
 		pods, err := suite.client.CoreV1().Pods(ns).List(ctxFor(t), metav1.ListOptions{})
 		if err != nil || len(pods.Items) != 2 {
 			return nil, false
 		}
-		out := map[types.UID]string{}
+		out := map[types.UID]corev1.Container{}
 		for _, p := range pods.Items {
-			i := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "inplace-helper" })
+			i := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == template })
 			if i < 0 || p.Status.Phase != corev1.PodRunning {
 				return nil, false
 			}
-			out[p.UID] = p.Spec.Containers[i].Image
+			out[p.UID] = p.Spec.Containers[i]
 		}
 		return out, true
 	}
-	var before map[types.UID]string
-	eventually(t, "two injected, running Pods", func() bool { var ok bool; before, ok = images(); return ok })
+	var first map[types.UID]corev1.Container
+	eventually(t, "two injected, running Pods", func() bool { var ok bool; first, ok = sidecars(); return ok })
 
 	metrics, _ := startController(t, "--kubeconfig", asController(t), "--repair=in-place")
-	write("busybox:1.37.0")
-	eventually(t, "both Pods upgraded in place", func() bool {
+	write(after)
+	eventually(t, "both Pods moved in place", func() bool {
 		return metric(metrics, `sidecar_injector_controller_upgrades_total{result="success"}`) == 2 &&
-			metric(metrics, `sidecar_injector_pods{namespace="`+ns+`",state="current",template="inplace-helper"}`) == 2
+			metric(metrics, `sidecar_injector_pods{namespace="`+ns+`",state="current",template="`+template+`"}`) == 2
 	})
-	after, _ := images()
-	for uid := range before {
-		if after[uid] != "busybox:1.37.0" {
-			t.Errorf("Pod %s: image %q after the upgrade, want the same Pod on busybox:1.37.0 (after: %v)", uid, after[uid], after)
+	now, _ := sidecars()
+	for uid := range first {
+		if c, ok := now[uid]; !ok || !moved(c) {
+			t.Errorf("Pod %s: sidecar %+v after the upgrade, want the same Pod with what the catalog moved", uid, c)
 		}
 	}
 	got, err := suite.client.AppsV1().Deployments(ns).Get(ctxFor(t), "shop", metav1.GetOptions{})
