@@ -20,8 +20,11 @@ const (
 	// BusyboxNext is the same busybox under the next patch release's
 	// tag: what a catalog moves its sidecars to.
 	BusyboxNext = "docker.io/library/busybox:1.37.1"
-	Socat       = "docker.io/alpine/socat:1.8.0.3"
-	Exporter    = "docker.io/nginx/nginx-prometheus-exporter:1.4.2"
+	// BusyboxSized is busybox under a tag no catalog moves: the sidecars
+	// whose cpu and memory the resize tests move, and nothing else.
+	BusyboxSized = "docker.io/library/busybox:1.37.2"
+	Socat        = "docker.io/alpine/socat:1.8.0.3"
+	Exporter     = "docker.io/nginx/nginx-prometheus-exporter:1.4.2"
 )
 
 // Env is a control plane, a node and the webhook serving a catalog, all
@@ -111,7 +114,7 @@ func (e *Env) up(ctx context.Context, logs *os.File, catalogFiles map[string][]b
 }
 
 // testImages are the images the node holds: the sandbox, busybox (under
-// two tags), socat and the exporter.
+// three tags), socat and the exporter.
 func testImages(dir string) ([]Image, error) {
 	pause, err := PauseImage(SandboxImage, dir)
 	if err != nil {
@@ -125,6 +128,10 @@ func testImages(dir string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	sized, err := BusyboxImage(BusyboxSized)
+	if err != nil {
+		return nil, err
+	}
 	proxy, err := ProgramImage(Socat, "/usr/bin/socat")
 	if err != nil {
 		return nil, err
@@ -133,7 +140,7 @@ func testImages(dir string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Image{pause, box, next, proxy, metrics}, nil
+	return []Image{pause, box, next, sized, proxy, metrics}, nil
 }
 
 // Down stops the webhook, the node and the control plane, and removes

@@ -59,7 +59,37 @@ templates:
     resources:
       requests: {cpu: 10m, memory: 16Mi}
       limits: {cpu: 100m, memory: 32Mi}
+- name: sizer
+  pattern: sidecar
+  description: Does nothing; the resize tests move its cpu and memory.
+  containers:
+  - name: sizer
+    image: ` + BusyboxSized + `
+    imagePullPolicy: Never
+    command: [sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']
+    securityContext: {runAsUser: 65534}
+    resources:
+      ` + SizedBefore + `
+- name: native-sizer
+  pattern: sidecar
+  description: The same, as a native sidecar.
+  nativeSidecar: true
+  containers:
+  - name: native-sizer
+    image: ` + BusyboxSized + `
+    imagePullPolicy: Never
+    command: [sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']
+    securityContext: {runAsUser: 65534}
+    resources:
+      ` + SizedBefore + `
 `
+
+// SizedBefore and SizedAfter are the sizers' resources in TestCatalog and
+// in the catalog the in-place tests move to: cpu and memory, both up.
+const (
+	SizedBefore = "{requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 48Mi}}"
+	SizedAfter  = "{requests: {cpu: 20m, memory: 24Mi}, limits: {cpu: 200m, memory: 64Mi}}"
+)
 
 // WebPod is a web server asking for the content-filler, ready once it
 // serves the page the filler writes; restricted as Pod Security's

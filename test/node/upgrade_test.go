@@ -67,8 +67,9 @@ var upgrades struct {
 const missingImage = "docker.io/library/busybox:1.37.9"
 
 // upgradeController runs `controller --repair=in-place` with a catalog
-// that moves the pinger to an image the node lacks and every other
-// busybox sidecar to BusyboxNext, and returns that catalog.
+// that moves the pinger to an image the node lacks, every other busybox
+// sidecar to BusyboxNext and the sizers' cpu and memory up, and returns
+// that catalog.
 func upgradeController(t testing.TB) *catalog.Catalog {
 	upgrades.once.Do(func() {
 		upgrades.dir, upgrades.err = os.MkdirTemp("", "sidecar-injector-upgrades-")
@@ -78,6 +79,7 @@ func upgradeController(t testing.TB) *catalog.Catalog {
 		for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(TestCatalog)} {
 			text = bytes.ReplaceAll(text, []byte(BusyboxNext), []byte(missingImage))
 			text = bytes.ReplaceAll(text, []byte(Busybox), []byte(BusyboxNext))
+			text = bytes.ReplaceAll(text, []byte(SizedBefore), []byte(SizedAfter))
 			if upgrades.err = os.WriteFile(filepath.Join(upgrades.dir, name), text, 0o644); upgrades.err != nil {
 				return
 			}
@@ -128,34 +130,10 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 		t.Fatalf("%v (logs: %s)", err, suite.logs.Name())
 	}
 	app := map[string]string{} // Pod -> the web container's ID
-	var served, failed atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan struct{})
 	for _, p := range pods {
 		app[p.Name] = ContainerStatus(&p, "web").ContainerID
 	}
-	go func() { // the app serves throughout
-		defer close(done)
-		c := &http.Client{Timeout: time.Second}
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			for _, p := range pods {
-				resp, err := c.Get("http://" + p.Status.PodIP + ":8080/index.html")
-				if err == nil && resp.StatusCode == http.StatusOK {
-					served.Add(1)
-				} else {
-					failed.Add(1)
-				}
-				if err == nil {
-					resp.Body.Close()
-				}
-			}
-		}
-	}()
+	stopServing := serveThroughout(pods)
 
 	cat := upgradeController(t)
 	upgraded := func(p *corev1.Pod) bool {
@@ -169,10 +147,8 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 	for _, p := range pods {
 		until(t, ns, p.Name, p.Name+"'s sidecars running again on "+BusyboxNext, upgraded)
 	}
-	close(stop)
-	<-done
-	if served.Load() == 0 || failed.Load() > 0 {
-		t.Errorf("during the upgrade the app served %d requests and failed %d; want every one served", served.Load(), failed.Load())
+	if served, failed := stopServing(); served == 0 || failed > 0 {
+		t.Errorf("during the upgrade the app served %d requests and failed %d; want every one served", served, failed)
 	}
 	for _, before := range pods {
 		p, err := client.CoreV1().Pods(ns).Get(ctx, before.Name, metav1.GetOptions{})
@@ -198,6 +174,41 @@ func TestSidecarsUpgradeInPlaceWithoutRestartingTheApp(t *testing.T) {
 	var report conformance.Report
 	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil || report.Summary[conformance.Current] != 2 || len(report.Pods) != 2 {
 		t.Errorf("audit: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+}
+
+// serveThroughout asks each Pod's app for its page every 50 ms until
+// the function it returns is called, which says how many requests were
+// served and how many failed.
+func serveThroughout(pods []corev1.Pod) func() (served, failed int64) {
+	var ok, bad atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, p := range pods {
+				resp, err := c.Get("http://" + p.Status.PodIP + ":8080/index.html")
+				if err == nil && resp.StatusCode == http.StatusOK {
+					ok.Add(1)
+				} else {
+					bad.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
+	return func() (int64, int64) {
+		close(stop)
+		<-done
+		return ok.Load(), bad.Load()
 	}
 }
 
