@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_controller_upgrades_total",
-			Help: "Pods upgraded in place, by result: started (images patched), success (the new containers run and are ready), halted (not ready in time: the workload's upgrade stopped), failure (the patch failed), dry-run (logged, not patched), unproven (the Pods' controller reference does not lead to the workload by UID; once per workload and reason).",
+			Help: "Pods upgraded in place, by result: started (images patched or sidecars resized), success (the new containers run and are ready, the resized ones with their new cpu and memory), halted (not ready in time: the workload's upgrade stopped), failure (the patch failed), dry-run (logged, not patched), unproven (the Pods' controller reference does not lead to the workload by UID; once per workload and reason).",
 		}, []string{"result"}),
 		halted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_controller_upgrades_halted",
