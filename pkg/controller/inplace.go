@@ -279,8 +279,12 @@ func (r *Reconciler) needsRestart(k key, reason string) {
 // container's status) and no resize pending.
 func (u upgrading) waitingFor(pod *corev1.Pod) string {
 	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodResizePending && c.Status == corev1.ConditionTrue && len(u.resizes) > 0 {
+		switch {
+		case len(u.resizes) == 0 || c.Status != corev1.ConditionTrue:
+		case c.Type == corev1.PodResizePending:
 			return fmt.Sprintf("the resize is pending: %s %s", c.Reason, c.Message)
+		case c.Type == corev1.PodResizeInProgress && c.Reason == corev1.PodReasonError:
+			return fmt.Sprintf("the kubelet fails to resize it: %s", c.Message)
 		}
 	}
 	for _, rs := range u.resizes {

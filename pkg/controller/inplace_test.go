@@ -342,3 +342,40 @@ func TestResizeInfeasibleHalts(t *testing.T) {
 		t.Errorf("events %q, want one SidecarUpgradeHalted with the kubelet's reason", events)
 	}
 }
+
+// A resize the kubelet keeps failing (a memory limit below what the
+// container uses: PodResizeInProgress with an error) is waited out once,
+// up to --upgrade-timeout, then stops the workload's upgrade; it is not
+// patched again.
+func TestResizeThatKeepsFailingIsNotLoopedOn(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "limits: {cpu: 50m, memory: 32Mi}", "limits: {cpu: 50m, memory: 16Mi}")
+	f := newFleet(t, cat, Options{Repair: RepairInPlace, UpgradeTimeout: time.Nanosecond}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"))
+	patches := 0
+	f.client = interceptor.NewClient(f.client.(client.WithWatch), interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			if sub == "resize" {
+				patches++
+			}
+			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+	})
+	f.r.Client = f.client
+	f.pass(t)
+	p := f.get(t, "a-1")
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodResizeInProgress, Status: corev1.ConditionTrue, Reason: corev1.PodReasonError, Message: "memory limit below usage"})
+	if err := f.client.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	f.events()
+	for range 3 {
+		f.pass(t)
+	}
+	if patches != 1 {
+		t.Errorf("the resize was patched %d times; want once", patches)
+	}
+	if events := f.events(); len(events) != 1 || !strings.Contains(events[0], "SidecarUpgradeHalted") || !strings.Contains(events[0], "the kubelet fails to resize it: memory limit below usage") {
+		t.Errorf("events %q; want one SidecarUpgradeHalted saying the resize did not take", events)
+	}
+}

@@ -87,12 +87,14 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // BenchmarkSidecarUpgrade repairs the sidecars of a 2-Pod Deployment
-// (content-filler and tail-shipper) two ways and reports the median time
-// until every Pod runs them ready again, and how many app containers
-// started anew: in place (`controller --repair=in-place`, timed from the
-// catalog's move to the next busybox) and by a rollout restart (timed
-// from the patch of the pod template, as `kubectl rollout restart` does
-// it, until two new Pods are ready):
+// three ways and reports the median time until every Pod runs them ready
+// again, and how many app containers started anew: in place
+// (`controller --repair=in-place`, timed from the catalog's move of the
+// content-filler and tail-shipper to the next busybox), resized in place
+// (the same controller, timed from the catalog's move of the sizers' cpu
+// and memory until the kubelet reports them) and by a rollout restart
+// (timed from the patch of the pod template, as `kubectl rollout
+// restart` does it, until two new Pods are ready):
 //
 //	go test ./test/node -run XXX -bench SidecarUpgrade -benchtime 5x
 func BenchmarkSidecarUpgrade(b *testing.B) {
@@ -101,7 +103,7 @@ func BenchmarkSidecarUpgrade(b *testing.B) {
 	}
 	c := suite.cluster.Client
 	ctx := context.Background()
-	for _, how := range []string{"in-place", "rollout-restart"} {
+	for _, how := range []string{"in-place", "resize", "rollout-restart"} {
 		b.Run(how, func(b *testing.B) {
 			ns := "bench-upgrade-" + how
 			// b.N grows from 1: each round reuses the namespace.
@@ -113,16 +115,22 @@ func BenchmarkSidecarUpgrade(b *testing.B) {
 			for range b.N {
 				moveCatalog(b, false)
 				d := shop(2)
+				old := func(p *corev1.Pod) bool { return ready(p) && ContainerStatus(p, "content-filler").Image == Busybox }
+				upgraded := func(p *corev1.Pod) bool { return ready(p) && ContainerStatus(p, "content-filler").Image == BusyboxNext }
+				if how == "resize" {
+					d = sized(2)
+					old = func(p *corev1.Pod) bool { return ready(p) && runsWith(p, "48Mi") }
+					upgraded = func(p *corev1.Pod) bool { return ready(p) && runsWith(p, "64Mi") }
+				}
 				shops++
 				d.Name = fmt.Sprintf("shop-%d", shops)
 				d.Spec.Selector.MatchLabels["app"], d.Spec.Template.Labels["app"] = d.Name, d.Name
 				if _, err := c.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 					b.Fatal(err)
 				}
-				before := shopPods(b, ns, d.Name, func(p *corev1.Pod) bool { return ready(p) && ContainerStatus(p, "content-filler").Image == Busybox })
+				before := shopPods(b, ns, d.Name, old)
 				start := time.Now()
-				upgraded := func(p *corev1.Pod) bool { return ready(p) && ContainerStatus(p, "content-filler").Image == BusyboxNext }
-				if how == "in-place" {
+				if how != "rollout-restart" {
 					moveCatalog(b, true)
 				} else {
 					// The same images: what a rollout costs does not depend on
@@ -157,13 +165,15 @@ func BenchmarkSidecarUpgrade(b *testing.B) {
 var shops int
 
 // moveCatalog writes the shared upgrade controller's catalog: busybox
-// moved to the next tag, or as the webhook has it.
+// moved to the next tag and the sizers' cpu and memory up, or as the
+// webhook has it.
 func moveCatalog(b *testing.B, moved bool) {
 	b.Helper()
 	upgradeController(b)
 	for name, text := range map[string][]byte{"default.yaml": catalog.DefaultYAML(), "shipper.yaml": []byte(TestCatalog)} {
 		if moved {
 			text = bytes.ReplaceAll(text, []byte(Busybox), []byte(BusyboxNext))
+			text = bytes.ReplaceAll(text, []byte(SizedBefore), []byte(SizedAfter))
 		}
 		if err := os.WriteFile(filepath.Join(upgrades.dir, name), text, 0o644); err != nil {
 			b.Fatal(err)
