@@ -74,6 +74,12 @@ func changes(from, to corev1.ResourceRequirements, r corev1.ResourceName) bool {
 	return false
 }
 
+// SameCPUMemory reports whether a and b request and limit the same cpu
+// and memory: a resize to b is done once a container runs with a.
+func SameCPUMemory(a, b corev1.ResourceRequirements) bool {
+	return !changes(a, b, corev1.ResourceCPU) && !changes(a, b, corev1.ResourceMemory)
+}
+
 // sameQoS says why the resized Pod would change its QoS class, which
 // Kubernetes refuses in place; nil when it keeps it.
 func sameQoS(before, after *corev1.Pod) error {

@@ -289,7 +289,7 @@ func (u upgrading) waitingFor(pod *corev1.Pod) string {
 	}
 	for _, rs := range u.resizes {
 		cs := containerStatus(pod, rs.Name)
-		if cs.Resources == nil || !sameCPUMemory(*cs.Resources, rs.To) {
+		if cs.Resources == nil || !conformance.SameCPUMemory(*cs.Resources, rs.To) {
 			return fmt.Sprintf("container %s does not run with its new cpu and memory yet", rs.Name)
 		}
 	}
@@ -364,19 +364,4 @@ func quantities(r corev1.ResourceRequirements) string {
 		parts = append(parts, fmt.Sprintf("%s %s/%s", name, req.String(), lim.String()))
 	}
 	return strings.Join(parts, " ")
-}
-
-// sameCPUMemory reports whether a and b request and limit the same cpu
-// and memory.
-func sameCPUMemory(a, b corev1.ResourceRequirements) bool {
-	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		for _, pair := range [][2]corev1.ResourceList{{a.Requests, b.Requests}, {a.Limits, b.Limits}} {
-			x, xok := pair[0][name]
-			y, yok := pair[1][name]
-			if xok != yok || xok && !x.Equal(y) {
-				return false
-			}
-		}
-	}
-	return true
 }

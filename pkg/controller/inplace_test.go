@@ -104,16 +104,7 @@ func TestInPlaceOnePodAtATime(t *testing.T) {
 	if got := upgraded(f, "success"); got != 1 {
 		t.Errorf("upgrades success %v, want 1", got)
 	}
-	fresh := injectedPod(t, cat, "new", "Deployment", "a-web")
-	for _, name := range []string{"a-1", "a-2"} {
-		p := f.get(t, name)
-		if p.Annotations[inject.StatusAnnotation] != fresh.Annotations[inject.StatusAnnotation] {
-			t.Errorf("%s status %s; a new Pod gets %s", name, p.Annotations[inject.StatusAnnotation], fresh.Annotations[inject.StatusAnnotation])
-		}
-		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
-			t.Errorf("%s is %s after the upgrade: %+v", name, got.State, got.Templates)
-		}
-	}
+	f.currentAsNew(t, cat, "a-1", "a-2")
 	if got := f.restarted(t); len(got) != 0 {
 		t.Errorf("restarted %v; in place restarts nothing", got)
 	}
@@ -248,6 +239,22 @@ func TestInPlaceLeavesAPodThatChangedMeanwhile(t *testing.T) {
 	}
 }
 
+// currentAsNew holds the Pods to what the webhook makes of a new Pod
+// under cat: its status annotation, and current.
+func (f *fleet) currentAsNew(t *testing.T, cat *catalog.Catalog, names ...string) {
+	t.Helper()
+	fresh := injectedPod(t, cat, "new", "Deployment", "a-web")
+	for _, name := range names {
+		p := f.get(t, name)
+		if p.Annotations[inject.StatusAnnotation] != fresh.Annotations[inject.StatusAnnotation] {
+			t.Errorf("%s status %s; a new Pod gets %s", name, p.Annotations[inject.StatusAnnotation], fresh.Annotations[inject.StatusAnnotation])
+		}
+		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
+			t.Errorf("%s is %s after the upgrade: %+v", name, got.State, got.Templates)
+		}
+	}
+}
+
 // resizedBy is the kubelet carrying out the Pod's resize: each
 // container's status reports the resources its spec asks for now.
 func (f *fleet) resizedBy(t *testing.T, name string) {
@@ -299,15 +306,9 @@ func TestResizeInPlace(t *testing.T) {
 	if got := limit("a-2"); got != "48Mi" {
 		t.Fatalf("a-2's memory limit %s once a-1's resize is done, want 48Mi", got)
 	}
-	fresh := injectedPod(t, cat, "new", "Deployment", "a-web")
+	f.currentAsNew(t, cat, "a-1", "a-2")
 	for _, name := range []string{"a-1", "a-2"} {
 		p := f.get(t, name)
-		if p.Annotations[inject.StatusAnnotation] != fresh.Annotations[inject.StatusAnnotation] {
-			t.Errorf("%s status %s; a new Pod gets %s", name, p.Annotations[inject.StatusAnnotation], fresh.Annotations[inject.StatusAnnotation])
-		}
-		if got := conformance.Classify(p, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys); got.State != conformance.Current {
-			t.Errorf("%s is %s after the resize: %+v", name, got.State, got.Templates)
-		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if !strings.HasSuffix(cs.ContainerID, "-1") {
 				t.Errorf("%s: container %s is %s; a resize starts no container", name, cs.Name, cs.ContainerID)
