@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,7 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/conformance"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
-	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
-	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
 type auditFlags struct {
@@ -114,27 +111,13 @@ func (f *auditFlags) offline(stdin io.Reader) (*conformance.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs, err := manifest.Split(bytes.NewReader(input))
-	if err != nil {
-		return nil, err
-	}
 	var keys *inject.Keys
 	if f.keyDir != "" {
 		if keys, err = statuskey.Read(f.keyDir); err != nil {
 			return nil, err
 		}
 	}
-	rep := conformance.NewReport(catalog.Describe(f.catalogPath))
-	for _, doc := range docs {
-		pods, err := workload.RunningPods(doc.JSON)
-		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
-		}
-		for _, p := range pods {
-			rep.Add(p, f.nsLabels, cat, keys, conformance.OwnerOf(p))
-		}
-	}
-	return rep, nil
+	return conformance.AuditManifests(input, f.nsLabels, cat, keys, catalog.Describe(f.catalogPath))
 }
 
 func (f *auditFlags) live(ctx context.Context) (*conformance.Report, error) {

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/diagnose"
-	"github.com/podpatterns/sidecar-injector/pkg/manifest"
-	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
 type diagnoseFlags struct {
@@ -97,22 +94,7 @@ func (f *diagnoseFlags) fromFile(stdin io.Reader, cat *catalog.Catalog) ([]*diag
 	if err != nil {
 		return nil, err
 	}
-	docs, err := manifest.Split(bytes.NewReader(input))
-	if err != nil {
-		return nil, err
-	}
-	var reports []*diagnose.Report
-	for _, doc := range docs {
-		pods, err := workload.PodsOf(doc.JSON)
-		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
-		}
-		for _, p := range pods {
-			reports = append(reports, &diagnose.Report{Pod: p.Name, Findings: diagnose.Pod(p.Pod, cat)})
-		}
-	}
-
-	return reports, nil
+	return diagnose.Manifests(input, cat)
 }
 
 func (f *diagnoseFlags) live(ctx context.Context, name string, cat *catalog.Catalog) ([]*diagnose.Report, error) {

@@ -2,18 +2,14 @@ package cmd
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 
-	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/manifest"
-	"github.com/podpatterns/sidecar-injector/pkg/patch"
 	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
@@ -105,7 +101,11 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if denied > 0 {
 		return found("%d of %d documents denied; nothing written", denied, len(docs))
 	}
-	if err := f.write(stdout, docs, results); err != nil {
+	format := f.output
+	if f.diff {
+		format = "diff"
+	}
+	if err := workload.Write(stdout, docs, results, format); err != nil {
 		return withCode(ExitBadInput, err)
 	}
 	return nil
@@ -114,44 +114,4 @@ func (f *injectFlags) run(stdin io.Reader, stdout, stderr io.Writer) error {
 func name(doc []byte) string {
 	head, _ := manifest.ReadHead(doc)
 	return head.Name()
-}
-
-func (f *injectFlags) write(w io.Writer, docs [][]byte, results []*workload.Result) error {
-	for i, r := range results {
-		switch {
-		case f.diff:
-			before, _ := yaml.JSONToYAML(docs[i])
-			after, _ := yaml.JSONToYAML(r.Out)
-			text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-				A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
-				FromFile: "a/" + r.Name, ToFile: "b/" + r.Name, Context: 3,
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(w, text)
-		case f.output == "patch":
-			data, err := patch.Marshal(r.Patch)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "%s\n", data)
-		case f.output == "json":
-			var buf bytes.Buffer
-			if err := json.Indent(&buf, r.Out, "", "  "); err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "%s\n", buf.Bytes())
-		default:
-			y, err := yaml.JSONToYAML(r.Out)
-			if err != nil {
-				return err
-			}
-			if i > 0 {
-				fmt.Fprintln(w, "---")
-			}
-			fmt.Fprintf(w, "%s", y)
-		}
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -9,7 +10,9 @@ import (
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
 	"github.com/podpatterns/sidecar-injector/pkg/inject"
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
 	"github.com/podpatterns/sidecar-injector/pkg/statuskey"
+	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
 // Scope is which namespaces a live audit reads.
@@ -52,6 +55,26 @@ func Audit(ctx context.Context, client kubernetes.Interface, cat *catalog.Catalo
 				owner = Owner{Kind: "CronJob", Name: cron}
 			}
 			rep.Add(pod, ns.Labels, cat, keys, owner)
+		}
+	}
+	return rep, nil
+}
+
+// AuditManifests classifies the running Pods of manifests (Pods, the
+// output of kubectl get pods -o yaml, Lists) in namespaces with nsLabels.
+func AuditManifests(input []byte, nsLabels map[string]string, cat *catalog.Catalog, keys *inject.Keys, source string) (*Report, error) {
+	docs, err := manifest.Split(bytes.NewReader(input))
+	if err != nil {
+		return nil, err
+	}
+	rep := NewReport(source)
+	for _, doc := range docs {
+		pods, err := workload.RunningPods(doc.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
+		}
+		for _, p := range pods {
+			rep.Add(p, nsLabels, cat, keys, OwnerOf(p))
 		}
 	}
 	return rep, nil

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podpatterns/sidecar-injector/pkg/catalog"
+	"github.com/podpatterns/sidecar-injector/pkg/manifest"
+	"github.com/podpatterns/sidecar-injector/pkg/workload"
 )
 
 // Report is one Pod's findings, as `diagnose -o json` prints them.
@@ -21,6 +24,26 @@ type Report struct {
 	Pod      string            `json:"pod"`
 	Findings []Finding         `json:"findings"`
 	Logs     map[string]string `json:"logs,omitempty"`
+}
+
+// Manifests checks every Pod and pod template of manifests (Pods,
+// workloads, Lists) against cat, in order.
+func Manifests(input []byte, cat *catalog.Catalog) ([]*Report, error) {
+	docs, err := manifest.Split(bytes.NewReader(input))
+	if err != nil {
+		return nil, err
+	}
+	var reports []*Report
+	for _, doc := range docs {
+		pods, err := workload.PodsOf(doc.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc.Index, err)
+		}
+		for _, p := range pods {
+			reports = append(reports, &Report{Pod: p.Name, Findings: Pod(p.Pod, cat)})
+		}
+	}
+	return reports, nil
 }
 
 // Live reads Pod ns/name from the cluster and checks it against cat.
