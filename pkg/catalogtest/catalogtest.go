@@ -180,11 +180,12 @@ type Runner struct {
 	policies *eval.Policies
 }
 
-// NewRunner compiles cat and prepares both paths.
-func NewRunner(ctx context.Context, cat *catalog.Catalog) (*Runner, error) {
-	p, err := eval.New(ctx, admissionpolicy.Compile(cat, admissionpolicy.Options{}))
+// NewRunner compiles cat and prepares both paths; an expression of the
+// compiled policies that does not compile is an error.
+func NewRunner(cat *catalog.Catalog) (*Runner, error) {
+	p, err := eval.New(admissionpolicy.Compile(cat, admissionpolicy.Options{}))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the catalog's compiled admission policies: %w", err)
 	}
 	return &Runner{cat: cat, policies: p}, nil
 }

@@ -93,7 +93,7 @@ func run(t *testing.T, cases []catalogtest.Case) []catalogtest.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := catalogtest.NewRunner(t.Context(), cat)
+	r, err := catalogtest.NewRunner(cat)
 	if err != nil {
 		t.Fatal(err)
 	}

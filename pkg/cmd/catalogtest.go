@@ -55,7 +55,7 @@ Pod as admitted, to start an expectation from.
 			if err != nil {
 				return withCode(ExitBadInput, err)
 			}
-			runner, err := catalogtest.NewRunner(cmd.Context(), c)
+			runner, err := catalogtest.NewRunner(c)
 			if err != nil {
 				return withCode(ExitBadInput, err)
 			}

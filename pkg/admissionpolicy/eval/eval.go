@@ -1,9 +1,16 @@
 // Package eval runs compiled admission policies in process with
-// kube-apiserver's own admission-policy code (k8s.io/apiserver): the
-// CEL environment, cost budget, binding match, JSON Patch application
-// and denial of a kube-apiserver of the same version, without one. It
-// is how the tests prove the compiler in seconds and how `catalog test`
-// runs an admin's cases through the policies.
+// kube-apiserver's own CEL admission code (k8s.io/apiserver): the
+// environment, the variables' composition, the cost budget and the JSON
+// Patch application of a kube-apiserver of the same version, without
+// one. It is how the tests prove the compiler in seconds and how
+// `catalog test` runs an admin's cases through the policies.
+//
+// It takes the expression layer (plugin/cel, the JSON patcher) and
+// mirrors what kube-apiserver's MutatingAdmissionPolicy and
+// ValidatingAdmissionPolicy plugins do around it (binding match, the
+// decision and its message), not the plugins themselves: those link an
+// API server's informers, gRPC and a fake clientset into every binary
+// that imports them, the webhook's included, for 20 MB of memory.
 //
 // What it leaves out is what the API server does around admission:
 // defaulting and validating the Pod, other admission plugins and
@@ -13,95 +20,136 @@ package eval
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
+	celgo "github.com/google/cel-go/cel"
+	celtypes "github.com/google/cel-go/common/types"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
-	"k8s.io/apiserver/pkg/admission/plugin/policy/generic"
-	"k8s.io/apiserver/pkg/admission/plugin/policy/matching"
-	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
-	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
-	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
-	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/apiserver/pkg/cel/environment"
 	"k8s.io/client-go/kubernetes/scheme"
-	listersv1 "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/openapi"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/podpatterns/sidecar-injector/pkg/admissionpolicy"
 )
 
 // Policies are compiled admission policies ready to admit Pods.
 type Policies struct {
-	mutate     generic.Dispatcher[mutating.PolicyHook]
-	validate   generic.Dispatcher[validating.PolicyHook]
-	mutating   []mutating.PolicyHook
-	validating []validating.PolicyHook
-	namespaces cache.Indexer
+	c          *admissionpolicy.Compiled
+	mutating   *plugincel.CompositedCompiler
+	patchers   []patch.Patcher
+	validating *plugincel.CompositedCompiler
+	checks     plugincel.ConditionEvaluator
+	messages   plugincel.ConditionEvaluator
 }
 
-// New prepares c to admit Pods. It starts nothing that outlives ctx.
-func New(ctx context.Context, c *admissionpolicy.Compiled) (*Policies, error) {
-	c = defaulted(c)
-	mutator, err := compileMutating(c.Mutating)
+// New compiles c's expressions, or says which does not compile.
+func New(c *admissionpolicy.Compiled) (*Policies, error) {
+	p := &Policies{c: c}
+	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+	var err error
+	if p.mutating, err = compiler(c.Mutating.Spec.Variables, opts); err != nil {
+		return nil, err
+	}
+	patchOpts := opts
+	patchOpts.HasPatchTypes = true
+	var errs []error
+	for i, m := range c.Mutating.Spec.Mutations {
+		if m.PatchType != admissionv1.PatchTypeJSONPatch || m.JSONPatch == nil {
+			return nil, fmt.Errorf("mutation %d: only JSONPatch mutations are evaluated here", i)
+		}
+		res := p.mutating.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: m.JSONPatch.Expression}, patchOpts, environment.StoredExpressions)
+		errs = append(errs, res.CompilationErrors()...)
+		p.patchers = append(p.patchers, patch.NewJSONPatcher(res))
+	}
+	if p.validating, err = compiler(c.Validating.Spec.Variables, opts); err != nil {
+		return nil, err
+	}
+	checks := make([]plugincel.ExpressionAccessor, len(c.Validating.Spec.Validations))
+	messages := make([]plugincel.ExpressionAccessor, len(c.Validating.Spec.Validations))
+	for i, v := range c.Validating.Spec.Validations {
+		checks[i] = expression{v.Expression, celgo.BoolType}
+		if v.MessageExpression != "" {
+			messages[i] = expression{v.MessageExpression, celgo.StringType}
+		}
+	}
+	p.checks = p.validating.CompileCondition(checks, opts, environment.StoredExpressions)
+	p.messages = p.validating.CompileCondition(messages, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions)
+	errs = append(append(errs, p.checks.CompilationErrors()...), p.messages.CompilationErrors()...)
+	if len(c.Mutating.Spec.MatchConditions)+len(c.Validating.Spec.MatchConditions) > 0 {
+		errs = append(errs, errors.New("match conditions are not evaluated here"))
+	}
+	return p, errors.Join(errs...)
+}
+
+// compiler is a composited compiler holding the variables, as the
+// plugins make one per policy.
+func compiler(vars []admissionv1.Variable, opts plugincel.OptionalVariableDeclarations) (*plugincel.CompositedCompiler, error) {
+	c, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
 	if err != nil {
 		return nil, err
 	}
-	namespaces := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	matcher := matching.NewMatcher(listersv1.NewNamespaceLister(namespaces), nil)
-	allow := authorizerfactory.NewAlwaysAllowAuthorizer()
-	p := &Policies{
-		// JSON Patch needs no schema: the static converter only has to exist.
-		mutate:   mutating.NewDispatcher(allow, matcher, patch.NewTypeConverterManager(managedfields.NewDeducedTypeConverter(), noSchemas{})),
-		validate: validating.NewDispatcher(allow, generic.NewPolicyMatcher(matcher)),
-		mutating: []mutating.PolicyHook{{
-			Policy: c.Mutating, Bindings: []*admissionv1.MutatingAdmissionPolicyBinding{c.MutatingBinding}, Evaluator: mutator,
-		}},
-		validating: []validating.PolicyHook{{
-			Policy: c.Validating, Bindings: []*admissionv1.ValidatingAdmissionPolicyBinding{c.ValidatingBinding}, Evaluator: compileValidating(c.Validating),
-		}},
-		namespaces: namespaces,
+	named := make([]plugincel.NamedExpressionAccessor, len(vars))
+	for i, v := range vars {
+		named[i] = variable{v.Name, v.Expression}
 	}
-	if err := p.mutate.Start(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.validate.Start(ctx); err != nil {
-		return nil, err
-	}
-	return p, nil
+	c.CompileAndStoreVariables(named, opts, environment.StoredExpressions)
+	return c, nil
 }
 
 // Create admits pod, created in the namespace ns, as kube-apiserver's
-// admission policies would: the mutating policy first, then the
-// validating one on its result. It returns the Pod as they leave it, or
-// the API server's error for the request (a *errors.StatusError when
-// denied). pod is not modified.
+// admission policies would: the mutating policy first where its binding
+// matches, then the validating one on its result. It returns the Pod as
+// they leave it, or the API server's error for the request (a
+// *errors.StatusError when denied). pod is not modified.
 func (p *Policies) Create(ctx context.Context, pod *corev1.Pod, ns *corev1.Namespace) (*corev1.Pod, error) {
-	if err := p.namespaces.Update(ns); err != nil {
-		return nil, err
-	}
 	obj := pod.DeepCopy()
 	obj.Namespace = ns.Name
-	attr := admission.NewAttributesRecord(obj, nil, corev1.SchemeGroupVersion.WithKind("Pod"), ns.Name, obj.Name,
-		corev1.SchemeGroupVersion.WithResource("pods"), "", admission.Create, &metav1.CreateOptions{}, false,
+	kind := corev1.SchemeGroupVersion.WithKind("Pod")
+	resource := corev1.SchemeGroupVersion.WithResource("pods")
+	attr := admission.NewAttributesRecord(obj, nil, kind, ns.Name, obj.Name, resource, "", admission.Create, &metav1.CreateOptions{}, false,
 		&user.DefaultInfo{Name: "sidecar-injector-eval"})
 	o := admission.NewObjectInterfacesFromScheme(scheme.Scheme)
-	if err := p.mutate.Dispatch(ctx, attr, o, p.mutating); err != nil {
+	versioned, err := admission.NewVersionedAttributes(attr, kind, o)
+	if err != nil {
 		return nil, err
 	}
-	if err := p.validate.Dispatch(ctx, attr, o, p.validating); err != nil {
-		return nil, err
+	namespace := plugincel.CreateNamespaceObject(ns)
+	if bound(p.c.Mutating.Spec.MatchConstraints, p.c.MutatingBinding.Spec.MatchResources, ns, obj) {
+		cctx := p.mutating.CreateContext(ctx)
+		for _, patcher := range p.patchers {
+			out, err := patcher.Patch(cctx, patch.Request{
+				MatchedResource: resource, VersionedAttributes: versioned, ObjectInterfaces: o,
+				Namespace: namespace, TypeConverter: managedfields.NewDeducedTypeConverter(),
+			}, celconfig.RuntimeCELCostBudget)
+			if err != nil {
+				return nil, denied(obj.Name, "policy '%s' with binding '%s' denied request: %v", p.c.Mutating.Name, p.c.MutatingBinding.Name, err)
+			}
+			if out, err = o.GetObjectConvertor().ConvertToVersion(out, kind.GroupVersion()); err != nil {
+				return nil, err
+			}
+			versioned.UpdateObject(out)
+		}
+	}
+	if bound(p.c.Validating.Spec.MatchConstraints, p.c.ValidatingBinding.Spec.MatchResources, ns, versioned.VersionedObject.Object()) {
+		if msg := p.validate(ctx, versioned, resource, namespace); msg != "" {
+			return nil, denied(obj.Name, "ValidatingAdmissionPolicy '%s' with binding '%s' denied request: %s", p.c.Validating.Name, p.c.ValidatingBinding.Name, msg)
+		}
 	}
 	// Through JSON, as the API server stores it: the patches leave empty
 	// lists where JSON has none.
-	raw, err := json.Marshal(attr.GetObject())
+	raw, err := json.Marshal(versioned.VersionedObject.Object())
 	if err != nil {
 		return nil, err
 	}
@@ -112,121 +160,84 @@ func (p *Policies) Create(ctx context.Context, pod *corev1.Pod, ns *corev1.Names
 	return out, nil
 }
 
-// defaulted is a copy of c's objects with the defaults the API server
-// stores them with: the selectors of their match resources match
-// everything, and requests match by equivalent resource.
-func defaulted(c *admissionpolicy.Compiled) *admissionpolicy.Compiled {
-	out := &admissionpolicy.Compiled{
-		Mutating:          c.Mutating.DeepCopy(),
-		MutatingBinding:   c.MutatingBinding.DeepCopy(),
-		Validating:        c.Validating.DeepCopy(),
-		ValidatingBinding: c.ValidatingBinding.DeepCopy(),
+// validate evaluates the validations as the ValidatingAdmissionPolicy
+// plugin decides (failurePolicy Fail, as the compiler sets it): the
+// first that is not true, or fails, denies, with its messageExpression's
+// text when that is a one-line string, else its message.
+func (p *Policies) validate(ctx context.Context, versioned *admission.VersionedAttributes, resource schema.GroupVersionResource, namespace *corev1.Namespace) string {
+	cctx := p.validating.CreateContext(ctx)
+	request := plugincel.CreateAdmissionRequest(versioned.Attributes, metav1.GroupVersionResource(resource), metav1.GroupVersionKind(versioned.VersionedKind))
+	results, remaining, err := p.checks.ForInput(cctx, versioned, request, plugincel.OptionalVariableBindings{}, namespace, celconfig.RuntimeCELCostBudget)
+	if err != nil {
+		return err.Error()
 	}
-	for _, mr := range []*admissionv1.MatchResources{out.Mutating.Spec.MatchConstraints, out.MutatingBinding.Spec.MatchResources,
-		out.Validating.Spec.MatchConstraints, out.ValidatingBinding.Spec.MatchResources} {
+	messages, _, _ := p.messages.ForInput(cctx, versioned, request, plugincel.OptionalVariableBindings{}, namespace, remaining)
+	for i, r := range results {
+		v := p.c.Validating.Spec.Validations[i]
+		switch {
+		case r.Error != nil:
+			return r.Error.Error()
+		case r.EvalResult == celtypes.True:
+			continue
+		}
+		if i < len(messages) && messages[i].Error == nil && messages[i].EvalResult != nil {
+			if msg, ok := messages[i].EvalResult.Value().(string); ok {
+				if msg = strings.TrimSpace(msg); msg != "" && len(msg) <= celconfig.MaxEvaluatedMessageExpressionSizeBytes && !strings.Contains(msg, "\n") {
+					return msg
+				}
+			}
+		}
+		if v.Message != "" {
+			return v.Message
+		}
+		return fmt.Sprintf("failed expression: %s", strings.TrimSpace(v.Expression))
+	}
+	return ""
+}
+
+// denied is the API server's error for the create of Pod name, refused
+// by a policy.
+func denied(name, format string, args ...any) error {
+	return apierrors.NewForbidden(corev1.Resource("pods"), name, fmt.Errorf(format, args...))
+}
+
+// bound reports whether a policy's match constraints and its binding's
+// match resources select a Pod of namespace ns: their namespace and
+// object selectors (every policy here matches Pod creation alone).
+func bound(constraints, binding *admissionv1.MatchResources, ns *corev1.Namespace, obj any) bool {
+	objLabels := labels.Set{}
+	if pod, ok := obj.(*corev1.Pod); ok {
+		objLabels = pod.Labels
+	}
+	for _, mr := range []*admissionv1.MatchResources{constraints, binding} {
 		if mr == nil {
 			continue
 		}
-		if mr.NamespaceSelector == nil {
-			mr.NamespaceSelector = &metav1.LabelSelector{}
-		}
-		if mr.ObjectSelector == nil {
-			mr.ObjectSelector = &metav1.LabelSelector{}
-		}
-		if mr.MatchPolicy == nil {
-			mr.MatchPolicy = new(admissionv1.Equivalent)
-		}
-	}
-	return out
-}
-
-// noSchemas is an OpenAPI client that knows no schemas: the static type
-// converter serves the only kind admitted here.
-type noSchemas struct{}
-
-func (noSchemas) Paths() (map[string]openapi.GroupVersion, error) { return nil, nil }
-
-// compileMutating compiles policy as kube-apiserver's
-// MutatingAdmissionPolicy plugin does (mutating.compilePolicy, which it
-// does not export): the same environment, variables, match conditions
-// and one patcher per mutation.
-func compileMutating(policy *admissionv1.MutatingAdmissionPolicy) (mutating.PolicyEvaluator, error) {
-	opts := plugincel.OptionalVariableDeclarations{HasParams: policy.Spec.ParamKind != nil, HasAuthorizer: true}
-	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
-	if err != nil {
-		return mutating.PolicyEvaluator{}, err
-	}
-	compiler.CompileAndStoreVariables(variables(policy.Spec.Variables), opts, environment.StoredExpressions)
-	var matcher matchconditions.Matcher
-	if len(policy.Spec.MatchConditions) > 0 {
-		matcher = matchconditions.NewMatcher(compiler.CompileCondition(conditions(policy.Spec.MatchConditions), opts, environment.StoredExpressions),
-			policy.Spec.FailurePolicy, "policy", "validate", policy.Name)
-	}
-	patchOpts := opts
-	patchOpts.HasPatchTypes = true
-	var patchers []patch.Patcher
-	for _, m := range policy.Spec.Mutations {
-		switch {
-		case m.PatchType == admissionv1.PatchTypeJSONPatch && m.JSONPatch != nil:
-			res := compiler.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: m.JSONPatch.Expression}, patchOpts, environment.StoredExpressions)
-			patchers = append(patchers, patch.NewJSONPatcher(res))
-		case m.PatchType == admissionv1.PatchTypeApplyConfiguration && m.ApplyConfiguration != nil:
-			res := compiler.CompileMutatingEvaluator(&patch.ApplyConfigurationCondition{Expression: m.ApplyConfiguration.Expression}, patchOpts, environment.StoredExpressions)
-			patchers = append(patchers, patch.NewApplyConfigurationPatcher(res))
+		for sel, set := range map[*metav1.LabelSelector]labels.Set{mr.NamespaceSelector: ns.Labels, mr.ObjectSelector: objLabels} {
+			if sel == nil {
+				continue
+			}
+			s, err := metav1.LabelSelectorAsSelector(sel)
+			if err != nil || !s.Matches(set) {
+				return false
+			}
 		}
 	}
-	return mutating.PolicyEvaluator{Matcher: matcher, Mutators: patchers, CompositedCompiler: compiler}, nil
+	return true
 }
 
-// compileValidating compiles policy as kube-apiserver's
-// ValidatingAdmissionPolicy plugin does (validating.compilePolicy).
-func compileValidating(policy *admissionv1.ValidatingAdmissionPolicy) validating.Validator {
-	opts := plugincel.OptionalVariableDeclarations{HasParams: policy.Spec.ParamKind != nil, HasAuthorizer: true}
-	messageOpts := plugincel.OptionalVariableDeclarations{HasParams: policy.Spec.ParamKind != nil}
-	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
-	if err != nil {
-		return validating.NewValidator(nil, nil, nil, nil, policy.Spec.FailurePolicy, err)
-	}
-	compiler.CompileAndStoreVariables(variables(policy.Spec.Variables), opts, environment.StoredExpressions)
-	var matcher matchconditions.Matcher
-	if len(policy.Spec.MatchConditions) > 0 {
-		matcher = matchconditions.NewMatcher(compiler.CompileCondition(conditions(policy.Spec.MatchConditions), opts, environment.StoredExpressions),
-			policy.Spec.FailurePolicy, "policy", "validate", policy.Name)
-	}
-	validations := make([]plugincel.ExpressionAccessor, len(policy.Spec.Validations))
-	messages := make([]plugincel.ExpressionAccessor, len(policy.Spec.Validations))
-	for i, v := range policy.Spec.Validations {
-		validations[i] = &validating.ValidationCondition{Expression: v.Expression, Message: v.Message, Reason: v.Reason}
-		if v.MessageExpression != "" {
-			messages[i] = &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}
-		}
-	}
-	audits := make([]plugincel.ExpressionAccessor, len(policy.Spec.AuditAnnotations))
-	for i, a := range policy.Spec.AuditAnnotations {
-		audits[i] = &validating.AuditAnnotationCondition{Key: a.Key, ValueExpression: a.ValueExpression}
-	}
-	return validating.NewValidator(
-		compiler.CompileCondition(validations, opts, environment.StoredExpressions),
-		matcher,
-		compiler.CompileCondition(audits, opts, environment.StoredExpressions),
-		compiler.CompileCondition(messages, messageOpts, environment.StoredExpressions),
-		policy.Spec.FailurePolicy,
-		nil,
-	)
+// variable is a named expression of the composition.
+type variable struct{ name, expr string }
+
+func (v variable) GetExpression() string      { return v.expr }
+func (v variable) ReturnTypes() []*celgo.Type { return []*celgo.Type{celgo.AnyType, celgo.DynType} }
+func (v variable) GetName() string            { return v.name }
+
+// expression is a validation or message expression and what it returns.
+type expression struct {
+	expr    string
+	returns *celgo.Type
 }
 
-func variables(vars []admissionv1.Variable) []plugincel.NamedExpressionAccessor {
-	out := make([]plugincel.NamedExpressionAccessor, len(vars))
-	for i, v := range vars {
-		out[i] = &validating.Variable{Name: v.Name, Expression: v.Expression}
-	}
-	return out
-}
-
-func conditions(mcs []admissionv1.MatchCondition) []plugincel.ExpressionAccessor {
-	out := make([]plugincel.ExpressionAccessor, len(mcs))
-	for i := range mcs {
-		out[i] = (*matchconditions.MatchCondition)(&mcs[i])
-	}
-	return out
-}
+func (e expression) GetExpression() string      { return e.expr }
+func (e expression) ReturnTypes() []*celgo.Type { return []*celgo.Type{e.returns} }

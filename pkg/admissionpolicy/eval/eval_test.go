@@ -63,7 +63,7 @@ func TestCompiledPoliciesMakeWhatTheEngineMakes(t *testing.T) {
 
 func compile(t *testing.T, ctx context.Context, cat *catalog.Catalog) *eval.Policies {
 	t.Helper()
-	p, err := eval.New(ctx, admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{}}))
+	p, err := eval.New(admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func BenchmarkPolicies(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	policies, err := eval.New(b.Context(), admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{}}))
+	policies, err := eval.New(admissionpolicy.Compile(cat, admissionpolicy.Options{NamespaceSelector: &metav1.LabelSelector{}}))
 	if err != nil {
 		b.Fatal(err)
 	}
