@@ -182,3 +182,18 @@ func BenchmarkPolicies(b *testing.B) {
 		})
 	}
 }
+
+// An expression the API server would not compile is an error of New,
+// not a Pod admitted or denied for a reason nobody wrote.
+func TestAnExpressionThatDoesNotCompileIsRefused(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := admissionpolicy.Compile(cat, admissionpolicy.Options{})
+	c.Validating = c.Validating.DeepCopy()
+	c.Validating.Spec.Validations[0].Expression = "variables.names.nope("
+	if _, err := eval.New(c); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("New: %v; want the expression that does not compile named", err)
+	}
+}
