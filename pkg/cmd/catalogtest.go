@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,9 +12,13 @@ import (
 	"github.com/podpatterns/sidecar-injector/pkg/catalogtest"
 )
 
+type catalogTestFlags struct {
+	catalog, output string
+	paths           []string
+}
+
 func newCatalogTestCommand() *cobra.Command {
-	var path, output string
-	paths := []string{string(catalogtest.Engine), string(catalogtest.Policies)}
+	f := &catalogTestFlags{output: "text", paths: []string{string(catalogtest.Engine), string(catalogtest.Policies)}}
 	cmd := &cobra.Command{
 		Use:   "test DIR|FILE...",
 		Short: "Run the cases kept beside a catalog, through the engine and the compiled policies",
@@ -37,55 +42,59 @@ Pod as admitted, to start an expectation from.
 ` + exitCodes("a case failed"),
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var through []catalogtest.Path
-			for _, p := range paths {
-				if p != string(catalogtest.Engine) && p != string(catalogtest.Policies) {
-					return withCode(ExitBadInput, fmt.Errorf("--path %q: want engine or policies", p))
-				}
-				through = append(through, catalogtest.Path(p))
-			}
-			if output != "text" && output != "json" {
-				return withCode(ExitBadInput, fmt.Errorf("-o %q: want text or json", output))
-			}
-			c, err := catalog.LoadOrDefault(path)
-			if err != nil {
-				return withCode(ExitBadInput, err)
-			}
-			cases, err := catalogtest.Load(args...)
-			if err != nil {
-				return withCode(ExitBadInput, err)
-			}
-			runner, err := catalogtest.NewRunner(c)
-			if err != nil {
-				return withCode(ExitBadInput, err)
-			}
-			var results []catalogtest.Result
-			for _, tc := range cases {
-				results = append(results, runner.Run(cmd.Context(), tc, through))
-			}
-			sum := catalogtest.Summarize(results)
-			if output == "json" {
-				err = writeJSON(cmd.OutOrStdout(), struct {
-					Catalog string `json:"catalog"`
-					catalogtest.Summary
-					Results []catalogtest.Result `json:"results"`
-				}{catalog.Describe(path), sum, results})
-			} else {
-				err = catalogtest.WriteText(cmd.OutOrStdout(), results, sum)
-			}
-			if err != nil {
-				return err
-			}
-			if sum.Failed > 0 {
-				return found("%d of %d cases failed", sum.Failed, sum.Cases)
-			}
-			return nil
+			return f.run(cmd.Context(), args, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&path, "catalog", path, "catalog file or directory; the embedded default if empty")
-	cmd.Flags().StringSliceVar(&paths, "path", paths, "the ways to admit each case: engine (the webhook's), policies (the compiled admission policies')")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().StringVar(&f.catalog, "catalog", f.catalog, "catalog file or directory; the embedded default if empty")
+	cmd.Flags().StringSliceVar(&f.paths, "path", f.paths, "the ways to admit each case: engine (the webhook's), policies (the compiled admission policies')")
+	cmd.Flags().StringVarP(&f.output, "output", "o", f.output, "text or json")
 	return cmd
+}
+
+func (f *catalogTestFlags) run(ctx context.Context, args []string, stdout io.Writer) error {
+	var through []catalogtest.Path
+	for _, p := range f.paths {
+		if p != string(catalogtest.Engine) && p != string(catalogtest.Policies) {
+			return withCode(ExitBadInput, fmt.Errorf("--path %q: want engine or policies", p))
+		}
+		through = append(through, catalogtest.Path(p))
+	}
+	if f.output != "text" && f.output != "json" {
+		return withCode(ExitBadInput, fmt.Errorf("-o %q: want text or json", f.output))
+	}
+	c, err := catalog.LoadOrDefault(f.catalog)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	cases, err := catalogtest.Load(args...)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	runner, err := catalogtest.NewRunner(c)
+	if err != nil {
+		return withCode(ExitBadInput, err)
+	}
+	var results []catalogtest.Result
+	for _, tc := range cases {
+		results = append(results, runner.Run(ctx, tc, through))
+	}
+	sum := catalogtest.Summarize(results)
+	if f.output == "json" {
+		err = writeJSON(stdout, struct {
+			Catalog string `json:"catalog"`
+			catalogtest.Summary
+			Results []catalogtest.Result `json:"results"`
+		}{catalog.Describe(f.catalog), sum, results})
+	} else {
+		err = catalogtest.WriteText(stdout, results, sum)
+	}
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 {
+		return found("%d of %d cases failed", sum.Failed, sum.Cases)
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -21,18 +21,7 @@ func TestPinCommand(t *testing.T) {
 	first := pintest.Push(t, image)
 
 	file := filepath.Join(t.TempDir(), "catalog.yaml")
-	text := `# Our catalog; comments stay.
-apiVersion: sidecars.podpatterns.io/v1alpha1
-kind: Catalog
-templates:
-- name: shipper
-  pattern: sidecar
-  description: ships logs
-  containers:
-  - name: shipper
-    image: "` + image + `"   # the shipper
-- {name: flow, pattern: sidecar, description: flow style, containers: [{name: flow, image: ` + image + `}]}
-`
+	text := pintest.Catalog(image)
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -70,14 +70,43 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 	if res.State != Stale {
 		return nil, fmt.Errorf("it is %s, not stale", res.State)
 	}
-	up := &Upgrade{}
 	upgraded := pod.DeepCopy()
+	up, err := move(upgraded, res, cat, keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameContent(upgraded, cat, keys); err != nil {
+		return nil, err
+	}
+	if after := Classify(upgraded, nsLabels, cat, keys); after.State != Current {
+		return nil, errors.New("it would still not be current: " + staleReasons(after))
+	}
+	admitted, err := inject.Pod(upgraded, nsLabels, cat, keys)
+	if err != nil {
+		return nil, err
+	}
+	up.Status = upgraded.Annotations[inject.StatusAnnotation]
+	if p := admitted.Plan; p != nil {
+		if len(admitted.Injected) > 0 || len(p.InitContainers)+len(p.Containers)+len(p.Volumes)+len(p.Apps)+len(p.ImagePullSecrets) > 0 {
+			return nil, fmt.Errorf("the webhook would add %s to it", strings.Join(admitted.Injected, ", "))
+		}
+		up.Status = p.Status.String()
+	}
+	return up, nil
+}
+
+// move gives the stale templates' containers of upgraded, a copy of the
+// Pod classified res, their new images and cpu and memory, and their
+// status entries the content they then hold.
+func move(upgraded *corev1.Pod, res Result, cat *catalog.Catalog, keys *inject.Keys) (*Upgrade, error) {
+	before := upgraded.DeepCopy()
+	up := &Upgrade{}
 	moved := map[string]map[string]corev1.Container{} // template: container: as rendered
 	for _, t := range res.Templates {
 		if t.State != Stale {
 			continue
 		}
-		rendered, err := inject.Rendered(pod, cat, t.Name)
+		rendered, err := inject.Rendered(before, cat, t.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -96,16 +125,19 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 		return nil, errors.New("no template container's image, cpu or memory differs: " + staleReasons(res))
 	}
 	if len(up.Resizes) > 0 {
-		if err := sameQoS(pod, upgraded); err != nil {
+		if err := sameQoS(before, upgraded); err != nil {
 			return nil, err
 		}
 	}
-	if err := withContent(upgraded, moved, keys); err != nil {
-		return nil, err
-	}
+	return up, withContent(upgraded, moved, keys)
+}
+
+// sameContent says what, besides images, cpu and memory, the moved Pod
+// still holds differently from what its status entries say.
+func sameContent(upgraded *corev1.Pod, cat *catalog.Catalog, keys *inject.Keys) error {
 	claims, err := inject.VerifyStatus(upgraded, cat, keys)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var differ []string
 	for _, c := range claims {
@@ -114,23 +146,9 @@ func InPlace(pod *corev1.Pod, nsLabels map[string]string, cat *catalog.Catalog, 
 		}
 	}
 	if len(differ) > 0 {
-		return nil, errors.New("more than images, cpu and memory differ: " + strings.Join(differ, "; "))
+		return errors.New("more than images, cpu and memory differ: " + strings.Join(differ, "; "))
 	}
-	if after := Classify(upgraded, nsLabels, cat, keys); after.State != Current {
-		return nil, errors.New("it would still not be current: " + staleReasons(after))
-	}
-	admitted, err := inject.Pod(upgraded, nsLabels, cat, keys)
-	if err != nil {
-		return nil, err
-	}
-	up.Status = upgraded.Annotations[inject.StatusAnnotation]
-	if p := admitted.Plan; p != nil {
-		if len(admitted.Injected) > 0 || len(p.InitContainers)+len(p.Containers)+len(p.Volumes)+len(p.Apps)+len(p.ImagePullSecrets) > 0 {
-			return nil, fmt.Errorf("the webhook would add %s to it", strings.Join(admitted.Injected, ", "))
-		}
-		up.Status = p.Status.String()
-	}
-	return up, nil
+	return nil
 }
 
 // moveImages gives the Pod's containers their new images (by container

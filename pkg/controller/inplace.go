@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -174,6 +175,11 @@ func (r *Reconciler) startUpgrade(ctx context.Context, k key, pod *corev1.Pod, u
 		if err := r.resize(ctx, pod, up.Resizes); err != nil {
 			r.Metrics.upgrades.WithLabelValues("failure").Inc()
 			log.Error(err, "In-place resize failed")
+			if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+				// The admission chain refuses it (a LimitRange's maximum,
+				// a quota): asking again each pass would not change that.
+				r.halt(k, fmt.Sprintf("Pod %s: the API server refuses the resize (%s): %v", pod.Name, describeResizes(up.Resizes), err))
+			}
 			return
 		}
 	}

@@ -2,12 +2,14 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -378,5 +380,39 @@ func TestResizeThatKeepsFailingIsNotLoopedOn(t *testing.T) {
 	}
 	if events := f.events(); len(events) != 1 || !strings.Contains(events[0], "SidecarUpgradeHalted") || !strings.Contains(events[0], "the kubelet fails to resize it: memory limit below usage") {
 		t.Errorf("events %q; want one SidecarUpgradeHalted saying the resize did not take", events)
+	}
+}
+
+// A resize the admission chain refuses (a LimitRange's maximum) stops the
+// workload's upgrade, naming the refusal, and is not asked again.
+func TestResizeTheChainRefusesHalts(t *testing.T) {
+	old := parse(t, "", "")
+	cat := parse(t, "limits: {cpu: 50m, memory: 32Mi}", "limits: {cpu: 50m, memory: 64Mi}")
+	f := newFleet(t, cat, Options{Repair: RepairInPlace}, deployment("a-web"),
+		running(injectedPod(t, old, "a-1", "Deployment", "a-web"), "1"))
+	patches := 0
+	f.r.Client = interceptor.NewClient(f.client.(client.WithWatch), interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			patches++
+			return apierrors.NewForbidden(corev1.Resource("pods"), obj.GetName(), errors.New("maximum memory usage per Container is 48Mi, but limit is 64Mi"))
+		},
+	})
+	for range 3 {
+		f.pass(t)
+	}
+	if patches != 1 {
+		t.Errorf("the resize was asked %d times; want once", patches)
+	}
+	var halted []string
+	for _, e := range f.events() {
+		if strings.Contains(e, "SidecarUpgradeHalted") {
+			halted = append(halted, e)
+		}
+	}
+	if len(halted) != 1 || !strings.Contains(halted[0], "the API server refuses the resize") || !strings.Contains(halted[0], "maximum memory usage per Container is 48Mi") {
+		t.Errorf("events %q; want one SidecarUpgradeHalted naming the refusal", halted)
+	}
+	if got := f.get(t, "a-1"); conformance.Classify(got, map[string]string{inject.InjectionLabel: "enabled"}, cat, injecttest.Keys).State != conformance.Stale {
+		t.Error("a-1 changed although its resize was refused")
 	}
 }

@@ -292,40 +292,59 @@ func HostileValues(t testing.TB) []Input {
 // (50 of 200 exceed the webhook's budget of JSON values, which counts the
 // managedFields the API server sends too), 150 app containers that each
 // get the template's mount and env, an inject list of 128 long unknown
-// names.
+// names, the Pods over the policies' size guards, and the Pods that hold
+// what a template adds themselves.
 func BigPods(t testing.TB) []Input {
-	wide := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "wide", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}}}
-	for i := range 150 {
-		wide.Spec.Containers = append(wide.Spec.Containers, corev1.Container{Name: fmt.Sprintf("app-%d", i), Image: "registry.example.com/app:1.0.0"})
-	}
-	heavy := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "heavy", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, content-filler"}}}
-	for i := range 20 {
-		c := corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1.0.0"}
-		for j := range 100 {
-			c.Env = append(c.Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", j), Value: fmt.Sprintf("value-%d-%d", i, j)})
+	var out []Input
+	for _, p := range slices.Concat(largePods(), ownEnvPods(), ownVolumePods()) {
+		raw, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
 		}
-		heavy.Spec.Containers = append(heavy.Spec.Containers, c)
+		out = append(out, Input{p.Name, raw, nil})
 	}
+	return out
+}
+
+func largePods() []*corev1.Pod {
+	heavy := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "heavy", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, content-filler"}},
+		Spec: corev1.PodSpec{Containers: appContainers(20, 100)}}
 	var names []string
 	for i := range 128 {
 		names = append(names, fmt.Sprintf("t%d-%s", i, strings.Repeat("x", 1000)))
 	}
 	long := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "long", Annotations: map[string]string{inject.InjectAnnotation: strings.Join(names, ",")}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}}}}
-	// Over the webhook's budget of JSON values: both deny it. Over what
-	// the policies evaluate in bounded time: they decline it.
-	env := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "env-20000", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}}}}
-	for i := range 20000 {
-		env.Spec.Containers[0].Env = append(env.Spec.Containers[0].Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", i), Value: "x"})
+		Spec: corev1.PodSpec{Containers: appContainers(1, 0)}}
+	return []*corev1.Pod{
+		heavy,
+		{ObjectMeta: metav1.ObjectMeta{Name: "wide", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}},
+			Spec: corev1.PodSpec{Containers: appContainers(150, 0)}},
+		long,
+		// Over the webhook's budget of JSON values: both deny it. Over
+		// what the policies evaluate in bounded time: they decline it.
+		{ObjectMeta: metav1.ObjectMeta{Name: "env-20000", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper"}},
+			Spec: corev1.PodSpec{Containers: appContainers(1, 20000)}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "widest", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, ambassador, metrics-adapter, content-filler", "ambassador.sidecars.podpatterns.io/upstream": "redis:6379"}},
+			Spec: corev1.PodSpec{Containers: appContainers(706, 0)}},
 	}
-	widest := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "widest", Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, ambassador, metrics-adapter, content-filler", "ambassador.sidecars.podpatterns.io/upstream": "redis:6379"}}}
-	for i := range 706 {
-		widest.Spec.Containers = append(widest.Spec.Containers, corev1.Container{Name: fmt.Sprintf("app-%d", i), Image: "registry.example.com/app:1.0.0"})
+}
+
+// appContainers are n app containers of env env vars each.
+func appContainers(n, env int) []corev1.Container {
+	out := make([]corev1.Container, n)
+	for i := range out {
+		out[i] = corev1.Container{Name: fmt.Sprintf("app-%d", i), Image: "registry.example.com/app:1.0.0"}
+		for j := range env {
+			out[i].Env = append(out[i].Env, corev1.EnvVar{Name: fmt.Sprintf("VAR_%d", j), Value: fmt.Sprintf("value-%d-%d", i, j)})
+		}
 	}
-	pods := []*corev1.Pod{heavy, wide, long, env, widest}
-	// An app that sets a template's env name itself keeps its value, which
-	// the status then holds a copy of.
+	return out
+}
+
+// ownEnvPods set a template's env name in an app container themselves:
+// the app keeps its value, which the status then holds a copy of.
+func ownEnvPods() []*corev1.Pod {
+	var out []*corev1.Pod
 	for i, env := range [][]corev1.EnvVar{
 		{{Name: "LOG_DIR", Value: "/srv/logs"}},
 		{{Name: "LOG_DIR", Value: `quote " back \ <tag> & amp`}},
@@ -334,33 +353,30 @@ func BigPods(t testing.TB) []Input {
 		{{Name: "LOG_DIR", Value: "line\nbreak"}},
 		{{Name: "LOG_DIR", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 	} {
-		pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("own-env-%d", i), Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, content-filler"}},
+		out = append(out, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("own-env-%d", i), Annotations: map[string]string{inject.InjectAnnotation: "log-shipper, content-filler"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{
 				{Name: "app", Image: "registry.example.com/app:1.0.0", Env: env},
 				{Name: "other", Image: "registry.example.com/other:1.0.0"},
 			}}})
 	}
-	// A volume the Pod has under the template's volume's name: reused only
-	// when it is the very same.
+	return out
+}
+
+// ownVolumePods have a volume under the template's volume's name: reused
+// only when it is the very same.
+func ownVolumePods() []*corev1.Pod {
+	var out []*corev1.Pod
 	for i, source := range []corev1.VolumeSource{
 		{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 		{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}},
 		{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("1Gi"))}},
 		{HostPath: &corev1.HostPathVolumeSource{Path: "/etc"}},
 	} {
-		pods = append(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("own-volume-%d", i), Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}},
+		out = append(out, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("own-volume-%d", i), Annotations: map[string]string{inject.InjectAnnotation: "content-filler"}},
 			Spec: corev1.PodSpec{
 				Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1.0.0"}},
 				Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}, {Name: "shared-content", VolumeSource: source}},
 			}})
-	}
-	var out []Input
-	for _, p := range pods {
-		raw, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, Input{p.Name, raw, nil})
 	}
 	return out
 }

@@ -15,18 +15,7 @@ import (
 func TestResolveRewriteAndARetag(t *testing.T) {
 	image := pintest.Registry(t) + "/sidecars/shipper:1.0"
 	first := pintest.Push(t, image)
-	text := `# Our catalog; comments stay.
-apiVersion: sidecars.podpatterns.io/v1alpha1
-kind: Catalog
-templates:
-- name: shipper
-  pattern: sidecar
-  description: ships logs
-  containers:
-  - name: shipper
-    image: "` + image + `"   # the shipper
-- {name: flow, pattern: sidecar, description: flow style, containers: [{name: flow, image: ` + image + `}]}
-`
+	text := pintest.Catalog(image)
 	src := catalog.Source{Name: "catalog.yaml", Data: []byte(text)}
 	resolved := resolve(t, src)
 	if len(resolved) != 1 || resolved[0].Now != first.String() || !strings.Contains(resolved[0].Problem(), "is not pinned by digest") || len(resolved[0].Where) != 2 {

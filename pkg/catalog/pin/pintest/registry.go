@@ -42,3 +42,20 @@ func Push(t testing.TB, ref string) v1.Hash {
 	}
 	return d
 }
+
+// Catalog is a catalog with a comment, a block-style and a flow-style
+// template, both on image: what a pin must rewrite without losing any.
+func Catalog(image string) string {
+	return `# Our catalog; comments stay.
+apiVersion: sidecars.podpatterns.io/v1alpha1
+kind: Catalog
+templates:
+- name: shipper
+  pattern: sidecar
+  description: ships logs
+  containers:
+  - name: shipper
+    image: "` + image + `"   # the shipper
+- {name: flow, pattern: sidecar, description: flow style, containers: [{name: flow, image: ` + image + `}]}
+`
+}
